@@ -1,0 +1,27 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both set everything up first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+
+.PHONY: setup demo test bench clean
+
+$(VENV)/.installed: pyproject.toml setup.py sampler_ext/_sampler.pyx sampler_ext/gt_support.h
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(VENV)/bin/greentop devices
+	$(VENV)/bin/greentop sample --duration 5
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/bench_sampler.py
+
+clean:
+	rm -rf $(VENV) build greentop/*.so sampler_ext/_sampler.c *.egg-info

@@ -1,0 +1,3 @@
+"""greentop: live energy profiling for machine-learning workloads."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from greentop.cli import main
+
+sys.exit(main())

@@ -1,0 +1,239 @@
+"""The ``greentop`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import NoReturn, Sequence
+
+from greentop import __version__
+from greentop.channel import Channel
+from greentop.energy import primary_channels
+from greentop.measure import ChannelSummary, measure
+from greentop.sampler import DEFAULT_RATE_HZ, DEFAULT_SLOW_RATE_HZ, MAX_RATE_HZ, SamplerError, SamplerHealth
+from greentop.sources import DiscoveryOptions, SourceResult, discover
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad input gets one clear line and exit code 2, not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"greentop: error: {message} (see '{self.prog} --help')\n")
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= MAX_RATE_HZ or math.isnan(value):
+        raise argparse.ArgumentTypeError(f"rate must be in (0, {MAX_RATE_HZ:g}] Hz, got {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= 7 * 24 * 3600 or math.isnan(value):
+        raise argparse.ArgumentTypeError(f"duration must be positive seconds, got {text}")
+    return value
+
+
+def _watts(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0 or math.isnan(value):
+        raise argparse.ArgumentTypeError(f"watts must be >= 0, got {text}")
+    return value
+
+
+def _add_discovery_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--msr", choices=["auto", "always", "never"], default="auto", help="read RAPL MSRs: auto = only without sysfs RAPL")
+    p.add_argument("--no-gpu", action="store_true", help="skip NVML")
+    p.add_argument("--cpu-idle-w", type=_watts, help="CPU estimate: whole-machine idle power (W)")
+    p.add_argument("--cpu-max-w", type=_watts, help="CPU estimate: whole-machine full-load power (W)")
+    p.add_argument("--estimate", action="store_true", help="add the CPU estimate even where a CPU sensor exists")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="greentop", description="Live energy profiler for machine-learning workloads.")
+    parser.add_argument("--version", action="version", version=f"greentop {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    d = sub.add_parser("devices", help="list every power/energy channel, its state and update period")
+    d.add_argument("--json", action="store_true", help="machine-readable output")
+    d.add_argument("--watch", type=_seconds, default=1.0, metavar="S", help="seconds to watch channels to measure update periods (default 1)")
+    d.add_argument("--rate", type=_rate, default=DEFAULT_RATE_HZ, metavar="HZ", help="fast-lane rate while watching (default 1000)")
+    d.add_argument("--slow-rate", type=_rate, default=50.0, metavar="HZ", help="slow-lane rate while watching (default 50)")
+    _add_discovery_options(d)
+
+    s = sub.add_parser("sample", help="sample every channel for a while and print energy and power (headless)")
+    s.add_argument("-d", "--duration", type=_seconds, default=5.0, metavar="S", help="seconds (default 5)")
+    s.add_argument("--rate", type=_rate, default=DEFAULT_RATE_HZ, metavar="HZ", help="fast-lane rate (default 1000)")
+    s.add_argument("--slow-rate", type=_rate, default=DEFAULT_SLOW_RATE_HZ, metavar="HZ", help="slow-lane rate (default 10)")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_discovery_options(s)
+    return parser
+
+
+def _options(args: argparse.Namespace) -> DiscoveryOptions:
+    return DiscoveryOptions(
+        msr=args.msr, gpus=not args.no_gpu, cpu_idle_w=args.cpu_idle_w, cpu_max_w=args.cpu_max_w, force_estimate=args.estimate
+    )
+
+
+def _fmt(value: float | None, spec: str, unit: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:{spec}}{unit}"
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _period_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "no change seen"
+    return f"{seconds * 1e3:.1f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.0f} us"
+
+
+def _print_problems(found: SourceResult) -> None:
+    for p in found.problems:
+        print(f"  ! {p.source}: {p.what}: {p.reason}\n      fix: {p.fix}")
+    for n in found.notes:
+        print(f"  - {n}")
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    found = discover(_options(args))
+    channels = found.channels
+    result = measure(channels, args.watch, args.rate, args.slow_rate) if channels else None
+    summaries = {s.name: s for s in result.summaries()} if result else {}
+    health = result.health if result else None
+    entries = []
+    for c in channels:
+        s = summaries[c.name]
+        h = health.channels[c.name] if health else None
+        state = "estimated" if c.estimated else "ok"
+        if h and h.errors:
+            state = f"read errors: {h.errors} ({h.last_error})"
+        entries.append((c, s, h, state))
+    if args.json:
+        doc = {
+            "channels": [
+                c.to_dict()
+                | {
+                    "state": state,
+                    "update_period_s": s.update_period_s,
+                    "read_cost_us": h.mean_cost_ns / 1e3 if h else None,
+                    "average_w": s.average_w if not math.isnan(s.average_w) else None,
+                    "samples": s.samples,
+                }
+                for c, s, h, state in entries
+            ],
+            "problems": [p.to_dict() for p in found.problems],
+            "notes": found.notes,
+            "devices": found.devices,
+            "watch_s": args.watch,
+        }
+        print(json.dumps(doc, indent=2))
+        return 0
+    if not channels:
+        print("No power or energy channel found on this machine.")
+    else:
+        rows = [
+            [c.name, c.source, c.domain, c.unit, c.lane.value, state, _period_text(s.update_period_s),
+             _fmt(h.mean_cost_ns / 1e3 if h else None, ".1f", " us"), _fmt(s.average_w, ".1f", " W")]
+            for c, s, h, state in entries
+        ]
+        print(_table(rows, ["CHANNEL", "SOURCE", "DOMAIN", "UNIT", "LANE", "STATE", "UPDATES EVERY", "READ COST", "POWER"]))
+    if not any(not c.estimated for c in channels):
+        print("\nNo hardware power sensor is readable here: greentop will use the CPU estimate above.")
+    for c in channels:
+        if c.note and (c.estimated or "MIG" in c.note):
+            print(f"  * {c.name}: {c.note}")
+    if found.problems or found.notes:
+        print()
+        _print_problems(found)
+    return 0
+
+
+def _health_lines(health: SamplerHealth) -> list[str]:
+    lines = []
+    for name, lane in health.lanes.items():
+        achieved = lane.ticks / lane.elapsed_s if lane.elapsed_s else 0.0
+        cpu = 100 * lane.cpu_s / lane.elapsed_s if lane.elapsed_s else 0.0
+        lines.append(
+            f"{name} lane: {achieved:.0f} Hz of {lane.rate_hz:g} Hz asked, {lane.missed} missed ticks, "
+            f"{lane.late} late wake-ups (worst {lane.lateness_max_ns / 1e3:.0f} us), sampler CPU {cpu:.2f}% of a core"
+        )
+    lines.append(f"overruns: {health.overruns}, read errors: {health.read_errors}")
+    return lines
+
+
+def _summary_row(s: ChannelSummary) -> list[str]:
+    return [
+        s.name + (" (estimated)" if s.estimated else ""), s.domain, str(s.samples), _fmt(s.rate_hz, ".0f", " Hz"),
+        _fmt(s.energy_j, ".3f", " J"), _fmt(s.average_w, ".2f", " W"), _fmt(s.peak_w, ".2f", " W"), str(s.wraps),
+    ]
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    found = discover(_options(args))
+    if not found.channels:
+        print("greentop: no channel to sample (no sensor and no /proc/stat)", file=sys.stderr)
+        return 1
+    print(f"Sampling {len(found.channels)} channels for {args.duration:g} s at {args.rate:g} Hz ...", file=sys.stderr)
+    result = measure(found.channels, args.duration, args.rate, args.slow_rate)
+    summaries = result.summaries()
+    primary = {c.name for c in primary_channels(found.channels)}
+    total_j = sum(s.energy_j for s in summaries if s.name in primary)
+    duration_s = max((s.duration_s for s in summaries), default=0.0)
+    if args.json:
+        print(json.dumps({
+            "channels": [s.__dict__ for s in summaries],
+            "total": {"energy_j": total_j, "average_w": total_j / duration_s if duration_s else None, "channels": sorted(primary)},
+            "health": {"lanes": {k: v.__dict__ for k, v in result.health.lanes.items()},
+                       "channels": {k: v.__dict__ for k, v in result.health.channels.items()}},
+        }, indent=2, default=float))
+        return 0
+    print(_table([_summary_row(s) for s in summaries], ["CHANNEL", "DOMAIN", "SAMPLES", "RATE", "ENERGY", "AVG", "PEAK", "WRAPS"]))
+    estimated = any(s.estimated for s in summaries if s.name in primary)
+    print(f"\nTotal ({', '.join(sorted(primary))}): {total_j:.3f} J = {total_j / 3600:.6f} Wh over {duration_s:.2f} s, "
+          f"{total_j / duration_s if duration_s else 0:.2f} W average" + (" (includes estimates)" if estimated else ""))
+    for line in _health_lines(result.health):
+        print(line)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        if args.command == "devices":
+            return cmd_devices(args)
+        return cmd_sample(args)
+    except (SamplerError, ValueError) as exc:
+        print(f"greentop: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
