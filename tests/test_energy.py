@@ -1,0 +1,96 @@
+"""Counters, gauges and the CPU model turn into the energy the readings imply."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from greentop.channel import Channel, CpuPowerModel, Quantity, Reader, ReaderKind
+from greentop.energy import CounterUnwrapper, CpuEstimator, PowerIntegrator, power_series_w, primary_channels
+
+MS = 1_000_000
+
+
+def _t(n: int, step_ns: int = MS, start: int = 10**12) -> np.ndarray:
+    return start + np.arange(n, dtype=np.int64) * step_ns
+
+
+def test_counter_energy_is_scaled_delta_since_first_sample() -> None:
+    u = CounterUnwrapper(scale=1e-6, wrap_raw=0)
+    chunk = u.feed(_t(4), np.array([1000, 3000, 6000, 10000], dtype=np.int64))
+    assert chunk.energy_j.tolist() == pytest.approx([0.0, 0.002, 0.005, 0.009])
+
+
+def test_counter_unwraps_many_wraps_across_chunks() -> None:
+    wrap = 1000
+    true_uj = np.arange(0, 10_000, 300, dtype=np.int64)  # 300 uJ per ms = 300 W... scaled below
+    raw = true_uj % wrap
+    u = CounterUnwrapper(scale=1e-6, wrap_raw=wrap)
+    t = _t(raw.size)
+    parts = [u.feed(t[a:b], raw[a:b]).energy_j for a, b in ((0, 5), (5, 6), (6, raw.size))]
+    energy = np.concatenate(parts)
+    assert energy[-1] == pytest.approx((true_uj[-1] - true_uj[0]) * 1e-6)
+    assert u.wraps == int(true_uj[-1] // wrap)
+    assert u.backwards == 0
+
+
+def test_backwards_step_that_no_wrap_explains_is_counted_and_held() -> None:
+    # 32-bit-like range: a wrap would mean 4e9 units in 1 ms, far above any plausible power.
+    u = CounterUnwrapper(scale=1e-6, wrap_raw=2**32)
+    raw = np.array([5000, 6000, 5500, 7000, 8000], dtype=np.int64)
+    e = u.feed(_t(5), raw).energy_j
+    assert u.backwards == 1 and u.wraps == 0
+    assert e.tolist() == pytest.approx([0, 0.001, 0.001, 0.002, 0.003])
+
+
+def test_trailing_glitch_does_not_move_next_chunk_baseline() -> None:
+    u = CounterUnwrapper(scale=1.0, wrap_raw=0)
+    u.feed(_t(3), np.array([10, 20, 5], dtype=np.int64))
+    e = u.feed(_t(2, start=10**12 + 3 * MS), np.array([30, 40], dtype=np.int64)).energy_j
+    assert e.tolist() == pytest.approx([20.0, 30.0])
+    assert u.backwards == 1
+
+
+def test_power_gauge_integrates_sample_and_hold() -> None:
+    p = PowerIntegrator(scale=1e-3)  # mW
+    t = _t(4, step_ns=100 * MS)
+    e = p.feed(t, np.array([100_000, 200_000, 200_000, 50_000], dtype=np.int64)).energy_j
+    # 100 W for 0.1 s, then 200 W for 0.2 s; the last reading has no interval yet.
+    assert e.tolist() == pytest.approx([0.0, 10.0, 30.0, 50.0])
+    e2 = p.feed(_t(1, start=t[-1] + 100 * MS), np.array([0], dtype=np.int64)).energy_j
+    assert e2.tolist() == pytest.approx([55.0])
+
+
+def test_cpu_estimate_follows_linear_model() -> None:
+    model = CpuPowerModel(idle_w=10.0, max_w=50.0, n_cpus=4)
+    est = CpuEstimator(scale=0.01, model=model)  # jiffies at USER_HZ=100
+    t = _t(3, step_ns=1000 * MS)
+    # 2 busy CPU-seconds per second on 4 CPUs = 50 % utilisation -> 30 W; then 100 % -> 50 W.
+    busy = np.array([0, 200, 600], dtype=np.int64)
+    e = est.feed(t, busy).energy_j
+    assert e.tolist() == pytest.approx([0.0, 30.0, 80.0])
+
+
+def test_power_series_is_energy_slope() -> None:
+    u = CounterUnwrapper(scale=1e-6, wrap_raw=0)
+    chunk = u.feed(_t(3), np.array([0, 5000, 15000], dtype=np.int64))
+    p = power_series_w(chunk)
+    assert np.isnan(p[0]) and p[1:].tolist() == pytest.approx([5.0, 10.0])
+
+
+def _ch(name: str, domain: str, quantity: Quantity = Quantity.ENERGY, parent: str = "") -> Channel:
+    return Channel(name, "test", domain, quantity, "uJ", 1e-6, Reader(ReaderKind.FILE_DECIMAL, path="/x"), parent=parent)
+
+
+def test_primary_channels_never_double_count() -> None:
+    chans = [
+        _ch("rapl:package-0", "cpu-package-0"),
+        _ch("rapl:package-0:core", "cpu-core-0", parent="rapl:package-0"),
+        _ch("rapl:psys", "psys"),
+        _ch("nvml:gpu0:power", "gpu-0", Quantity.POWER),
+        _ch("nvml:gpu0:energy", "gpu-0"),
+        _ch("estimate:cpu", "cpu", Quantity.CPU_BUSY),
+    ]
+    assert sorted(c.name for c in primary_channels(chans)) == ["nvml:gpu0:energy", "rapl:package-0"]
+    only_psys = [c for c in chans if c.domain in ("psys", "gpu-0")]
+    assert "rapl:psys" in {c.name for c in primary_channels(only_psys)}
