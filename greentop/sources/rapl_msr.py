@@ -157,11 +157,23 @@ def _first_per(cpus: list[Cpu], key: str) -> list[Cpu]:
     return list(seen.values())
 
 
+def _last_per_core(cpus: list[Cpu]) -> list[Cpu]:
+    """Any thread of a core reads that core's counter; the last one spreads the reads away from
+    the CPU that also serves the package counter."""
+    seen: dict[tuple[int, int], Cpu] = {}
+    for c in cpus:
+        seen[(c.package, c.core)] = c
+    return sorted(seen.values(), key=lambda c: (c.package, c.core))
+
+
 def _readable(path: Path, register: int) -> bool:
+    """Whether the CPU implements this counter. Absent registers fault (EIO) on most parts;
+    some return 0 instead, and a live energy counter is never exactly 0 after boot."""
     try:
-        return read_msr(path, register) is not None
+        value = read_msr(path, register)
     except OSError:
         return False
+    return bool(value and value & COUNTER_MASK)
 
 
 def _discover_intel(result: SourceResult, cpus: list[Cpu], unit_value: int) -> None:
@@ -191,7 +203,7 @@ def _discover_amd(result: SourceResult, cpus: list[Cpu], unit_value: int) -> Non
         path = _msr_path(cpu.index)
         if _readable(path, AMD_PACKAGE):
             result.channels.append(_channel(f"msr:package-{cpu.package}", f"cpu-package-{cpu.package}", path, AMD_PACKAGE, esu))
-    for cpu in _first_per(cpus, "core"):
+    for cpu in _last_per_core(cpus):
         path = _msr_path(cpu.index)
         if _readable(path, AMD_CORE):
             parent = f"msr:package-{cpu.package}"
