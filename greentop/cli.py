@@ -223,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
-        return EXIT_BAD_INPUT
+        return 0
     try:
         if args.command == "devices":
             return cmd_devices(args)
