@@ -21,11 +21,13 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from greentop.channel import Quantity
-from greentop.measure import ChannelRecord, summarise
-from greentop.energy import converter_for
-from greentop.sampler import Sampler
-from greentop.sources import nvml
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))  # greentop from a checkout
+
+from greentop.channel import Quantity  # noqa: E402
+from greentop.energy import converter_for  # noqa: E402
+from greentop.measure import ChannelRecord, summarise  # noqa: E402
+from greentop.sampler import Sampler  # noqa: E402
+from greentop.sources import nvml  # noqa: E402
 
 
 def matmul_load(stop: threading.Event, duty_s: float | None) -> None:
