@@ -213,6 +213,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     estimated = any(s.estimated for s in summaries if s.name in primary)
     print(f"\nTotal ({', '.join(sorted(primary))}): {total_j:.3f} J = {total_j / 3600:.6f} Wh over {duration_s:.2f} s, "
           f"{total_j / duration_s if duration_s else 0:.2f} W average" + (" (includes estimates)" if estimated else ""))
+    for s in summaries:
+        if s.backwards:
+            print(f"{s.name}: {s.backwards} backward steps that no wrap explains were held, not integrated")
     for line in _health_lines(result.health):
         print(line)
     return 0
