@@ -6,7 +6,9 @@ import argparse
 import json
 import math
 import sys
-from typing import NoReturn, Sequence
+import time
+from pathlib import Path
+from typing import Any, NoReturn, Sequence
 
 from greentop import __version__
 from greentop.channel import Channel
@@ -81,7 +83,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--slow-rate", type=_rate, default=DEFAULT_SLOW_RATE_HZ, metavar="HZ", help="slow-lane rate (default 10)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     _add_discovery_options(s)
+
+    r = sub.add_parser("record", help="run a command and record every sensor to an HDF5 trace",
+                       usage="greentop record -o RUN.h5 [options] -- CMD [ARGS...]")
+    r.add_argument("-o", "--output", required=True, metavar="RUN.h5", help="trace file to write")
+    r.add_argument("--rate", type=_rate, default=DEFAULT_RATE_HZ, metavar="HZ", help="fast-lane rate (default 1000)")
+    r.add_argument("--slow-rate", type=_rate, default=DEFAULT_SLOW_RATE_HZ, metavar="HZ", help="slow-lane rate (default 10)")
+    r.add_argument("--baseline", type=_seconds, default=3.0, metavar="S", help="idle baseline before the command (default 3 s)")
+    r.add_argument("--no-baseline", action="store_true", help="skip the idle baseline")
+    _add_carbon_options(r)
+    _add_discovery_options(r)
+    r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the workload")
+
+    m = sub.add_parser("summary", help="per-phase energy of a recorded trace")
+    m.add_argument("trace", metavar="RUN.h5")
+    m.add_argument("--format", choices=["table", "csv", "json", "md"], default="table")
+    m.add_argument("-o", "--output", metavar="FILE", help="write there instead of standard output")
+    _add_carbon_options(m)
+
+    ph = sub.add_parser("phase", help="tag a phase from a shell workload running under greentop record")
+    ph.add_argument("action", choices=["start", "end"])
+    ph.add_argument("name")
     return parser
+
+
+def _add_carbon_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--carbon-intensity", type=_watts, metavar="G_PER_KWH", help="grid carbon intensity, gCO2e/kWh")
+    g.add_argument("--region", metavar="CODE", help="grid region for the carbon intensity (e.g. FR, DE, US; WORLD by default)")
 
 
 def _options(args: argparse.Namespace) -> DiscoveryOptions:
@@ -221,18 +250,93 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _carbon(args: argparse.Namespace, stored: tuple[float, str] | None = None) -> tuple[float, str]:
+    from greentop.carbon import intensity_for
+
+    if args.carbon_intensity is None and args.region is None and stored is not None and stored[1]:
+        return stored
+    return intensity_for(args.region, args.carbon_intensity)
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from greentop.recorder import RecordOptions, check_inputs, record
+
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    check_inputs(cmd, Path(args.output))
+    intensity, source = _carbon(args)
+    found = discover(_options(args))
+    if not found.channels:
+        raise UsageError("no channel to sample (no sensor and no /proc/stat)")
+    opts = RecordOptions(output=Path(args.output), rate_hz=args.rate, slow_rate_hz=args.slow_rate,
+                         baseline_s=0.0 if args.no_baseline else args.baseline, carbon_g_per_kwh=intensity, carbon_source=source)
+    names = ", ".join(c.name for c in found.channels)
+    print(f"greentop: recording {len(found.channels)} channels ({names}) to {args.output}", file=sys.stderr)
+    result = record(cmd, found.channels, found, opts)
+    print(f"greentop: workload exited with {result.exit_code}; trace: {args.output}", file=sys.stderr)
+    try:
+        _print_summary(Path(args.output), "table", (intensity, source), None, sys.stderr)
+    except Exception as exc:  # the trace is written; a summary problem must not hide the exit code
+        print(f"greentop: summary failed: {exc}", file=sys.stderr)
+    return result.exit_code
+
+
+def _print_summary(path: Path, fmt: str, carbon: tuple[float, str] | None, args: argparse.Namespace | None, out: Any) -> None:
+    from greentop.attribution import summarise
+    from greentop.summary_format import format_summary
+    from greentop.trace import load
+
+    trace = load(path)
+    stored = (float(trace.meta.get("carbon_g_per_kwh", 0.0)), str(trace.meta.get("carbon_source", "")))
+    intensity, source = carbon if carbon is not None else _carbon(args, stored)  # type: ignore[arg-type]
+    summary = summarise(trace, intensity, source)
+    print(format_summary(summary, fmt), file=out, end="" if fmt in ("csv", "json") else "\n")
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    if args.output:
+        with open(args.output, "w") as out:
+            _print_summary(Path(args.trace), args.format, None, args, out)
+    else:
+        _print_summary(Path(args.trace), args.format, None, args, sys.stdout)
+    return 0
+
+
+def cmd_phase(args: argparse.Namespace) -> int:
+    from greentop.phases import shell_event
+
+    return shell_event(args.action, args.name, t_ns=_STARTED_NS)
+
+
+class UsageError(Exception):
+    """Bad input found after parsing; one line, exit code 2."""
+
+
+COMMANDS = {"devices": cmd_devices, "sample": cmd_sample, "record": cmd_record, "summary": cmd_summary, "phase": cmd_phase}
+
+
+_STARTED_NS = 0  # when this command started: a shell's phase boundary, before argument parsing
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    global _STARTED_NS
+    _STARTED_NS = time.monotonic_ns()
+    from greentop.recorder import RecordError
+    from greentop.trace import TraceError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
     try:
-        if args.command == "devices":
-            return cmd_devices(args)
-        return cmd_sample(args)
-    except (SamplerError, ValueError) as exc:
+        return COMMANDS[args.command](args)
+    except (SamplerError, ValueError, UsageError, RecordError, TraceError) as exc:
         print(f"greentop: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        print(f"greentop: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130

@@ -1,0 +1,725 @@
+"""Per-phase energy attribution: a recorded run -> energy, power, carbon and work figures per phase.
+
+``summarise(trace, carbon_g_per_kwh)`` turns a :class:`~greentop.tracedata.TraceData` into a
+:class:`RunSummary`: one :class:`PhaseSummary` per row (the whole run, the idle baseline, every
+tagged phase in tree order, and the untagged remainder), each holding one :class:`DomainSummary`
+per primary domain (``primary_channels``: one channel per domain, no double counting) plus a
+``"total"`` domain that is their sum.
+
+How the numbers are made
+------------------------
+Each primary channel's raw readings go once through ``converter_for(channel).feed`` (in chunks: the
+converters carry their state across chunks, and small temporaries keep an hour at 1 kHz cheap) to
+give its cumulative energy (J) at every sample. The energy of an interval is the difference of that
+cumulative energy interpolated linearly (``np.interp``) at the two boundary timestamps. The
+boundaries of all rows are interpolated together, in a handful of ``np.interp`` calls per channel,
+so a summary costs O(samples + boundaries), not O(samples x phases). For an energy counter sampled faster than it
+updates (the NVML energy counter read at 1 kHz changes about every 100 ms), the interpolation knots
+are the samples where the counter changed: between two updates the counter is stale, not flat, so
+interpolating between update instants is right for a steady load where a staircase would be off by
+up to one update's energy.
+
+Rows: a phase row covers ``[start_ns, end_ns]``; its *inclusive* figures cover all of it, its
+*exclusive* figures the part of it not covered by any direct child. Children of one parent overlap
+only when they come from different processes or threads; exclusive is then taken against the
+*union* of the children's intervals (time covered by two children is subtracted once, so it never
+goes negative and never double-subtracts), it is clamped at 0 against rounding, and the row is
+flagged "overlapping children" because the children's inclusive figures then add up to more than
+the parent's time under them. The run row covers ``run_start_ns..run_end_ns``; its exclusive part
+is the untagged time. "(untagged)" is the run minus the union of the top-level phases, so when
+top-level phases do not overlap, top-level phases + untagged = run exactly (the idle-baseline window
+lies inside the untagged time: it is also shown as its own row, "idle baseline").
+
+Peak power is the highest average over a 100 ms window (``energy.PEAK_WINDOW_S``) inside the row:
+consecutive windows from the row's start plus one window ending at its end, so the tail is covered;
+a row shorter than one window reports its average instead.
+
+Baseline: with ``trace.baseline`` set, each domain's idle power is its energy over the baseline
+window divided by that window's duration, and ``above_baseline_j = energy_j - baseline_w * duration_s``
+(it may be negative: a phase can draw less than idle). Per-unit figures (``per_unit_j``) divide a
+row's inclusive energy by the work counted inside it (counts whose phase is the row's phase or a
+descendant; the run row counts everything, the untagged row counts work reported outside any
+phase). ``gco2e_g = energy_j / 3.6e6 * carbon_g_per_kwh``.
+
+Uncertainty model (``*_uncertainty_j``)
+---------------------------------------
+A sensor is known only at its update instants: a counter holds its last value between updates, a
+power gauge reports one number per update period ``u`` (measured: the median interval between
+changes of the raw reading, ``energy.update_period_s``, taken on 16 evenly spaced stretches of
+16384 samples when a channel is longer). So the cumulative energy at a boundary is
+uncertain by the energy of the update interval that contains it, and where samples are sparser than
+updates (a slow lane, dropped samples) by the energy of the sampling gap ``g`` that brackets it:
+each boundary contributes the channel's energy over a window of ``max(u, g)`` centred on the
+boundary (using the measured local power, so a boundary in an idle stretch costs less than one at
+full load). Sampling faster than ``u`` does not shrink it: the sensor's own refresh is the limit.
+On top, counters add their resolution (one raw unit x scale, J) per boundary and gauges one raw unit
+(W) x the row's duration. A row's uncertainty is the sum over its boundaries (and, for "total",
+over its channels): a worst-case bound, not a standard deviation, so it is added linearly rather
+than in quadrature. It does not cover a
+sensor's calibration or a gauge that averages only part of each update period (NVML on A100/H100
+averages about 25 ms of every 100 ms, Yang et al., SC24), nor the CPU model's error.
+
+Flags (``flag``, joined with "; "): "shorter than sensor update period" when a row lasts less than
+``u`` of a contributing channel (e.g. a 30 ms phase on a GPU whose power updates every 100 ms: its
+uncertainty exceeds its energy, and that is the honest answer); "estimated" for the CPU estimate's
+domain ("includes estimate" on the total); "overlapping children"; "partly outside sensor data" when
+a row extends beyond a channel's samples (that channel contributes nothing there); "no sensor data"
+for a channel with fewer than two samples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from greentop.channel import Channel, Quantity
+from greentop.energy import Converter, CounterUnwrapper, converter_for, primary_channels
+from greentop.energy import PEAK_WINDOW_S, update_period_s
+from greentop.tracedata import ChannelData, Phase, TraceData
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+SCHEMA_VERSION = 1
+TOTAL = "total"
+J_PER_KWH = 3.6e6
+J_PER_WH = 3600.0
+
+KIND_RUN = "run"
+KIND_BASELINE = "baseline"
+KIND_PHASE = "phase"
+KIND_UNTAGGED = "untagged"
+NAME_RUN = "run"
+NAME_BASELINE = "idle baseline"
+NAME_UNTAGGED = "(untagged)"
+
+FLAG_SHORT = "shorter than sensor update period"
+FLAG_ESTIMATED = "estimated"
+FLAG_INCLUDES_ESTIMATE = "includes estimate"
+FLAG_OVERLAP = "overlapping children"
+FLAG_OUTSIDE = "partly outside sensor data"
+FLAG_NO_DATA = "no sensor data"
+
+# Counters sampled at least this much faster than they update get their interpolation knots thinned
+# to the update instants (see module docstring); below it every sample is an update anyway.
+_THIN_RATIO = 1.5
+
+
+# ----------------------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class DomainInfo:
+    """One primary domain and the channel behind it, with what limits its precision."""
+
+    domain: str  # display name: the channel's domain, "cpu (estimated)" for the CPU estimate
+    channel: str
+    source: str
+    quantity: str  # "energy", "power", "cpu_busy"
+    unit: str  # unit of the raw integer
+    estimated: bool
+    samples: int
+    sample_interval_s: float | None  # median interval between samples
+    update_period_s: float | None  # median interval between changes of the raw reading (None: < 2 changes)
+    resolution_j: float  # energy of one raw unit, per boundary (counters, CPU estimate); 0 for gauges
+    resolution_w: float  # power of one raw unit (gauges); 0 otherwise
+    wraps: int
+    backwards: int  # counter steps backwards that no wrap explains (held, never integrated)
+    note: str
+
+
+@dataclass(slots=True)  # not frozen: a long run has tens of thousands, and frozen init is slow
+class DomainSummary:
+    """Figures of one row for one domain (or the "total" of all primary domains)."""
+
+    domain: str
+    estimated: bool  # the domain is (or, for "total", includes) an estimate
+    energy_j: float  # inclusive
+    energy_wh: float
+    energy_uncertainty_j: float  # worst-case bound, see the module docstring
+    average_w: float  # energy_j / duration_s
+    peak_w: float  # highest average over PEAK_WINDOW_S inside the row (the average if shorter)
+    exclusive_energy_j: float  # not under any direct child
+    exclusive_energy_uncertainty_j: float
+    baseline_w: float | None  # idle power of this domain (None: no baseline window)
+    above_baseline_j: float | None  # energy_j - baseline_w * duration_s
+    above_baseline_uncertainty_j: float | None
+    gco2e_g: float  # energy_j as kWh x carbon intensity
+    per_unit_j: dict[str, float] = field(default_factory=dict)  # J per sample / token / request ...
+    per_unit_above_baseline_j: dict[str, float] = field(default_factory=dict)
+    flag: str = ""
+
+
+@dataclass(slots=True)
+class PhaseSummary:
+    """One row: the run, the idle baseline, a phase, or the untagged remainder."""
+
+    kind: str  # "run", "baseline", "phase", "untagged"
+    name: str
+    index: int  # index in TraceData.phases; -1 for the other kinds
+    parent: int  # parent phase index; -1 at top level and for the other kinds
+    depth: int  # 0 at top level (and for the other kinds)
+    pid: int  # -1 for the other kinds
+    status: str  # "ok", "crashed", "unclosed" (phases), "incomplete" (run of a trace whose recorder died)
+    phase_id: str
+    attrs: dict[str, Any]
+    start_ns: int
+    end_ns: int
+    duration_s: float  # time covered (for "untagged": the sum of the gaps)
+    exclusive_duration_s: float  # time not covered by any direct child
+    counts: dict[str, float]  # work inside the row (inclusive)
+    flag: str  # row-level flags ("overlapping children")
+    domains: list[DomainSummary]  # one per primary domain, then "total"
+
+    @property
+    def total(self) -> DomainSummary:
+        return self.domains[-1]
+
+    def domain(self, name: str) -> DomainSummary:
+        for d in self.domains:
+            if d.domain == name:
+                return d
+        raise KeyError(name)
+
+
+@dataclass
+class RunSummary:
+    schema_version: int
+    carbon_g_per_kwh: float
+    carbon_source: str
+    peak_window_s: float
+    run_start_ns: int
+    run_end_ns: int
+    baseline: tuple[int, int] | None
+    complete: bool  # False: the recorder died before finalising the trace
+    domains: list[DomainInfo]
+    rows: list[PhaseSummary]
+    meta: dict[str, Any]  # the trace's own metadata
+    health: dict[str, Any]  # sampler health (overruns, read errors, dropped events ...)
+    notes: list[str]
+
+    def row(self, name: str) -> PhaseSummary:
+        """The first row with this name ("run", "idle baseline", "(untagged)", or a phase name)."""
+        for r in self.rows:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def phase_rows(self) -> list[PhaseSummary]:
+        return [r for r in self.rows if r.kind == KIND_PHASE]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------------------ per channel
+
+
+@dataclass
+class _Series:
+    """A primary channel ready for interpolation: knots (s since the run start) and cumulative J."""
+
+    info: DomainInfo
+    t_s: F64
+    energy_j: F64
+    update_s: float | None
+    t_first_s: float
+    t_last_s: float
+
+    @property
+    def has_data(self) -> bool:
+        return self.t_s.size >= 2
+
+    def at(self, t_s: F64) -> F64:
+        # np.interp clamps outside the knots: no energy is invented beyond the samples.
+        return np.interp(t_s, self.t_s, self.energy_j) if self.has_data else np.zeros(t_s.shape)
+
+    def boundary_uncertainty_j(self, t_s: F64) -> F64:
+        """Energy of one window of max(update period, local knot gap) centred on each boundary."""
+        if not self.has_data:
+            return np.zeros(t_s.shape)
+        i = np.clip(np.searchsorted(self.t_s, t_s), 1, self.t_s.size - 1)
+        gap_s = self.t_s[i] - self.t_s[i - 1]
+        w_s = np.maximum(gap_s, self.update_s or 0.0)
+        return (self.at(t_s + w_s / 2) - self.at(t_s - w_s / 2)) + self.info.resolution_j
+
+
+def _domain_name(c: Channel) -> str:
+    return f"{c.domain} (estimated)" if c.estimated else c.domain
+
+
+def _resolution(c: Channel) -> tuple[float, float]:
+    """(J per raw unit at a boundary, W per raw unit over time)."""
+    if c.quantity is Quantity.ENERGY:
+        return c.scale, 0.0
+    if c.quantity is Quantity.POWER:
+        return 0.0, c.scale
+    # One unit of busy time moves the linear model's energy by scale * (max - idle) / n_cpus.
+    m = c.model
+    return (c.scale * (m.max_w - m.idle_w) / max(m.n_cpus, 1), 0.0) if m else (0.0, 0.0)
+
+
+# Sample intervals and update periods are medians; on a long channel, measure them on this many
+# evenly spaced stretches of this many samples (the whole channel when shorter), so an hour at
+# 1 kHz costs what a minute does and the whole run is still represented.
+_STRETCHES = 16
+_STRETCH_SAMPLES = 16_384
+
+
+def _median_over_stretches(measure: Callable[[int, int], float | None], n: int) -> float | None:
+    if n <= _STRETCHES * _STRETCH_SAMPLES:
+        return measure(0, n)
+    starts = np.linspace(0, n - _STRETCH_SAMPLES, _STRETCHES).astype(np.int64).tolist()
+    found = [v for v in (measure(a, a + _STRETCH_SAMPLES) for a in starts) if v is not None]
+    return float(np.median(found)) if found else None
+
+
+# The converters keep their state across chunks, so one pass over a long channel can go in chunks:
+# the temporaries stay small and are reused instead of touching a fresh gigabyte per channel.
+_FEED_CHUNK = 1 << 18
+
+
+def _feed_all(conv: Converter, t_ns: I64, raw: I64) -> F64:
+    """Cumulative energy (J) at every sample: one pass of ``conv.feed`` over the channel."""
+    n = int(t_ns.size)
+    out = np.empty(n, dtype=np.float64)
+    for a in range(0, n, _FEED_CHUNK):
+        b = min(a + _FEED_CHUNK, n)
+        out[a:b] = conv.feed(t_ns[a:b], raw[a:b]).energy_j
+    return out
+
+
+def _series(cd: ChannelData, origin_ns: int, t_cache: dict[int, tuple[F64, float | None]]) -> _Series:
+    c = cd.channel
+    conv = converter_for(c)
+    n = int(cd.t_ns.size)
+    # Channels often share one time array: convert it to float seconds, and take its median
+    # sample interval, once.
+    key = id(cd.t_ns)
+    cached = t_cache.get(key)
+    if cached is None:
+        t_s = (cd.t_ns - origin_ns).astype(np.float64)  # subtract first: exact in int64
+        t_s *= 1e-9
+        dt_s = _median_over_stretches(lambda a, b: float(np.median(np.diff(cd.t_ns[a:b]))), n) if n >= 2 else None
+        cached = t_cache[key] = (t_s, dt_s * 1e-9 if dt_s is not None else None)
+    t_s, dt_s = cached
+    energy = _feed_all(conv, cd.t_ns, cd.raw)
+    u_s = _median_over_stretches(lambda a, b: update_period_s(cd.t_ns[a:b], cd.raw[a:b]), n) if n >= 3 else None
+    res_j, res_w = _resolution(c)
+    wraps = conv.wraps if isinstance(conv, CounterUnwrapper) else 0
+    backwards = conv.backwards if isinstance(conv, CounterUnwrapper) else 0
+    info = DomainInfo(
+        domain=_domain_name(c), channel=c.name, source=c.source, quantity=c.quantity.value, unit=c.unit,
+        estimated=c.estimated, samples=n, sample_interval_s=dt_s, update_period_s=u_s, resolution_j=res_j,
+        resolution_w=res_w, wraps=wraps, backwards=backwards, note=c.note,
+    )
+    knots_t, knots_e = t_s, energy
+    if c.quantity is Quantity.ENERGY and n >= 3 and u_s and dt_s and u_s > _THIN_RATIO * dt_s:
+        # Keep the first sample, every sample where the counter changed, and the last one.
+        changed = np.flatnonzero(np.diff(energy) != 0) + 1
+        keep = np.unique(np.concatenate(([0], changed, [n - 1])))
+        knots_t, knots_e = t_s[keep], energy[keep]
+    return _Series(info, knots_t, knots_e, u_s, float(t_s[0]) if n else 0.0, float(t_s[-1]) if n else 0.0)
+
+
+# ------------------------------------------------------------------------------------- intervals
+
+
+def _union(starts: I64, ends: I64) -> tuple[I64, I64, bool]:
+    """Merge intervals (ns); also say whether any two overlapped (touching is not overlapping)."""
+    if starts.size == 0:
+        return starts, ends, False
+    order = np.argsort(starts, kind="stable")
+    s, e = starts[order], ends[order]
+    reach = np.maximum.accumulate(e)
+    overlap = bool(np.any(s[1:] < reach[:-1]))
+    new = np.ones(s.size, dtype=bool)
+    new[1:] = s[1:] > reach[:-1]
+    first = np.flatnonzero(new)
+    return s[first], np.maximum.reduceat(e, first), overlap
+
+
+def _complement(lo: int, hi: int, us: I64, ue: I64) -> list[tuple[int, int]]:
+    """Parts of [lo, hi] not covered by the merged intervals (us, ue)."""
+    out: list[tuple[int, int]] = []
+    cur = lo
+    for a, b in zip(us.tolist(), ue.tolist()):
+        a, b = max(a, lo), min(b, hi)
+        if b <= a:
+            continue
+        if a > cur:
+            out.append((cur, a))
+        cur = max(cur, b)
+    if hi > cur:
+        out.append((cur, hi))
+    return out
+
+
+# kind, name, index, parent, depth, pid, status, phase_id, attrs, start_ns, end_ns
+_Head = tuple[str, str, int, int, int, int, str, str, dict[str, Any], int, int]
+
+
+class _Spans:
+    """Sets of intervals (ns), each set a "span" whose energy is the sum over its intervals."""
+
+    def __init__(self) -> None:
+        self.span: list[int] = []
+        self.start: list[int] = []
+        self.end: list[int] = []
+        self.n = 0
+
+    def add(self, intervals: list[tuple[int, int]]) -> int:
+        sid = self.n
+        self.n += 1
+        for a, b in intervals:
+            if b > a:
+                self.span.append(sid)
+                self.start.append(a)
+                self.end.append(b)
+        return sid
+
+
+# --------------------------------------------------------------------------------------- summary
+
+
+def summarise(trace: TraceData, carbon_g_per_kwh: float, carbon_source: str = "") -> RunSummary:
+    """Per-phase, per-domain energy, power, carbon and work figures of a recorded run.
+
+    ``carbon_g_per_kwh`` is the grid intensity (gCO2e/kWh) to apply and ``carbon_source`` where it
+    comes from (``carbon.intensity_for`` returns both). See the module docstring for the model.
+    """
+    origin = int(trace.run_start_ns)
+    run_lo, run_hi = origin, max(int(trace.run_end_ns), origin)
+    by_name = {cd.channel.name: cd for cd in trace.channels}
+    prim = primary_channels([cd.channel for cd in trace.channels])
+    t_cache: dict[int, tuple[F64, float | None]] = {}
+    series = [_series(by_name[c.name], origin, t_cache) for c in prim]
+    notes: list[str] = []
+    if not series:
+        notes.append("no primary energy channel: every energy figure is 0")
+
+    phases = trace.phases
+    nph = len(phases)
+
+    def valid(p: int) -> bool:  # an index (Phase.parent, Count.phase) that points at a phase
+        return 0 <= p < nph
+
+    # Phases are addressed by their position in trace.phases (which is what Phase.parent and
+    # Count.phase refer to).
+    children: dict[int, list[int]] = defaultdict(list)
+    top: list[int] = []
+    for i, ph in enumerate(phases):
+        if valid(ph.parent) and ph.parent != i:
+            children[ph.parent].append(i)
+        else:
+            top.append(i)
+
+    # --- spans: every interval set whose energy we need
+    spans = _Spans()
+    rows_spec: list[tuple[str, int, int, int]] = []  # (kind, phase index, inclusive span, exclusive span)
+    overlap_rows: set[int] = set()  # phase indices (-1: run) whose direct children overlap
+
+    run_span = spans.add([(run_lo, run_hi)])
+    ts = np.array([max(phases[i].start_ns, run_lo) for i in top], dtype=np.int64)
+    te = np.array([min(phases[i].end_ns, run_hi) for i in top], dtype=np.int64)
+    us, ue, top_overlap = _union(ts, te)
+    untagged_span = spans.add(_complement(run_lo, run_hi, us, ue))
+    if top_overlap:
+        overlap_rows.add(-1)
+        notes.append("top-level phases overlap (several processes): top-level phases + untagged exceed the run")
+    rows_spec.append((KIND_RUN, -1, run_span, untagged_span))
+    baseline_span = -1
+    if trace.baseline is not None and trace.baseline[1] > trace.baseline[0]:
+        baseline_span = spans.add([(int(trace.baseline[0]), int(trace.baseline[1]))])
+        rows_spec.append((KIND_BASELINE, -1, baseline_span, baseline_span))
+    order = _tree_order(phases, top, children)
+    for i, _ in order:
+        ph = phases[i]
+        s, e = int(ph.start_ns), max(int(ph.end_ns), int(ph.start_ns))
+        inc = spans.add([(s, e)])
+        kids = children.get(i, [])
+        if kids:
+            cs, ce, ov = _union(np.array([phases[k].start_ns for k in kids], dtype=np.int64),
+                                np.array([phases[k].end_ns for k in kids], dtype=np.int64))
+            exc = spans.add(_complement(s, e, cs, ce))
+            if ov:
+                overlap_rows.add(i)
+        else:
+            exc = inc
+        rows_spec.append((KIND_PHASE, i, inc, exc))
+    rows_spec.append((KIND_UNTAGGED, -1, untagged_span, untagged_span))
+    if overlap_rows - {-1}:
+        notes.append("some phases have overlapping children (several processes or threads): "
+                     "exclusive energy is taken against the union of the children")
+
+    iv_span = np.asarray(spans.span, dtype=np.int64)
+    iv_start_ns = np.asarray(spans.start, dtype=np.int64)
+    iv_end_ns = np.asarray(spans.end, dtype=np.int64)
+    iv_a = (iv_start_ns - origin).astype(np.float64) * 1e-9
+    iv_b = (iv_end_ns - origin).astype(np.float64) * 1e-9
+    nsp = spans.n
+    dur_s: F64 = np.bincount(iv_span, weights=(iv_end_ns - iv_start_ns).astype(np.float64) * 1e-9,
+                             minlength=nsp).astype(np.float64)
+
+    # --- per channel, all spans at once
+    both_span = np.concatenate((iv_span, iv_span))
+    both_t = np.concatenate((iv_a, iv_b))
+    energy = np.zeros((len(series), nsp))
+    unc = np.zeros((len(series), nsp))
+    short = np.zeros((len(series), nsp), dtype=bool)
+    outside = np.zeros((len(series), nsp), dtype=bool)
+    for k, sr in enumerate(series):
+        energy[k] = np.bincount(iv_span, weights=sr.at(iv_b) - sr.at(iv_a), minlength=nsp)
+        unc[k] = np.bincount(both_span, weights=sr.boundary_uncertainty_j(both_t), minlength=nsp)
+        unc[k] += sr.info.resolution_w * dur_s
+        if sr.update_s:
+            short[k] = (dur_s > 0) & (dur_s < sr.update_s)
+        if sr.has_data:
+            tol = 2.0 * max(sr.update_s or 0.0, sr.info.sample_interval_s or 0.0)
+            out = (iv_a < sr.t_first_s - tol) | (iv_b > sr.t_last_s + tol)
+            outside[k] = np.bincount(iv_span, weights=out.astype(np.float64), minlength=nsp) > 0
+    energy = np.maximum(energy, 0.0)  # cumulative energy never decreases; guard float noise
+
+    row_spans = np.array([r[2] for r in rows_spec], dtype=np.int64)
+    peak, peak_total = _peaks(series, spans, iv_span, iv_a, iv_b, row_spans, nsp)
+
+    # --- baseline power per channel
+    bw: F64 | None = None
+    bw_unc: F64 | None = None
+    if baseline_span >= 0 and dur_s[baseline_span] > 0:
+        bw = energy[:, baseline_span] / dur_s[baseline_span]
+        bw_unc = unc[:, baseline_span] / dur_s[baseline_span]
+
+    # --- counts, inclusive up the tree
+    direct: list[dict[str, float]] = [defaultdict(float) for _ in range(nph)]
+    outside_counts: dict[str, float] = defaultdict(float)
+    all_counts: dict[str, float] = defaultdict(float)
+    for cnt in trace.counts:
+        all_counts[cnt.name] += cnt.value
+        if valid(cnt.phase):
+            direct[cnt.phase][cnt.name] += cnt.value
+        else:
+            outside_counts[cnt.name] += cnt.value
+    inclusive = _inclusive_counts(phases, direct, order)
+    depth_of = dict(order)
+
+    # --- rows: every figure as a (row x domain) matrix first, then objects
+    ci = float(carbon_g_per_kwh)
+    heads: list[_Head] = []
+    row_counts: list[dict[str, float]] = []
+    row_overlap: list[bool] = []
+    for kind, pi, _, _ in rows_spec:
+        if kind == KIND_PHASE:
+            ph = phases[pi]
+            row_counts.append(dict(inclusive[pi]))
+            heads.append((kind, ph.name, pi, ph.parent if valid(ph.parent) else -1, depth_of[pi], ph.pid, ph.status,
+                          ph.phase_id, dict(ph.attrs), int(ph.start_ns), int(ph.end_ns)))
+        elif kind == KIND_RUN:
+            row_counts.append(dict(all_counts))
+            heads.append((kind, NAME_RUN, -1, -1, 0, -1, "ok" if trace.complete else "incomplete", "", {}, run_lo,
+                          run_hi))
+        elif kind == KIND_BASELINE:
+            row_counts.append({})
+            b0, b1 = trace.baseline or (0, 0)
+            heads.append((kind, NAME_BASELINE, -1, -1, 0, -1, "ok", "", {}, int(b0), int(b1)))
+        else:
+            row_counts.append(dict(outside_counts))
+            heads.append((kind, NAME_UNTAGGED, -1, -1, 0, -1, "ok", "", {}, run_lo, run_hi))
+        row_overlap.append((kind == KIND_PHASE and pi in overlap_rows) or (kind == KIND_RUN and -1 in overlap_rows))
+    inc_i = np.array([r[2] for r in rows_spec], dtype=np.int64)
+    exc_i = np.array([r[3] for r in rows_spec], dtype=np.int64)
+    fig = _RowFigures(series, energy, unc, peak, peak_total, bw, bw_unc, dur_s, inc_i, exc_i, row_counts, ci,
+                       short, outside, row_overlap)
+    rows: list[PhaseSummary] = []
+    for r, h in enumerate(heads):
+        rows.append(PhaseSummary(
+            kind=h[0], name=h[1], index=h[2], parent=h[3], depth=h[4], pid=h[5], status=h[6], phase_id=h[7],
+            attrs=h[8], start_ns=h[9], end_ns=h[10], duration_s=fig.dur[r], exclusive_duration_s=fig.xdur[r],
+            counts=row_counts[r], flag=FLAG_OVERLAP if row_overlap[r] else "", domains=fig.domains(r),
+        ))
+
+    if not trace.complete:
+        notes.append("the recorder died before finalising the trace: phases were rebuilt from the event log")
+    return RunSummary(
+        schema_version=SCHEMA_VERSION, carbon_g_per_kwh=ci, carbon_source=carbon_source or "given to summarise()",
+        peak_window_s=PEAK_WINDOW_S, run_start_ns=run_lo, run_end_ns=run_hi, baseline=trace.baseline,
+        complete=trace.complete, domains=[s.info for s in series], rows=rows, meta=dict(trace.meta),
+        health=dict(trace.health), notes=notes,
+    )
+
+
+def _tree_order(phases: list[Phase], top: list[int], children: dict[int, list[int]]) -> list[tuple[int, int]]:
+    """(phase index, depth) depth-first, children by start time: the order a profile reads in.
+
+    Depth comes from the parent links themselves, so indentation and inclusive counts agree with
+    the tree even if a trace's stored depths do not."""
+    out: list[tuple[int, int]] = []
+    seen: set[int] = set()
+    key = lambda i: (phases[i].start_ns, i)  # noqa: E731
+    stack = [(i, 0) for i in sorted(top, key=key, reverse=True)]
+    while stack:
+        i, d = stack.pop()
+        if i in seen:  # a malformed parent chain must not loop
+            continue
+        seen.add(i)
+        out.append((i, d))
+        stack.extend((k, d + 1) for k in sorted(children.get(i, []), key=key, reverse=True))
+    # Phases only reachable through a cycle still get a row.
+    out.extend((i, 0) for i in range(len(phases)) if i not in seen)
+    return out
+
+
+def _inclusive_counts(phases: list[Phase], direct: list[dict[str, float]],
+                      order: list[tuple[int, int]]) -> list[dict[str, float]]:
+    inc = [dict(d) for d in direct]
+    parent_in_tree = {i: phases[i].parent for i, d in order if d > 0}
+    # Reverse pre-order: every descendant is folded in before its ancestor is added to its parent.
+    for i, _ in reversed(order):
+        parent = parent_in_tree.get(i)
+        if parent is not None:
+            for name, v in inc[i].items():
+                inc[parent][name] = inc[parent].get(name, 0.0) + v
+    return inc
+
+
+def _peaks(series: list[_Series], spans: _Spans, iv_span: I64, iv_a: F64, iv_b: F64, row_spans: I64,
+           nsp: int) -> tuple[F64, F64]:
+    """Highest PEAK_WINDOW_S-average power per span (rows only), per channel and for the total.
+
+    Windows tile each interval from its start; one more window ends at the interval's end when the
+    tiling leaves a tail. Energy is interpolated at window edges (shared by neighbouring windows),
+    so a row of n windows costs n + 1 lookups per channel."""
+    w = PEAK_WINDOW_S
+    peak = np.full((len(series), nsp), np.nan)
+    peak_total = np.full(nsp, np.nan)
+    is_row = np.zeros(nsp, dtype=bool)
+    is_row[row_spans] = True
+    sel = is_row[iv_span]
+    sp, a, b = iv_span[sel], iv_a[sel], iv_b[sel]
+    length = b - a
+    eps = 1e-9
+    n_full = np.where(length >= w - eps, np.floor((length + eps) / w), 0).astype(np.int64)
+    tail = (n_full > 0) & (length - n_full * w > eps)
+    # Edge groups: k * w from each tiled interval's start (n_full + 1 edges), then (b - w, b) per tail.
+    n_edges = np.where(n_full > 0, n_full + 1, 0)
+    offs = np.repeat(np.cumsum(n_edges) - n_edges, n_edges)
+    k = np.arange(int(n_edges.sum())) - offs
+    edges = np.concatenate((np.repeat(a, n_edges) + k * w, np.column_stack((b[tail] - w, b[tail])).ravel()))
+    group = np.concatenate((np.repeat(np.arange(sp.size), n_edges), np.repeat(np.arange(sp.size, sp.size + int(tail.sum())), 2)))
+    group_span = np.concatenate((sp, sp[tail]))
+    if edges.size < 2:
+        return peak, peak_total
+    inner = group[1:] == group[:-1]  # consecutive edges of one group bound a window
+    w_span = group_span[group[1:][inner]]
+    order = np.argsort(w_span, kind="stable")
+    w_span = w_span[order]
+    first = np.flatnonzero(np.concatenate(([True], w_span[1:] != w_span[:-1])))
+    spans_with = w_span[first]
+    total = np.zeros(w_span.size)
+    for c, sr in enumerate(series):
+        p = (np.diff(sr.at(edges))[inner] / w)[order]
+        total += p
+        peak[c, spans_with] = np.maximum.reduceat(p, first)
+    peak_total[spans_with] = np.maximum.reduceat(total, first)
+    return peak, peak_total
+
+
+class _RowFigures:
+    """All figures of all rows as (row x domain) matrices; ``domains(r)`` builds one row's objects.
+
+    Vectorised so a run with tens of thousands of phases costs one object per row and domain and
+    nothing else per row in Python."""
+
+    def __init__(self, series: list[_Series], energy: F64, unc: F64, peak: F64, peak_total: F64, bw: F64 | None,
+                 bw_unc: F64 | None, dur_s: F64, inc: I64, exc: I64, counts: list[dict[str, float]], ci: float,
+                 short: npt.NDArray[np.bool_], outside: npt.NDArray[np.bool_], overlap: list[bool]) -> None:
+        c = len(series)
+        nrow = inc.size
+        dur, xdur = dur_s[inc], dur_s[exc]
+        e = np.zeros((nrow, c + 1))
+        u, x, xu, pk = (np.zeros((nrow, c + 1)) for _ in range(4))
+        e[:, :c], u[:, :c] = energy[:, inc].T, unc[:, inc].T
+        x[:, :c] = np.maximum(np.minimum(energy[:, exc].T, e[:, :c]), 0.0)  # clamp: see module docstring
+        xu[:, :c] = unc[:, exc].T
+        pk[:, :c], pk[:, c] = peak[:, inc].T, peak_total[inc]
+        for m in (e, u, x, xu):
+            m[:, c] = m[:, :c].sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            avg = np.where(dur[:, None] > 0, e / dur[:, None], np.nan)
+        pk = np.where(np.isnan(pk), avg, pk)  # shorter than one peak window: its average is its peak
+        self.names = [s.info.domain for s in series] + [TOTAL]
+        est = [s.info.estimated for s in series]
+        self.estimated = est + [any(est)]
+        self.dur, self.xdur = dur.tolist(), xdur.tolist()
+        self.e, self.u, self.x, self.xu = e.tolist(), u.tolist(), x.tolist(), xu.tolist()
+        self.wh, self.avg, self.pk = (e / J_PER_WH).tolist(), avg.tolist(), pk.tolist()
+        self.g = (e / J_PER_KWH * ci).tolist()
+        self.has_bw = bw is not None and bw_unc is not None
+        above: F64 | None = None
+        self.bw: list[float] = []
+        self.above: list[list[float]] = []
+        self.above_u: list[list[float]] = []
+        if bw is not None and bw_unc is not None:
+            bwd = np.append(bw, bw.sum())
+            bwud = np.append(bw_unc, bw_unc.sum())
+            above = e - bwd[None, :] * dur[:, None]
+            self.bw, self.above = bwd.tolist(), above.tolist()
+            self.above_u = (u + bwud[None, :] * dur[:, None]).tolist()
+        # Work counts: one column per count name; J per unit where the row counted any.
+        self.count_names = sorted({n for cnt in counts for n in cnt})
+        cm = np.array([[cnt.get(n, 0.0) for n in self.count_names] for cnt in counts]).reshape(nrow, -1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.pu: list[list[list[float]]] = (e[:, :, None] / cm[:, None, :]).tolist()
+            self.pua: list[list[list[float]]] | None = (
+                (above[:, :, None] / cm[:, None, :]).tolist() if above is not None else None)
+        self.pos = [[k for k, v in enumerate(row) if v > 0] for row in cm.tolist()]
+        self.flags = self._flags(series, inc, short, outside, overlap)
+
+    def _flags(self, series: list[_Series], inc: I64, short: npt.NDArray[np.bool_], outside: npt.NDArray[np.bool_],
+               overlap: list[bool]) -> list[list[str]]:
+        c = len(series)
+        sh, out = short[:, inc].T.tolist(), outside[:, inc].T.tolist()
+        no_data = [not s.has_data for s in series]
+        any_est = any(self.estimated[:c])
+        result: list[list[str]] = []
+        for r in range(inc.size):
+            base = [FLAG_OVERLAP] if overlap[r] else []
+            row: list[str] = []
+            tot: list[str] = list(base)
+            for k in range(c):
+                f = list(base)
+                for on, name in ((no_data[k], FLAG_NO_DATA), (sh[r][k], FLAG_SHORT), (out[r][k], FLAG_OUTSIDE)):
+                    if on:
+                        f.append(name)
+                        if name not in tot:
+                            tot.append(name)
+                if self.estimated[k]:
+                    f.append(FLAG_ESTIMATED)
+                row.append("; ".join(f))
+            if any_est:
+                tot.append(FLAG_INCLUDES_ESTIMATE)
+            row.append("; ".join(tot))
+            result.append(row)
+        return result
+
+    def domains(self, r: int) -> list[DomainSummary]:
+        out: list[DomainSummary] = []
+        e, u, x, xu, wh, avg, pk, g = (self.e[r], self.u[r], self.x[r], self.xu[r], self.wh[r], self.avg[r],
+                                       self.pk[r], self.g[r])
+        pos, names, flags = self.pos[r], self.count_names, self.flags[r]
+        pu = self.pu[r]
+        for d, name in enumerate(self.names):
+            per_unit = {names[k]: pu[d][k] for k in pos}
+            if self.has_bw:
+                per_above = {names[k]: self.pua[r][d][k] for k in pos} if self.pua is not None else {}
+                bw, above, above_u = self.bw[d], self.above[r][d], self.above_u[r][d]
+            else:
+                per_above, bw, above, above_u = {}, None, None, None
+            out.append(DomainSummary(name, self.estimated[d], e[d], wh[d], u[d], avg[d], pk[d], x[d], xu[d], bw,
+                                     above, above_u, g[d], per_unit, per_above, flags[d]))
+        return out

@@ -1,0 +1,286 @@
+"""A :class:`~greentop.attribution.RunSummary` as text: table, CSV, JSON or Markdown.
+
+``format_summary(summary, fmt)``: "table" (terminal, 80-120 columns: one block per row, indented by
+phase depth, one line per domain), "csv" (one row per phase x domain, units in column names), "json"
+(everything, with the schema version and the carbon intensity's source), "md" (a Markdown table for
+a report). Figures are never rounded in CSV and JSON; the table and Markdown round for reading.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import textwrap
+from typing import Any
+
+from greentop.attribution import KIND_PHASE, TOTAL, DomainSummary, PhaseSummary, RunSummary
+
+FORMATS = ("table", "csv", "json", "md")
+JSON_FORMAT_NAME = "greentop-summary"
+
+
+def format_summary(summary: RunSummary, fmt: str = "table") -> str:
+    if fmt == "table":
+        return _table(summary)
+    if fmt == "csv":
+        return _csv(summary)
+    if fmt == "json":
+        return _json(summary)
+    if fmt == "md":
+        return _markdown(summary)
+    raise ValueError(f"unknown summary format {fmt!r}; known: {', '.join(FORMATS)}")
+
+
+# ------------------------------------------------------------------------------------ numbers
+
+
+def _num(x: float | None) -> str:
+    """A figure rounded for reading: about four significant digits, no exponent from 1e-3 to the
+    tens of MJ a long run reaches; anything below 1e-9 (interpolation rounding) reads as 0."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    a = abs(x)
+    if a < 1e-9:
+        return "0"
+    if a >= 1000:
+        return f"{x:.0f}"
+    if a >= 100:
+        return f"{x:.1f}"
+    if a >= 10:
+        return f"{x:.2f}"
+    if a >= 1:
+        return f"{x:.3f}"
+    if a >= 1e-3:
+        return f"{x:.4f}".rstrip("0")
+    return f"{x:.1e}"
+
+
+def _count(v: float) -> str:
+    return f"{v:.0f}" if float(v).is_integer() else f"{v:g}"
+
+
+def _dur(s: float) -> str:
+    if s >= 3600:
+        return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m{s % 60:04.1f}s"
+    if s >= 60:
+        return f"{int(s // 60)}m{s % 60:04.1f}s"
+    if s >= 1:
+        return f"{s:.3f} s"
+    return f"{s * 1e3:.1f} ms"
+
+
+def _per_unit(d: DomainSummary) -> str:
+    return ", ".join(f"{_num(v)}/{_singular(n)}" for n, v in sorted(d.per_unit_j.items()))
+
+
+def _singular(name: str) -> str:
+    # "samples" -> "sample" reads as "J per sample"; leave anything else alone.
+    return name[:-1] if name.endswith("s") and len(name) > 3 else name
+
+
+def _row_title(r: PhaseSummary) -> str:
+    bits = [r.name]
+    if r.kind == KIND_PHASE and r.attrs:
+        bits.append(" ".join(f"{k}={v}" for k, v in r.attrs.items()))
+    if r.pid >= 0:
+        bits.append(f"pid {r.pid}")
+    if r.status != "ok":
+        bits.append(f"[{r.status}]")
+    return "  ".join(bits)
+
+
+def _health_lines(health: dict[str, Any]) -> list[str]:
+    """Sampler health, short: totals, each lane, and only the channels that had a problem."""
+    lines: list[str] = []
+    scalars = {k: v for k, v in health.items() if not isinstance(v, dict)}
+    if scalars:
+        lines.append("  " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in scalars.items()))
+    for key, sub in health.items():
+        if not isinstance(sub, dict):
+            continue
+        for name, vals in sub.items():
+            if isinstance(vals, dict):
+                problems = {k: v for k, v in vals.items() if k not in ("reads", "ticks") and v}
+                if key == "channels" and not problems:
+                    continue
+                lines.append(f"  {key[:-1] if key.endswith('s') else key} {name}: "
+                             + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in vals.items()))
+            else:
+                lines.append(f"  {key} {name}: {vals}")
+    return lines
+
+
+# -------------------------------------------------------------------------------------- table
+
+
+_TABLE_COLS = (  # (header, width)
+    ("energy J", 10), ("± J", 9), ("excl J", 9), ("Wh", 9), ("avg W", 8), ("peak W", 8), ("above J", 9),
+    ("gCO2e", 9),
+)
+_MAX_INDENT_DEPTH = 6
+_WRAP = 118
+
+
+def _table(s: RunSummary) -> str:
+    out: list[str] = []
+    run_s = max(s.run_end_ns - s.run_start_ns, 0) * 1e-9
+    out.append(f"greentop summary: run {_dur(run_s)}, {len(s.phase_rows())} phases, "
+               f"carbon intensity {s.carbon_g_per_kwh:g} gCO2e/kWh")
+    out.extend(textwrap.wrap(s.carbon_source, _WRAP, initial_indent="  carbon source: ", subsequent_indent="    "))
+    for key in ("command", "host"):
+        if s.meta.get(key):
+            v = s.meta[key]
+            text = " ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+            out.append(f"  {key}: " + textwrap.shorten(text, _WRAP - len(key) - 4, placeholder=" ..."))
+    for info in s.domains:
+        upd = f"updates every {_dur(info.update_period_s)}" if info.update_period_s else "update period unknown"
+        out.append(f"  {info.domain}: {info.channel} ({info.quantity}, {info.samples} samples, {upd})")
+    has_baseline = any(r.total.baseline_w is not None for r in s.rows)
+    cols = [c for c in _TABLE_COLS if has_baseline or c[0] != "above J"]
+    max_depth = min(max((r.depth for r in s.rows), default=0), _MAX_INDENT_DEPTH)
+    # The name column absorbs the indentation, so numbers line up at every depth.
+    name_w = 2 * max_depth + max([len(d.domain) for d in s.domains] + [len("= total"), 14]) + 2
+    out.append("")
+    out.append("  " + "domain".ljust(name_w) + "".join(h.rjust(w + 1) for h, w in cols) + "  J per unit")
+    for r in s.rows:
+        ind = "  " * min(r.depth, _MAX_INDENT_DEPTH)
+        counts = ", ".join(f"{n} {_count(v)}" for n, v in sorted(r.counts.items()))
+        excl = r.exclusive_duration_s != r.duration_s
+        xtext = f", exclusive {_dur(r.exclusive_duration_s)}" if excl else ""
+        out.append(f"{ind}{_row_title(r)}  ({_dur(r.duration_s)}{xtext}{'; ' + counts if counts else ''})")
+        for d in r.domains:
+            vals = {
+                "energy J": _num(d.energy_j), "± J": "±" + _num(d.energy_uncertainty_j),
+                "excl J": _num(d.exclusive_energy_j) if excl else "", "Wh": _num(d.energy_wh),
+                "avg W": _num(d.average_w), "peak W": _num(d.peak_w), "above J": _num(d.above_baseline_j),
+                "gCO2e": _num(d.gco2e_g),
+            }
+            name = d.domain if d.domain != TOTAL else "= total"
+            line = "  " + (ind + name).ljust(name_w) + "".join(vals[h].rjust(w + 1) for h, w in cols)
+            pu = _per_unit(d)
+            inline = len(d.per_unit_j) == 1
+            out.append(line + ("  " + pu if pu and inline else ""))
+            if pu and not inline:
+                out.append(f"{ind}      J per unit: {pu}")
+            if d.flag:
+                out.append(f"{ind}      ! {d.flag}")
+    if s.health:
+        out.append("")
+        out.append("sampler health:")
+        out.extend(_health_lines(s.health))
+    if s.notes:
+        out.append("")
+        for n in s.notes:
+            out.extend(textwrap.wrap(n, _WRAP, initial_indent="note: ", subsequent_indent="      "))
+    out.append("")
+    out.append("± is a worst-case bound from sensor update periods and resolution; "
+               f"peak W is the highest {s.peak_window_s * 1e3:g} ms average.")
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------------------------------- csv
+
+
+def _csv_value(x: Any) -> Any:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    if isinstance(x, bool):
+        return int(x)
+    if isinstance(x, float):
+        return repr(x)  # shortest round-trip representation: no precision lost
+    return x
+
+
+def _count_names(s: RunSummary) -> list[str]:
+    return sorted({n for r in s.rows for n in r.counts})
+
+
+def _csv(s: RunSummary) -> str:
+    names = _count_names(s)
+    head = ["kind", "phase", "index", "parent", "depth", "pid", "status", "phase_id", "start_ns", "end_ns",
+            "duration_s", "exclusive_duration_s", "domain", "estimated", "energy_j", "energy_uncertainty_j",
+            "energy_wh", "average_w", "peak_w", "exclusive_energy_j", "exclusive_energy_uncertainty_j",
+            "baseline_w", "above_baseline_j", "above_baseline_uncertainty_j", "gco2e_g", "carbon_g_per_kwh"]
+    head += [f"count_{n}" for n in names] + [f"j_per_{_singular(n)}" for n in names]
+    head += [f"above_baseline_j_per_{_singular(n)}" for n in names] + ["flag"]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(head)
+    for r in s.rows:
+        for d in r.domains:
+            row: list[Any] = [r.kind, r.name, r.index, r.parent, r.depth, r.pid, r.status, r.phase_id, r.start_ns,
+                              r.end_ns, r.duration_s, r.exclusive_duration_s, d.domain, d.estimated, d.energy_j,
+                              d.energy_uncertainty_j, d.energy_wh, d.average_w, d.peak_w, d.exclusive_energy_j,
+                              d.exclusive_energy_uncertainty_j, d.baseline_w, d.above_baseline_j,
+                              d.above_baseline_uncertainty_j, d.gco2e_g, s.carbon_g_per_kwh]
+            row += [r.counts.get(n) for n in names] + [d.per_unit_j.get(n) for n in names]
+            row += [d.per_unit_above_baseline_j.get(n) for n in names] + [d.flag]
+            w.writerow([_csv_value(v) for v in row])
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------- json
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, float):
+        return None if math.isnan(x) or math.isinf(x) else x
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (str, int, bool)) or x is None:
+        return x
+    if hasattr(x, "tolist"):  # numpy scalars and arrays in trace metadata
+        return _jsonable(x.tolist())
+    return str(x)
+
+
+def _json(s: RunSummary) -> str:
+    d = s.to_dict()
+    doc = {"format": JSON_FORMAT_NAME, "schema_version": d.pop("schema_version"),
+           "units": {"energy": "J", "power": "W", "time": "s (ns for *_ns)", "carbon": "gCO2e",
+                     "carbon_intensity": "gCO2e/kWh"}} | d
+    return json.dumps(_jsonable(doc), indent=2, allow_nan=False) + "\n"
+
+
+# ----------------------------------------------------------------------------------- markdown
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _markdown(s: RunSummary) -> str:
+    out: list[str] = []
+    run_s = max(s.run_end_ns - s.run_start_ns, 0) * 1e-9
+    out.append(f"**Energy by phase** (run {_dur(run_s)}; carbon intensity {s.carbon_g_per_kwh:g} gCO2e/kWh, "
+               f"{_md_escape(s.carbon_source)})")
+    out.append("")
+    has_baseline = any(r.total.baseline_w is not None for r in s.rows)
+    head = ["Phase", "Status", "Duration", "Domain", "Energy (J)", "± (J)", "Exclusive (J)", "Wh", "Avg W",
+            "Peak W"]
+    head += ["Above idle (J)"] if has_baseline else []
+    head += ["J per unit", "gCO2e", "Flags"]
+    out.append("| " + " | ".join(head) + " |")
+    out.append("|" + "|".join("---" if i < 4 or h == "Flags" else "--:" for i, h in enumerate(head)) + "|")
+    for r in s.rows:
+        title = "· " * r.depth + _md_escape(r.name)
+        for k, d in enumerate(r.domains):
+            cells = [title if k == 0 else "", r.status if k == 0 else "", _dur(r.duration_s) if k == 0 else "",
+                     f"**{d.domain}**" if d.domain == TOTAL else _md_escape(d.domain), _num(d.energy_j),
+                     "±" + _num(d.energy_uncertainty_j),
+                     _num(d.exclusive_energy_j) if r.exclusive_duration_s != r.duration_s else "",
+                     _num(d.energy_wh), _num(d.average_w), _num(d.peak_w)]
+            cells += [_num(d.above_baseline_j)] if has_baseline else []
+            cells += [_md_escape(_per_unit(d)), _num(d.gco2e_g), _md_escape(d.flag)]
+            out.append("| " + " | ".join(cells) + " |")
+    if s.notes:
+        out.append("")
+        out.extend(f"- {_md_escape(n)}" for n in s.notes)
+    out.append("")
+    out.append(f"± is a worst-case bound from sensor update periods and resolution; peak W is the highest "
+               f"{s.peak_window_s * 1e3:g} ms average; exclusive energy excludes time under child phases.")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,84 @@
+"""A recorded run in memory: what ``trace.load`` returns and what summaries are computed from.
+
+Plain data, no I/O: the HDF5 layout lives in ``trace.py``, the energy arithmetic in
+``attribution.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from greentop.channel import Channel
+
+AttrValue = str | int | float | bool
+
+
+@dataclass
+class ChannelData:
+    channel: Channel
+    t_ns: npt.NDArray[np.int64]  # CLOCK_MONOTONIC ns of each read
+    raw: npt.NDArray[np.int64]  # the raw readings (see channel.unit / channel.scale)
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One tagged interval. ``parent`` is the index of the enclosing phase in ``TraceData.phases``
+    (-1 at top level); ``depth`` is 0 at top level."""
+
+    index: int
+    name: str
+    start_ns: int
+    end_ns: int
+    depth: int
+    parent: int
+    pid: int
+    attrs: dict[str, AttrValue] = field(default_factory=dict)
+    status: str = "ok"  # "ok"; "crashed": closed by greentop when the workload died; "unclosed": still open at the end of the recording
+    phase_id: str = ""  # the id the workload gave it
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end_ns - self.start_ns) * 1e-9
+
+
+@dataclass(frozen=True)
+class Mark:
+    t_ns: int
+    name: str
+    pid: int
+    attrs: dict[str, AttrValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Count:
+    """Work the workload reported (``greentop.count(samples=256)``), inside ``phase`` (index, -1 none)."""
+
+    t_ns: int
+    name: str  # "samples", "tokens", "requests", ...
+    value: float
+    pid: int
+    phase: int = -1
+
+
+@dataclass
+class TraceData:
+    meta: dict[str, Any]  # run metadata (host, models, command, rate_hz, carbon intensity, ...)
+    channels: list[ChannelData]
+    phases: list[Phase]
+    marks: list[Mark]
+    counts: list[Count]
+    run_start_ns: int  # first sample of the recording
+    run_end_ns: int  # last sample (or last flush, for a recorder that died)
+    baseline: tuple[int, int] | None = None  # the idle window before the workload started
+    health: dict[str, Any] = field(default_factory=dict)  # overruns, missed ticks, read errors, dropped events
+    complete: bool = True  # False when the recorder died before finalising the file
+
+    def channel(self, name: str) -> ChannelData:
+        for c in self.channels:
+            if c.channel.name == name:
+                return c
+        raise KeyError(name)
