@@ -1,0 +1,104 @@
+"""A tagged torchvision workload that also reads NVML's energy counter at its own phase edges.
+
+Run under ``greentop record``; it trains a ResNet-50 on synthetic ImageNet-shaped data for a few
+epochs, evaluates, and runs an inference pass, each in a ``greentop.phase``. Around every phase
+it synchronises the GPU and reads ``nvmlDeviceGetTotalEnergyConsumption`` itself, writing those
+deltas to ``--edges FILE.json``; ``benchmarks/gpu_phase_compare.py`` then compares them with the
+per-phase GPU energy greentop attributes from the trace.
+
+    greentop record -o run.h5 -- python benchmarks/gpu_phase_workload.py --edges edges.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+import pynvml
+import torch
+import torchvision
+
+import greentop
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--edges", required=True)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=40, help="training steps per epoch")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--model", default="resnet50")
+    args = ap.parse_args()
+
+    pynvml.nvmlInit()
+    gpu = pynvml.nvmlDeviceGetHandleByIndex(0)
+    edges: list[dict[str, object]] = []
+
+    @contextmanager
+    def measured(name: str, **attrs: object) -> Iterator[None]:
+        torch.cuda.synchronize()
+        e0 = pynvml.nvmlDeviceGetTotalEnergyConsumption(gpu)
+        t0 = time.monotonic_ns()
+        with greentop.phase(name, **attrs):  # type: ignore[arg-type]
+            yield
+            torch.cuda.synchronize()
+        t1 = time.monotonic_ns()
+        e1 = pynvml.nvmlDeviceGetTotalEnergyConsumption(gpu)
+        edges.append({"name": name, "attrs": attrs, "t0_ns": t0, "t1_ns": t1, "counter_mj": e1 - e0})
+
+    device = torch.device("cuda")
+    torch.backends.cudnn.benchmark = True
+    with measured("data-loading"):
+        images = torch.randn(args.batch * 8, 3, 224, 224, device=device)
+        labels = torch.randint(0, 1000, (args.batch * 8,), device=device)
+    model = getattr(torchvision.models, args.model)(num_classes=1000).to(device).to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def batch(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        k = (i % 8) * args.batch
+        return images[k:k + args.batch], labels[k:k + args.batch]
+
+    with measured("warm-up"):
+        for i in range(5):
+            x, y = batch(i)
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    with measured("training"):
+        for epoch in range(args.epochs):
+            with measured("epoch", epoch=epoch):
+                for i in range(args.steps):
+                    x, y = batch(i)
+                    with torch.autocast("cuda", dtype=torch.bfloat16):
+                        loss = loss_fn(model(x), y)
+                    loss.backward()
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+                    greentop.count(samples=args.batch)
+    model.eval()
+    with measured("evaluation"), torch.no_grad():
+        for i in range(args.steps // 2):
+            x, y = batch(i)
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                model(x)
+            greentop.count(samples=args.batch)
+    time.sleep(2.0)  # an idle gap: the GPU cools between phases
+    with measured("inference"), torch.no_grad():
+        for i in range(args.steps * 2):
+            x, _ = batch(i)
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                model(x)
+            greentop.count(samples=args.batch)
+    with open(args.edges, "w") as fh:
+        json.dump(edges, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
