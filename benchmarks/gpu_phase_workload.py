@@ -28,7 +28,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--edges", required=True)
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=40, help="training steps per epoch")
+    ap.add_argument("--steps", type=int, default=80, help="training steps per epoch")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--model", default="resnet50")
     args = ap.parse_args()
@@ -50,7 +50,6 @@ def main() -> int:
         edges.append({"name": name, "attrs": attrs, "t0_ns": t0, "t1_ns": t1, "counter_mj": e1 - e0})
 
     device = torch.device("cuda")
-    torch.backends.cudnn.benchmark = True
     with measured("data-loading"):
         images = torch.randn(args.batch * 8, 3, 224, 224, device=device)
         labels = torch.randint(0, 1000, (args.batch * 8,), device=device)
@@ -83,14 +82,14 @@ def main() -> int:
                     greentop.count(samples=args.batch)
     model.eval()
     with measured("evaluation"), torch.no_grad():
-        for i in range(args.steps // 2):
+        for i in range(args.steps * 2):
             x, y = batch(i)
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 model(x)
             greentop.count(samples=args.batch)
     time.sleep(2.0)  # an idle gap: the GPU cools between phases
     with measured("inference"), torch.no_grad():
-        for i in range(args.steps * 2):
+        for i in range(args.steps * 4):
             x, _ = batch(i)
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 model(x)

@@ -8,6 +8,11 @@ Crash safety: every dataset is created up front, then the file switches to SWMR 
 multiple readers) mode, in which HDF5 keeps the file consistent at every flush. The recorder
 flushes at least once a second, so a recorder killed with SIGKILL leaves a file that opens (in
 SWMR read mode, which :func:`open_trace` falls back to) with everything up to the last flush.
+
+Compressed chunks are written once, whole: in SWMR mode HDF5 never reuses file space, so
+rewriting a growing compressed chunk at every flush bloated traces 16-fold and cost most of the
+write time. Samples that do not yet fill a chunk sit in a fixed-size uncompressed ``tail`` that
+each flush overwrites in place; a clean finish moves it into the main datasets.
 """
 
 from __future__ import annotations
@@ -114,6 +119,7 @@ class TraceWriter:
         self._index = {c.name: i for i, c in enumerate(self.channels)}
         self._pending: list[list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]] = [[] for _ in self.channels]
         self._pending_events: list[Event] = []
+        self._tail_len = [0] * len(self.channels)
         self._f = h5py.File(self.path, "w", libver="latest")
         f = self._f
         f.attrs["format"] = FORMAT_NAME
@@ -128,6 +134,14 @@ class TraceWriter:
                 g.attrs[k] = v
             for name in ("t_ns", "raw"):
                 g.create_dataset(name, shape=(0,), maxshape=(None,), dtype="i8", chunks=(CHUNK_SAMPLES,), **COMPRESSION)
+            # Rows of (t_ns, raw) not yet in a whole chunk; one uncompressed chunk, rewritten in place.
+            g.create_dataset("tail", shape=(CHUNK_SAMPLES, 2), dtype="i8", chunks=(CHUNK_SAMPLES, 2), fillvalue=0)
+
+        # How many samples of each channel's tail are valid (one write per flush for all channels).
+        self._tail_len_ds = f.create_dataset("tail_len", shape=(len(self.channels),), dtype="i8", fillvalue=0)
+        self._ds = [{name: chans[f"{i:03d}"][name] for name in ("t_ns", "raw", "tail")} for i in range(len(self.channels))]
+        self._pending_n = [0] * len(self.channels)
+        self._on_tail: list[list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]] = [[] for _ in self.channels]
         ev = f.create_group("events")
         for name, dtype in (("t_ns", "i8"), ("pid", "i8"), ("value", "f8")):
             ev.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(EVENT_CHUNK,))
@@ -149,7 +163,9 @@ class TraceWriter:
     # -- appending ------------------------------------------------------------------------------
     def append_samples(self, channel: str, t_ns: npt.NDArray[np.int64], raw: npt.NDArray[np.int64]) -> None:
         if t_ns.size:
-            self._pending[self._index[channel]].append((t_ns, raw))
+            i = self._index[channel]
+            self._pending[i].append((t_ns, raw))
+            self._pending_n[i] += t_ns.size
 
     def append_events(self, events: Sequence[Event]) -> None:
         self._pending_events.extend(events)
@@ -169,21 +185,42 @@ class TraceWriter:
             d.resize((n + 1,))
             d[n] = value
 
-    def flush(self) -> None:
-        """Write everything pending and make it durable (the SWMR flush point)."""
-        chans = self._f["channels"]
-        for i, parts in enumerate(self._pending):
-            if not parts:
+    def flush(self, final: bool = False) -> None:
+        """Write everything pending and make it durable (the SWMR flush point). Whole chunks go to
+        the compressed datasets; the rest to the channel's tail (or, when ``final``, to the end of
+        the compressed datasets)."""
+        for i, new in enumerate(self._pending):
+            on_tail = self._on_tail[i]
+            if not new and not (final and on_tail):
                 continue
-            t = np.concatenate([p[0] for p in parts])
-            raw = np.concatenate([p[1] for p in parts])
-            g = chans[f"{i:03d}"]
-            n = g["t_ns"].shape[0]
-            for name, arr in (("t_ns", t), ("raw", raw)):
-                d = g[name]
-                d.resize((n + arr.size,))
-                d[n:] = arr
-            parts.clear()
+            ds = self._ds[i]
+            total = self._tail_len[i] + self._pending_n[i]
+            whole = total if final else (total // CHUNK_SAMPLES) * CHUNK_SAMPLES
+            if whole:
+                parts = on_tail + new
+                t = np.concatenate([p[0] for p in parts])
+                raw = np.concatenate([p[1] for p in parts])
+                n = ds["t_ns"].shape[0]
+                for name, arr in (("t_ns", t[:whole]), ("raw", raw[:whole])):
+                    ds[name].resize((n + whole,))
+                    ds[name][n:] = arr
+                on_tail.clear()
+                new[:] = [(t[whole:], raw[whole:])] if total > whole else []
+                self._tail_len[i] = 0
+            if new:
+                # Only what the tail does not hold yet is written: each flush costs what it adds.
+                rows = np.empty((sum(p[0].size for p in new), 2), dtype=np.int64)
+                k = 0
+                for t_part, raw_part in new:
+                    rows[k:k + t_part.size, 0] = t_part
+                    rows[k:k + t_part.size, 1] = raw_part
+                    k += t_part.size
+                _write_rows(ds["tail"], self._tail_len[i], rows)
+                self._tail_len[i] += rows.shape[0]
+                on_tail.extend(new)
+            new.clear()
+            self._pending_n[i] = 0
+        _write_rows(self._tail_len_ds, 0, np.asarray(self._tail_len, dtype=np.int64))
         if self._pending_events:
             self._write_events(self._pending_events)
             self._pending_events = []
@@ -211,7 +248,7 @@ class TraceWriter:
     # -- the end --------------------------------------------------------------------------------
     def finalize(self, run: dict[str, Any], phases: Sequence[Phase], marks: Sequence[Mark], counts: Sequence[Count]) -> None:
         """Flush, leave SWMR mode and add the derived tables; the file is then complete."""
-        self.flush()
+        self.flush(final=True)
         self._f.close()
         with h5py.File(self.path, "a", libver="latest") as f:
             r = f.create_group("run")
@@ -240,6 +277,14 @@ class TraceWriter:
             self.flush()
         finally:
             self._f.close()
+
+
+def _write_rows(ds: h5py.Dataset, start: int, rows: npt.NDArray[np.int64]) -> None:
+    """Write ``rows`` into ``ds`` from row ``start`` through the low-level API: the high-level
+    slice assignment costs ~10x more, and the recorder does this for every channel twice a second."""
+    fspace = ds.id.get_space()
+    fspace.select_hyperslab((start,) + (0,) * (rows.ndim - 1), rows.shape)
+    ds.id.write(h5py.h5s.create_simple(rows.shape), fspace, np.ascontiguousarray(rows))
 
 
 def _write_table(f: h5py.File, name: str, columns: dict[str, Any]) -> None:
@@ -315,11 +360,20 @@ def _run_window(f: h5py.File, channels: list[ChannelData]) -> tuple[int, int]:
 
 
 def iter_channels(f: h5py.File) -> Iterator[ChannelData]:
-    for key in sorted(f["channels"]):
+    tail_len = f["tail_len"][()] if "tail_len" in f else np.zeros(0, np.int64)
+    for index, key in enumerate(sorted(f["channels"])):
         g = f["channels"][key]
         t, raw = g["t_ns"][()], g["raw"][()]
         n = min(t.size, raw.size)  # SWMR: a reader may see one dataset extended before the other
-        yield ChannelData(_channel_from_attrs(g.attrs), t[:n].astype(np.int64), raw[:n].astype(np.int64))
+        t, raw = t[:n], raw[:n]
+        k = int(tail_len[index]) if index < tail_len.size else 0
+        if k:
+            # A recorder that died: samples short of a whole chunk are in the tail. Timestamps
+            # rise strictly, so a tail that overlaps what reached the main datasets is trimmed.
+            tail = g["tail"][:k]
+            keep = tail[:, 0] > t[-1] if t.size else np.ones(k, dtype=bool)
+            t, raw = np.concatenate([t, tail[keep, 0]]), np.concatenate([raw, tail[keep, 1]])
+        yield ChannelData(_channel_from_attrs(g.attrs), np.asarray(t, dtype=np.int64), np.asarray(raw, dtype=np.int64))
 
 
 def load(path: str | Path) -> TraceData:

@@ -156,3 +156,28 @@ def test_recorder_killed_with_sigkill_keeps_all_but_the_last_second(tmp_path: Pa
                              capture_output=True, text=True, cwd=REPO)
     assert summary.returncode == 0, summary.stderr
     assert "training" in summary.stdout
+
+
+@pytest.mark.parametrize("finish", ["finalize", "abort"])
+def test_samples_across_many_chunks_and_flushes_come_back_exactly(tmp_path: Path, finish: str) -> None:
+    path = tmp_path / "long.h5"
+    w = TraceWriter(path, [ENERGY], {}, ["fast"])
+    t = np.arange(40_000, dtype=np.int64) * 1_000_000 + 5
+    raw = (t // 3) % 1000
+    rng = np.random.default_rng(1)
+    i = 0
+    while i < t.size:
+        k = int(rng.integers(1, 3000))
+        w.append_samples(ENERGY.name, t[i:i + k], raw[i:i + k])
+        i += k
+        if rng.random() < 0.5:
+            w.flush()
+    if finish == "finalize":
+        w.finalize({}, [], [], [])
+    else:
+        w.abort()
+    got = load(path).channel(ENERGY.name)
+    assert np.array_equal(got.t_ns, t) and np.array_equal(got.raw, raw)
+    if finish == "finalize":
+        with h5py.File(path, "r") as f:  # a clean trace needs no tail logic
+            assert f["channels/000/t_ns"].shape == (40_000,) and f["tail_len"][0] == 0
