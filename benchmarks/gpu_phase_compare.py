@@ -2,10 +2,11 @@
 
     python benchmarks/gpu_phase_compare.py run.h5 edges.json
 
-For every phase of ``gpu_phase_workload.py``: the GPU energy greentop attributes to it (from the
-trace's energy counter, interpolated at the phase's boundaries, as ``greentop summary`` does),
-the energy of the instantaneous power field integrated over the same boundaries, and the delta
-of ``nvmlDeviceGetTotalEnergyConsumption`` the workload read around the phase. JSON lines out.
+For every phase of ``gpu_phase_workload.py``: the delta of ``nvmlDeviceGetTotalEnergyConsumption``
+the workload read itself around the phase (after an idle gap on each side), against the GPU energy
+greentop's trace gives for the same window (between the two reads), from its energy-counter
+channel and, independently, from the instantaneous power field integrated. Also the phase's own
+energy as ``greentop summary`` attributes it (phase boundaries only, no gaps). JSON lines out.
 """
 
 from __future__ import annotations
@@ -29,11 +30,15 @@ def main() -> int:
     edges = json.loads(Path(edges_path).read_text())
     summary = summarise(trace, 0.0)
     rows = summary.phase_rows()
-    instant = next((c for c in trace.channels if c.channel.name == "nvml:gpu0:power_instant"), None)
-    inst_t = inst_e = None
-    if instant is not None:
-        inst_t = instant.t_ns.astype(np.float64)
-        inst_e = converter_for(instant.channel).feed(instant.t_ns, instant.raw).energy_j
+    cum: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for c in trace.channels:
+        if c.channel.name in ("nvml:gpu0:energy", "nvml:gpu0:power_instant"):
+            cum[c.channel.name] = (c.t_ns.astype(np.float64), converter_for(c.channel).feed(c.t_ns, c.raw).energy_j)
+
+    def window_j(channel: str, a_ns: int, b_ns: int) -> float:
+        t, e = cum[channel]
+        return float(np.interp(b_ns, t, e) - np.interp(a_ns, t, e))
+
     for edge in edges:
         candidates = [r for r in rows if r.name == edge["name"] and r.attrs == edge["attrs"]]
         if not candidates:
@@ -42,17 +47,18 @@ def main() -> int:
         row = min(candidates, key=lambda r: abs(r.start_ns - edge["t0_ns"]))
         gpu = row.domain("gpu-0")
         counter_j = edge["counter_mj"] / 1e3
-        out = {
-            "phase": edge["name"], "attrs": edge["attrs"], "duration_s": round(row.duration_s, 3),
-            "nvml_counter_delta_j": round(counter_j, 2), "greentop_j": round(gpu.energy_j, 2),
-            "greentop_uncertainty_j": round(gpu.energy_uncertainty_j, 2),
-            "error_pct": round(100 * (gpu.energy_j - counter_j) / counter_j, 3) if counter_j else None,
-            "average_w": round(gpu.average_w, 1),
+        a, b = edge["read0_ns"], edge["read1_ns"]
+        out: dict[str, object] = {
+            "phase": edge["name"], "attrs": edge["attrs"], "phase_s": round(row.duration_s, 3), "window_s": round((b - a) / 1e9, 3),
+            "workload_counter_delta_j": round(counter_j, 2),
+            "phase_energy_j": round(gpu.energy_j, 2), "phase_uncertainty_j": round(gpu.energy_uncertainty_j, 2),
+            "phase_average_w": round(gpu.average_w, 1),
         }
-        if inst_t is not None and inst_e is not None:
-            e = float(np.interp(row.end_ns, inst_t, inst_e) - np.interp(row.start_ns, inst_t, inst_e))
-            out["power_instant_j"] = round(e, 2)
-            out["power_instant_error_pct"] = round(100 * (e - counter_j) / counter_j, 3) if counter_j else None
+        for channel, key in (("nvml:gpu0:energy", "trace_counter"), ("nvml:gpu0:power_instant", "trace_power_instant")):
+            if channel in cum:
+                e = window_j(channel, a, b)
+                out[f"{key}_j"] = round(e, 2)
+                out[f"{key}_error_pct"] = round(100 * (e - counter_j) / counter_j, 3) if counter_j else None
         print(json.dumps(out))
     return 0
 

@@ -31,23 +31,35 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=80, help="training steps per epoch")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--model", default="resnet50")
+    ap.add_argument("--gap", type=float, default=0.5,
+                    help="idle seconds before and after each phase: the counter refreshes only every ~100 ms, "
+                         "so reading it while the GPU idles keeps that staleness at idle power")
     args = ap.parse_args()
 
     pynvml.nvmlInit()
     gpu = pynvml.nvmlDeviceGetHandleByIndex(0)
     edges: list[dict[str, object]] = []
 
+    def read_counter() -> tuple[int, int]:
+        """(mJ, CLOCK_MONOTONIC ns at the middle of the ~4 ms call)."""
+        a = time.monotonic_ns()
+        mj = pynvml.nvmlDeviceGetTotalEnergyConsumption(gpu)
+        return mj, (a + time.monotonic_ns()) // 2
+
     @contextmanager
     def measured(name: str, **attrs: object) -> Iterator[None]:
         torch.cuda.synchronize()
-        e0 = pynvml.nvmlDeviceGetTotalEnergyConsumption(gpu)
+        time.sleep(args.gap)
+        e0, read0 = read_counter()
         t0 = time.monotonic_ns()
         with greentop.phase(name, **attrs):  # type: ignore[arg-type]
             yield
             torch.cuda.synchronize()
         t1 = time.monotonic_ns()
-        e1 = pynvml.nvmlDeviceGetTotalEnergyConsumption(gpu)
-        edges.append({"name": name, "attrs": attrs, "t0_ns": t0, "t1_ns": t1, "counter_mj": e1 - e0})
+        time.sleep(args.gap)
+        e1, read1 = read_counter()
+        edges.append({"name": name, "attrs": attrs, "t0_ns": t0, "t1_ns": t1, "read0_ns": read0, "read1_ns": read1,
+                      "counter_mj": e1 - e0})
 
     device = torch.device("cuda")
     with measured("data-loading"):
