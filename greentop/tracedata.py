@@ -7,12 +7,17 @@ Plain data, no I/O: the HDF5 layout lives in ``trace.py``, the energy arithmetic
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from greentop.channel import Channel
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from greentop.attribution import RunSummary
 
 AttrValue = str | int | float | bool
 
@@ -82,3 +87,42 @@ class TraceData:
             if c.channel.name == name:
                 return c
         raise KeyError(name)
+
+    # -- pandas views (pandas is imported only when asked for) ------------------------------
+    def phases_frame(self) -> "pd.DataFrame":
+        """One row per phase: name, start_ns, end_ns, duration_s, depth, parent, pid, status, attrs."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            [{"name": p.name, "start_ns": p.start_ns, "end_ns": p.end_ns, "duration_s": p.duration_s, "depth": p.depth,
+              "parent": p.parent, "pid": p.pid, "status": p.status, "attrs": p.attrs} for p in self.phases],
+            columns=["name", "start_ns", "end_ns", "duration_s", "depth", "parent", "pid", "status", "attrs"],
+        )
+
+    def channel_frame(self, name: str) -> "pd.DataFrame":
+        """A channel's readings: t_ns, raw, and energy_j (cumulative since its first reading)."""
+        import pandas as pd
+
+        from greentop.energy import converter_for
+
+        c = self.channel(name)
+        return pd.DataFrame({"t_ns": c.t_ns, "raw": c.raw, "energy_j": converter_for(c.channel).feed(c.t_ns, c.raw).energy_j})
+
+    def summary(self, carbon_g_per_kwh: float | None = None, carbon_source: str = "") -> "RunSummary":
+        """Per-phase energy (see ``greentop.attribution``), with the trace's own carbon intensity by default."""
+        from greentop.attribution import summarise
+
+        if carbon_g_per_kwh is None:
+            carbon_g_per_kwh = float(self.meta.get("carbon_g_per_kwh", 0.0))
+            carbon_source = str(self.meta.get("carbon_source", ""))
+        return summarise(self, carbon_g_per_kwh, carbon_source)
+
+    def summary_frame(self, carbon_g_per_kwh: float | None = None) -> "pd.DataFrame":
+        """The summary as one row per phase and domain (the columns of ``greentop summary --format csv``: phase, domain, energy_j, ...)."""
+        import io
+
+        import pandas as pd
+
+        from greentop.summary_format import format_summary
+
+        return pd.read_csv(io.StringIO(format_summary(self.summary(carbon_g_per_kwh), "csv")))

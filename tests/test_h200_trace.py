@@ -58,3 +58,15 @@ def test_h200_gpu_energy_matches_the_workloads_own_counter_reads_within_2_percen
         assert trace_j == pytest.approx(edge["counter_mj"] / 1e3, rel=0.02), edge["name"]
         checked += 1
     assert checked >= 5
+
+
+def test_load_gives_pandas_views_of_phases_channels_and_summary() -> None:
+    tr = load(TRACE)
+    phases = tr.phases_frame()
+    assert list(phases["name"])[:3] == ["data-loading", "warm-up", "training"]
+    energy = tr.channel_frame("nvml:gpu0:energy")
+    assert energy["energy_j"].iloc[0] == 0 and energy["energy_j"].is_monotonic_increasing
+    frame = tr.summary_frame()
+    training_gpu = frame[(frame["phase"] == "training") & (frame["domain"] == "gpu-0")]
+    assert len(training_gpu) == 1
+    assert training_gpu["energy_j"].iloc[0] == pytest.approx(tr.summary().row("training").domain("gpu-0").energy_j, rel=1e-6)
