@@ -181,6 +181,7 @@ class EventListener:
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN)
         poller.register(self._wake_r, select.POLLIN)
+        final = False
         while True:
             batch: list[bytes] = []
             # Empty the kernel queue before taking the lock: a full queue blocks the workload.
@@ -198,8 +199,13 @@ class EventListener:
                         self.overflowed += len(batch) - max(room, 0)
                         batch = batch[: max(room, 0)]
                     self._raw.extend(batch)
-            if self._stopping:  # checked after a last read, so events sent before stop() are kept
+            if final:
                 return
+            if self._stopping:
+                # Everything sent before stop() is in the queue by now, but maybe not in this
+                # batch (it can have arrived after the reads above): read once more, then leave.
+                final = True
+                continue
             poller.poll()
 
     def drain(self) -> list[Event]:
