@@ -19,7 +19,7 @@ import threading
 import weakref
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Iterable, NoReturn
+from typing import Iterable, NoReturn, TypeGuard
 
 from greentop.phases import ENV_VAR, MAX_NAME_CHARS, PROTOCOL_VERSION
 from greentop.tracedata import AttrValue, Count, Mark, Phase
@@ -79,7 +79,7 @@ def _utf8_ok(text: str) -> bool:
     return True
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return type(value) is int  # not bool
 
 
@@ -106,7 +106,7 @@ def parse_event(data: bytes) -> Event | None:
     value = 0.0
     if kind == "count":
         raw = msg.get("val")
-        if not (_is_int(raw) or type(raw) is float):
+        if not (_is_int(raw) or isinstance(raw, float)) or isinstance(raw, bool):
             return None
         try:
             value = float(raw)  # an int beyond float range overflows

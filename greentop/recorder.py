@@ -230,8 +230,8 @@ def record(cmd: Sequence[str], channels: list[Channel], found: SourceResult, opt
             pump.log([_run_event(RUN_INTERRUPTED)])
         time.sleep(DRAIN_S)  # datagrams sent just before the exit are still in the socket
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         sampler.stop()
         pump.stop()
         listener.stop()
