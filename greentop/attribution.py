@@ -19,6 +19,12 @@ are the samples where the counter changed: between two updates the counter is st
 interpolating between update instants is right for a steady load where a staircase would be off by
 up to one update's energy.
 
+Every lookup (boundaries, peak-window edges, the ends of the uncertainty windows) is known before a
+channel is read, so of each channel only the knots those lookups land between are kept, found on
+the integer timestamps without converting every sample; interpolating on them gives bit for bit
+what interpolating on all samples gives. No array as long as a channel outlives it, and channels
+can be streamed, one read while the previous is summarised (``summarise(..., channels=...)``).
+
 Rows: a phase row covers ``[start_ns, end_ns]``; its *inclusive* figures cover all of it, its
 *exclusive* figures the part of it not covered by any direct child. Children of one parent overlap
 only when they come from different processes or threads; exclusive is then taken against the
@@ -72,7 +78,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import numpy.typing as npt
@@ -222,7 +228,11 @@ class RunSummary:
 
 @dataclass
 class _Series:
-    """A primary channel ready for interpolation: knots (s since the run start) and cumulative J."""
+    """A primary channel ready for interpolation: knots (s since the run start) and cumulative J.
+
+    The knots may be a subset of the channel's: every query a summary makes brackets between two
+    knots that are consecutive in the full set too, so ``np.interp`` and the gap lookups give
+    exactly what they give on all of them (see ``_series``)."""
 
     info: DomainInfo
     t_s: F64
@@ -243,10 +253,15 @@ class _Series:
         """Energy of one window of max(update period, local knot gap) centred on each boundary."""
         if not self.has_data:
             return np.zeros(t_s.shape)
-        i = np.clip(np.searchsorted(self.t_s, t_s), 1, self.t_s.size - 1)
-        gap_s = self.t_s[i] - self.t_s[i - 1]
-        w_s = np.maximum(gap_s, self.update_s or 0.0)
+        w_s = _uncertainty_window_s(self.t_s, self.update_s, t_s)
         return (self.at(t_s + w_s / 2) - self.at(t_s - w_s / 2)) + self.info.resolution_j
+
+
+def _uncertainty_window_s(knots_s: F64, update_s: float | None, t_s: F64) -> F64:
+    """max(update period, gap between the knots around t) for each boundary t (>= 2 knots)."""
+    i = np.clip(np.searchsorted(knots_s, t_s), 1, knots_s.size - 1)
+    gap_s = knots_s[i] - knots_s[i - 1]
+    return np.maximum(gap_s, update_s or 0.0)
 
 
 def _domain_name(c: Channel) -> str:
@@ -284,32 +299,109 @@ def _median_over_stretches(measure: Callable[[int, int], float | None], n: int) 
 _FEED_CHUNK = 1 << 18
 
 
-def _feed_all(conv: Converter, t_ns: I64, raw: I64) -> F64:
-    """Cumulative energy (J) at every sample: one pass of ``conv.feed`` over the channel."""
+def _seconds(t_ns: I64, origin_ns: int) -> F64:
+    """Seconds since ``origin_ns``: every knot time is made this way (subtract first: exact in int64)."""
+    t_s = (t_ns - origin_ns).astype(np.float64)
+    t_s *= 1e-9
+    return t_s
+
+
+def _last_at_or_before(t_ns: I64, origin_ns: int, q_s: F64) -> I64:
+    """For each time ``q_s`` (s since ``origin_ns``), the index of the last sample at or before it
+    (-1: none): ``searchsorted(_seconds(t_ns, origin_ns), q_s, "right") - 1``, exactly, without
+    converting every sample. Seconds grow with ns, so the samples at or before q are those at or
+    before the last whole ns whose seconds are <= q; a float guess lands within a ns of it."""
     n = int(t_ns.size)
-    out = np.empty(n, dtype=np.float64)
+    j = np.full(q_s.shape, -1, dtype=np.int64)
+    if n == 0:
+        return j
+    first_s, last_s = _seconds(t_ns[[0, -1]], origin_ns).tolist()
+    j[q_s >= last_s] = n - 1
+    inside = (q_s >= first_s) & (q_s < last_s)
+    q = q_s[inside]
+    c = np.floor(q * 1e9).astype(np.int64)  # ns since origin_ns
+    for _ in range(8):
+        up = _seconds(c + 1, 0) <= q
+        down = _seconds(c, 0) > q
+        if not (up.any() or down.any()):
+            break
+        c += up
+        c -= down
+    else:  # not on any real trace (a run of months); the direct way is exact too
+        return np.searchsorted(_seconds(t_ns, origin_ns), q_s, "right") - 1
+    j[inside] = np.searchsorted(t_ns, c + origin_ns, "right") - 1
+    return j
+
+
+def _sorted_unique(x: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    # np.unique without numpy 2's hash path for integers (~40x slower here); the input is a few
+    # sorted runs end to end, which the stable sort (timsort) merges in about linear time.
+    x = np.sort(x, kind="stable")
+    return x[np.concatenate(([True], x[1:] != x[:-1]))] if x.size else x
+
+
+def _needed_knots(t_ns: I64, origin_ns: int, update_s: float | None, queries_s: F64, bounds_s: F64) -> I64:
+    """The samples a summary's lookups touch, sorted: both knots around every query (``np.interp``),
+    both around every boundary (its gap, ``_uncertainty_window_s``) and around both ends of every
+    boundary's uncertainty window, plus the first two and last two. Interpolating on these alone
+    gives bit for bit what interpolating on every sample gives, at a fraction of the memory."""
+    n = int(t_ns.size)
+    ends = np.array([0, 1, n - 2, n - 1], dtype=np.int64)
+    j = _last_at_or_before(t_ns, origin_ns, queries_s)
+    # searchsorted(..., "left") counts the samples before t: those at or before the float just below t.
+    i = _last_at_or_before(t_ns, origin_ns, np.nextafter(bounds_s, -np.inf)) + 1
+    keep = _sorted_unique(np.clip(np.concatenate((ends, j, j + 1, i - 1, i)), 0, n - 1))
+    # The windows need the gaps, which these knots already give exactly.
+    w_s = _uncertainty_window_s(_seconds(t_ns[keep], origin_ns), update_s, bounds_s)
+    j = _last_at_or_before(t_ns, origin_ns, np.concatenate((bounds_s + w_s / 2, bounds_s - w_s / 2)))
+    return _sorted_unique(np.clip(np.concatenate((keep, j, j + 1)), 0, n - 1))
+
+
+def _feed_at(conv: Converter, t_ns: I64, raw: I64, keep: I64 | None) -> tuple[I64, F64]:
+    """One pass of ``conv.feed`` over the channel, in chunks; the cumulative energy (J) at the
+    samples ``keep`` (sorted), or with ``keep`` None at the first and last samples and every sample
+    where it changed. Returns those sample indices and energies."""
+    n = int(t_ns.size)
+    found: list[I64] = []
+    energy: list[F64] = []
+    last = np.nan  # the previous chunk's last energy (NaN: the first sample is always kept)
     for a in range(0, n, _FEED_CHUNK):
         b = min(a + _FEED_CHUNK, n)
-        out[a:b] = conv.feed(t_ns[a:b], raw[a:b]).energy_j
-    return out
+        e = conv.feed(t_ns[a:b], raw[a:b]).energy_j
+        if keep is not None:
+            lo, hi = np.searchsorted(keep, (a, b))
+            local = keep[lo:hi] - a
+        else:
+            changed = np.diff(e, prepend=last) != 0
+            if b == n:
+                changed[-1] = True
+            local = np.flatnonzero(changed)
+            last = e[-1]
+        found.append(local + a)
+        energy.append(e[local])
+    if not found:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    return np.concatenate(found), np.concatenate(energy)
 
 
-def _series(cd: ChannelData, origin_ns: int, t_cache: dict[int, tuple[F64, float | None]]) -> _Series:
+def _series(cd: ChannelData, origin_ns: int, queries_s: F64, bounds_s: F64) -> _Series:
+    """A channel's knots for the lookups a summary makes: energy at ``queries_s`` and uncertainty
+    windows around ``bounds_s`` (both s since ``origin_ns``). One pass of the converter over the
+    samples, and nothing as long as the channel is made: an hour at 1 kHz costs that one pass."""
     c = cd.channel
     conv = converter_for(c)
-    n = int(cd.t_ns.size)
-    # Channels often share one time array: convert it to float seconds, and take its median
-    # sample interval, once.
-    key = id(cd.t_ns)
-    cached = t_cache.get(key)
-    if cached is None:
-        t_s = (cd.t_ns - origin_ns).astype(np.float64)  # subtract first: exact in int64
-        t_s *= 1e-9
-        dt_s = _median_over_stretches(lambda a, b: float(np.median(np.diff(cd.t_ns[a:b]))), n) if n >= 2 else None
-        cached = t_cache[key] = (t_s, dt_s * 1e-9 if dt_s is not None else None)
-    t_s, dt_s = cached
-    energy = _feed_all(conv, cd.t_ns, cd.raw)
-    u_s = _median_over_stretches(lambda a, b: update_period_s(cd.t_ns[a:b], cd.raw[a:b]), n) if n >= 3 else None
+    t_ns, raw = cd.t_ns, cd.raw
+    n = int(t_ns.size)
+    dt_s = _median_over_stretches(lambda a, b: float(np.median(np.diff(t_ns[a:b]))), n) if n >= 2 else None
+    dt_s = dt_s * 1e-9 if dt_s is not None else None
+    u_s = _median_over_stretches(lambda a, b: update_period_s(t_ns[a:b], raw[a:b]), n) if n >= 3 else None
+    if c.quantity is Quantity.ENERGY and n >= 3 and u_s and dt_s and u_s > _THIN_RATIO * dt_s:
+        keep = None  # knots where the counter changed, and the first and last samples
+    elif n >= 4:
+        keep = _needed_knots(t_ns, origin_ns, u_s, queries_s, bounds_s)
+    else:
+        keep = np.arange(n)
+    knots, energy = _feed_at(conv, t_ns, raw, keep)
     res_j, res_w = _resolution(c)
     wraps = conv.wraps if isinstance(conv, CounterUnwrapper) else 0
     backwards = conv.backwards if isinstance(conv, CounterUnwrapper) else 0
@@ -318,13 +410,8 @@ def _series(cd: ChannelData, origin_ns: int, t_cache: dict[int, tuple[F64, float
         estimated=c.estimated, samples=n, sample_interval_s=dt_s, update_period_s=u_s, resolution_j=res_j,
         resolution_w=res_w, wraps=wraps, backwards=backwards, note=c.note,
     )
-    knots_t, knots_e = t_s, energy
-    if c.quantity is Quantity.ENERGY and n >= 3 and u_s and dt_s and u_s > _THIN_RATIO * dt_s:
-        # Keep the first sample, every sample where the counter changed, and the last one.
-        changed = np.flatnonzero(np.diff(energy) != 0) + 1
-        keep = np.unique(np.concatenate(([0], changed, [n - 1])))
-        knots_t, knots_e = t_s[keep], energy[keep]
-    return _Series(info, knots_t, knots_e, u_s, float(t_s[0]) if n else 0.0, float(t_s[-1]) if n else 0.0)
+    first_s, last_s = _seconds(t_ns[[0, -1]], origin_ns).tolist() if n else (0.0, 0.0)
+    return _Series(info, _seconds(t_ns[knots], origin_ns), energy, u_s, first_s, last_s)
 
 
 # ------------------------------------------------------------------------------------- intervals
@@ -387,21 +474,28 @@ class _Spans:
 # --------------------------------------------------------------------------------------- summary
 
 
-def summarise(trace: TraceData, carbon_g_per_kwh: float, carbon_source: str = "") -> RunSummary:
+def summarise(trace: TraceData, carbon_g_per_kwh: float, carbon_source: str = "",
+              channels: Iterable[ChannelData] | None = None) -> RunSummary:
     """Per-phase, per-domain energy, power, carbon and work figures of a recorded run.
 
     ``carbon_g_per_kwh`` is the grid intensity (gCO2e/kWh) to apply and ``carbon_source`` where it
     comes from (``carbon.intensity_for`` returns both). See the module docstring for the model.
+
+    ``channels``, when given, replaces ``trace.channels``: the primary channels' data, in
+    ``energy.primary_channels`` order, taken one at a time and each let go before the next is
+    asked for, so a long trace's samples need never all be in memory::
+
+        with open_trace(path) as f:
+            trace = load(f, channels=())  # everything but the samples
+            every = [cd.channel for cd in iter_channels(f, ends_only=True)]
+            names = [c.name for c in primary_channels(every)]
+            summary = summarise(trace, intensity, source, channels=iter_channels(f, names, read_ahead=True))
+
+    gives what ``summarise(load(path), intensity, source)`` gives.
     """
     origin = int(trace.run_start_ns)
     run_lo, run_hi = origin, max(int(trace.run_end_ns), origin)
-    by_name = {cd.channel.name: cd for cd in trace.channels}
-    prim = primary_channels([cd.channel for cd in trace.channels])
-    t_cache: dict[int, tuple[F64, float | None]] = {}
-    series = [_series(by_name[c.name], origin, t_cache) for c in prim]
     notes: list[str] = []
-    if not series:
-        notes.append("no primary energy channel: every energy figure is 0")
 
     phases = trace.phases
     nph = len(phases)
@@ -466,9 +560,29 @@ def summarise(trace: TraceData, carbon_g_per_kwh: float, carbon_source: str = ""
     dur_s: F64 = np.bincount(iv_span, weights=(iv_end_ns - iv_start_ns).astype(np.float64) * 1e-9,
                              minlength=nsp).astype(np.float64)
 
-    # --- per channel, all spans at once
+    # --- per channel: the knots every lookup below needs, one channel at a time
     both_span = np.concatenate((iv_span, iv_span))
     both_t = np.concatenate((iv_a, iv_b))
+    row_spans = np.array([r[2] for r in rows_spec], dtype=np.int64)
+    grid = _peak_grid(iv_span, iv_a, iv_b, row_spans, nsp)
+    queries, bounds = _sorted_unique(np.concatenate((both_t, grid.edges))), _sorted_unique(both_t)
+    streamed = channels is not None
+    if channels is None:
+        by_name = {cd.channel.name: cd for cd in trace.channels}
+        channels = [by_name[c.name] for c in primary_channels([cd.channel for cd in trace.channels])]
+    series: list[_Series] = []
+    seen: list[Channel] = []
+    for cd in channels:
+        series.append(_series(cd, origin, queries, bounds))
+        seen.append(cd.channel)
+        del cd  # a streamed channel's samples go before the next channel's are read
+    if streamed and [c.name for c in primary_channels(seen)] != [c.name for c in seen]:
+        raise ValueError("summarise(channels=...) takes primary channels only (energy.primary_channels): "
+                         "the others are inside them and would be counted twice")
+    if not series:
+        notes.insert(0, "no primary energy channel: every energy figure is 0")
+
+    # --- per channel, all spans at once
     energy = np.zeros((len(series), nsp))
     unc = np.zeros((len(series), nsp))
     short = np.zeros((len(series), nsp), dtype=bool)
@@ -485,8 +599,7 @@ def summarise(trace: TraceData, carbon_g_per_kwh: float, carbon_source: str = ""
             outside[k] = np.bincount(iv_span, weights=out.astype(np.float64), minlength=nsp) > 0
     energy = np.maximum(energy, 0.0)  # cumulative energy never decreases; guard float noise
 
-    row_spans = np.array([r[2] for r in rows_spec], dtype=np.int64)
-    peak, peak_total = _peaks(series, spans, iv_span, iv_a, iv_b, row_spans, nsp)
+    peak, peak_total = _peaks(series, grid, nsp)
 
     # --- baseline power per channel
     bw: F64 | None = None
@@ -587,16 +700,23 @@ def _inclusive_counts(phases: list[Phase], direct: list[dict[str, float]],
     return inc
 
 
-def _peaks(series: list[_Series], spans: _Spans, iv_span: I64, iv_a: F64, iv_b: F64, row_spans: I64,
-           nsp: int) -> tuple[F64, F64]:
-    """Highest PEAK_WINDOW_S-average power per span (rows only), per channel and for the total.
+@dataclass
+class _PeakGrid:
+    """The PEAK_WINDOW_S windows of every row, as the edges to interpolate energy at.
 
     Windows tile each interval from its start; one more window ends at the interval's end when the
-    tiling leaves a tail. Energy is interpolated at window edges (shared by neighbouring windows),
-    so a row of n windows costs n + 1 lookups per channel."""
+    tiling leaves a tail. Neighbouring windows share an edge, so a row of n windows costs n + 1
+    lookups per channel."""
+
+    edges: F64
+    inner: npt.NDArray[np.bool_]  # edge pairs (i, i + 1) that bound a window
+    order: I64  # windows, sorted by span
+    first: I64  # in that order, the first window of each span that has any
+    spans_with: I64  # those spans
+
+
+def _peak_grid(iv_span: I64, iv_a: F64, iv_b: F64, row_spans: I64, nsp: int) -> _PeakGrid:
     w = PEAK_WINDOW_S
-    peak = np.full((len(series), nsp), np.nan)
-    peak_total = np.full(nsp, np.nan)
     is_row = np.zeros(nsp, dtype=bool)
     is_row[row_spans] = True
     sel = is_row[iv_span]
@@ -612,20 +732,30 @@ def _peaks(series: list[_Series], spans: _Spans, iv_span: I64, iv_a: F64, iv_b: 
     edges = np.concatenate((np.repeat(a, n_edges) + k * w, np.column_stack((b[tail] - w, b[tail])).ravel()))
     group = np.concatenate((np.repeat(np.arange(sp.size), n_edges), np.repeat(np.arange(sp.size, sp.size + int(tail.sum())), 2)))
     group_span = np.concatenate((sp, sp[tail]))
+    none = np.zeros(0, dtype=np.int64)
     if edges.size < 2:
-        return peak, peak_total
+        return _PeakGrid(edges, np.zeros(0, dtype=bool), none, none, none)
     inner = group[1:] == group[:-1]  # consecutive edges of one group bound a window
     w_span = group_span[group[1:][inner]]
     order = np.argsort(w_span, kind="stable")
     w_span = w_span[order]
     first = np.flatnonzero(np.concatenate(([True], w_span[1:] != w_span[:-1])))
-    spans_with = w_span[first]
-    total = np.zeros(w_span.size)
+    return _PeakGrid(edges, inner, order, first, w_span[first])
+
+
+def _peaks(series: list[_Series], grid: _PeakGrid, nsp: int) -> tuple[F64, F64]:
+    """Highest PEAK_WINDOW_S-average power per span (rows only), per channel and for the total."""
+    w = PEAK_WINDOW_S
+    peak = np.full((len(series), nsp), np.nan)
+    peak_total = np.full(nsp, np.nan)
+    if grid.edges.size < 2:
+        return peak, peak_total
+    total = np.zeros(grid.order.size)
     for c, sr in enumerate(series):
-        p = (np.diff(sr.at(edges))[inner] / w)[order]
+        p = (np.diff(sr.at(grid.edges))[grid.inner] / w)[grid.order]
         total += p
-        peak[c, spans_with] = np.maximum.reduceat(p, first)
-    peak_total[spans_with] = np.maximum.reduceat(total, first)
+        peak[c, grid.spans_with] = np.maximum.reduceat(p, grid.first)
+    peak_total[grid.spans_with] = np.maximum.reduceat(total, grid.first)
     return peak, peak_total
 
 

@@ -285,12 +285,17 @@ def cmd_record(args: argparse.Namespace) -> int:
 def _print_summary(path: Path, fmt: str, carbon: tuple[float, str] | None, args: argparse.Namespace | None, out: Any) -> None:
     from greentop.attribution import summarise
     from greentop.summary_format import format_summary
-    from greentop.trace import load
+    from greentop.trace import iter_channels, load, open_trace
 
-    trace = load(path)
-    stored = (float(trace.meta.get("carbon_g_per_kwh", 0.0)), str(trace.meta.get("carbon_source", "")))
-    intensity, source = carbon if carbon is not None else _carbon(args, stored)  # type: ignore[arg-type]
-    summary = summarise(trace, intensity, source)
+    # Only the primary channels count, and their samples are read one channel at a time, each let go
+    # once summarised: an hour at 1 kHz never has all its samples in memory (same figures as load()).
+    with open_trace(path) as f:
+        trace = load(f, channels=())
+        stored = (float(trace.meta.get("carbon_g_per_kwh", 0.0)), str(trace.meta.get("carbon_source", "")))
+        intensity, source = carbon if carbon is not None else _carbon(args, stored)  # type: ignore[arg-type]
+        primary = primary_channels([cd.channel for cd in iter_channels(f, ends_only=True)])
+        streamed = iter_channels(f, [c.name for c in primary], read_ahead=True)
+        summary = summarise(trace, intensity, source, channels=streamed)
     print(format_summary(summary, fmt), file=out, end="" if fmt in ("csv", "json") else "\n")
 
 

@@ -359,30 +359,86 @@ def _run_window(f: h5py.File, channels: list[ChannelData]) -> tuple[int, int]:
     return min(starts), max(ends)
 
 
-def iter_channels(f: h5py.File) -> Iterator[ChannelData]:
+def iter_channels(f: h5py.File, channels: Sequence[str] | None = None, *, ends_only: bool = False,
+                  read_ahead: bool = False) -> Iterator[ChannelData]:
+    """The channels of an open trace with their samples, one channel at a time.
+
+    ``channels``: the names of the channels wanted, in the order wanted (None: every channel, in
+    file order). A channel's samples are read only when the iterator reaches it, and the iterator
+    keeps nothing of them, so a consumer that lets each channel go before asking for the next holds
+    one channel's samples at a time (two with ``read_ahead``, which reads the next channel in a
+    background thread while the consumer works on this one). ``ends_only``: only each channel's
+    first and last samples (what a run window needs), for a chunk or two per channel."""
+    if channels is not None and len(channels) == 0:
+        return
     tail_len = f["tail_len"][()] if "tail_len" in f else np.zeros(0, np.int64)
-    for index, key in enumerate(sorted(f["channels"])):
-        g = f["channels"][key]
-        t, raw = g["t_ns"][()], g["raw"][()]
-        n = min(t.size, raw.size)  # SWMR: a reader may see one dataset extended before the other
-        t, raw = t[:n], raw[:n]
-        k = int(tail_len[index]) if index < tail_len.size else 0
-        if k:
-            # A recorder that died: samples short of a whole chunk are in the tail. Timestamps
-            # rise strictly, so a tail that overlaps what reached the main datasets is trimmed.
-            tail = g["tail"][:k]
-            keep = tail[:, 0] > t[-1] if t.size else np.ones(k, dtype=bool)
-            t, raw = np.concatenate([t, tail[keep, 0]]), np.concatenate([raw, tail[keep, 1]])
-        yield ChannelData(_channel_from_attrs(g.attrs), np.asarray(t, dtype=np.int64), np.asarray(raw, dtype=np.int64))
+    groups = f["channels"]
+    found: dict[str, tuple[int, str, Channel]] = {}  # name -> (index, group key, description)
+    for index, key in enumerate(sorted(groups)):
+        c = _channel_from_attrs(groups[key].attrs)
+        found[c.name] = (index, key, c)
+    if channels is not None:
+        missing = [name for name in channels if name not in found]
+        if missing:
+            raise TraceError(f"{f.filename}: no channel named {', '.join(missing)}")
+
+    def read(index: int, key: str, channel: Channel) -> ChannelData:
+        try:
+            g = groups[key]
+            if ends_only:
+                n = min(g["t_ns"].shape[0], g["raw"].shape[0])
+                rows = [0, n - 1] if n > 1 else slice(0, n)
+                t, raw = g["t_ns"][rows], g["raw"][rows]
+            else:
+                t, raw = g["t_ns"][()], g["raw"][()]
+                n = min(t.size, raw.size)  # SWMR: a reader may see one dataset extended before the other
+                t, raw = t[:n], raw[:n]
+            k = int(tail_len[index]) if index < tail_len.size else 0
+            if k:
+                # A recorder that died: samples short of a whole chunk are in the tail. Timestamps
+                # rise strictly, so a tail that overlaps what reached the main datasets is trimmed.
+                tail = g["tail"][:k]
+                keep = tail[:, 0] > t[-1] if t.size else np.ones(k, dtype=bool)
+                t, raw = np.concatenate([t, tail[keep, 0]]), np.concatenate([raw, tail[keep, 1]])
+        except (KeyError, OSError, ValueError) as exc:
+            raise TraceError(f"{f.filename}: damaged trace ({type(exc).__name__}: {exc})") from None
+        return ChannelData(channel, np.asarray(t, dtype=np.int64), np.asarray(raw, dtype=np.int64))
+
+    names = list(found) if channels is None else list(channels)
+    if not read_ahead:
+        for name in names:
+            yield read(*found[name])  # nothing of it stays here: the consumer decides how long it lives
+        return
+    # Decompressing is most of a read and HDF5 does it without the GIL: the next channel's read
+    # runs on another core while the consumer works on this one (two channels in memory, not one).
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="greentop-read") as pool:
+        reads = (pool.submit(read, *found[name]) for name in names)  # submitted one ahead
+        current = next(reads, None)
+        while current is not None:
+            following = next(reads, None)
+            yield current.result()
+            current = following  # the channel just yielded is the consumer's alone now
 
 
-def load(path: str | Path) -> TraceData:
-    """Read a whole trace: channels, phases, marks, counts, health. See ``docs/trace-format.md``."""
-    with open_trace(path) as f:
+def load(path: str | Path | h5py.File, channels: Sequence[str] | None = None) -> TraceData:
+    """Read a whole trace: channels, phases, marks, counts, health. See ``docs/trace-format.md``.
+
+    ``path`` may also be a trace already open (``open_trace``); it stays open. ``channels``: read the
+    samples of only these channels (names, as in ``iter_channels``); ``TraceData.channels`` then holds
+    just them, in that order, while ``run_start_ns`` and ``run_end_ns`` still span every channel.
+    ``channels=()`` reads everything but samples, for a summary that streams them one channel at a
+    time (``attribution.summarise``)."""
+    from contextlib import nullcontext
+
+    name = path.filename if isinstance(path, h5py.File) else path
+    with nullcontext(path) if isinstance(path, h5py.File) else open_trace(path) as f:
         try:
             meta = {k: _meta_read(v) for k, v in f["meta"].attrs.items()}
-            channels = list(iter_channels(f))
-            run_start, run_end = _run_window(f, channels)
+            channels_data = list(iter_channels(f, channels))
+            ends = channels_data if channels is None else list(iter_channels(f, ends_only=True))
+            run_start, run_end = _run_window(f, ends)
             events = read_events(f)
             complete = "run" in f and "phases" in f
             run = {k: _meta_read(v) for k, v in f["run"].attrs.items()} if "run" in f else {}
@@ -397,10 +453,10 @@ def load(path: str | Path) -> TraceData:
         except TraceError:
             raise
         except (KeyError, OSError, ValueError) as exc:
-            raise TraceError(f"{path}: damaged trace ({type(exc).__name__}: {exc})") from None
+            raise TraceError(f"{name}: damaged trace ({type(exc).__name__}: {exc})") from None
     baseline = _window(events, RUN_BASELINE_START, RUN_BASELINE_END)
     meta = meta | {"run": run}
-    return TraceData(meta=meta, channels=channels, phases=phases, marks=marks, counts=counts, run_start_ns=run_start,
+    return TraceData(meta=meta, channels=channels_data, phases=phases, marks=marks, counts=counts, run_start_ns=run_start,
                      run_end_ns=run_end, baseline=baseline, health=health, complete=complete)
 
 

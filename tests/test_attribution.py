@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
+from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
@@ -30,6 +33,10 @@ from greentop.attribution import (
 )
 from greentop.carbon import REGIONS, SOURCE, intensity_for
 from greentop.channel import Channel, CpuPowerModel, Lane, Quantity, Reader, ReaderKind
+from greentop.energy import primary_channels
+from greentop.listener import Event
+from greentop.summary_format import format_summary
+from greentop.trace import RUN_BASELINE_END, RUN_BASELINE_START, TraceError, TraceWriter, iter_channels, load, open_trace
 from greentop.tracedata import ChannelData, Count, Phase, TraceData
 
 T0_NS = 10**12  # CLOCK_MONOTONIC of the first sample
@@ -439,3 +446,191 @@ def test_one_hour_1khz_8_channel_trace_summarises_vectorised() -> None:
     assert s.row("run").total.energy_j == pytest.approx(total_j, rel=1e-9)
     assert len(s.rows) == len(trace.phases) + 3
     assert s.row("epoch").counts == {"samples": 60 * 256.0}
+
+
+# ------------------------------------------------------------------ knots kept, streamed channels
+
+
+def _same(a: Any, b: Any, where: str = "") -> None:
+    """Bit for bit, NaN equal to NaN."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for k, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f"{where}[{k}]")
+    elif isinstance(a, float) and math.isnan(a):
+        assert isinstance(b, float) and math.isnan(b), where
+    else:
+        assert a == b, (where, a, b)
+
+
+def _all_knots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Interpolate on every sample, as summaries did before they kept only the knots they touch."""
+    monkeypatch.setattr(attribution, "_needed_knots", lambda t_ns, *_: np.arange(t_ns.size))
+
+
+def test_last_at_or_before_is_searchsorted_on_the_seconds() -> None:
+    rng = np.random.default_rng(3)
+    origin = T0_NS - 777
+    t_ns = T0_NS + np.cumsum(rng.integers(1, 3_000_000, 5000))
+    t_ns[100:104] = t_ns[100]  # equal timestamps too
+    t_ns = np.sort(t_ns)
+    t_s = attribution._seconds(t_ns, origin)
+    q = np.concatenate((t_s[::7], np.nextafter(t_s[::5], -np.inf), np.nextafter(t_s[::5], np.inf),
+                        rng.uniform(t_s[0] - 1, t_s[-1] + 1, 5000), [t_s[0], t_s[-1], -1e9, 1e9]))
+    assert np.array_equal(attribution._last_at_or_before(t_ns, origin, q), np.searchsorted(t_s, q, "right") - 1)
+
+
+def test_knots_kept_give_the_figures_every_sample_gives(summary: RunSummary, monkeypatch: pytest.MonkeyPatch) -> None:
+    kept: list[int] = []
+    needed = attribution._needed_knots
+
+    def counted(*args: Any) -> Any:
+        knots = needed(*args)
+        kept.append(knots.size)
+        return knots
+
+    monkeypatch.setattr(attribution, "_needed_knots", counted)
+    summarise(build_trace(), CARBON)
+    assert 0 < max(kept) < RUN_MS / 4  # a small part of the 10001 samples
+    _all_knots(monkeypatch)
+    _same(summarise(build_trace(), CARBON, carbon_source="test intensity").to_dict(), summary.to_dict())
+
+
+def test_knots_kept_on_jittered_samples_and_odd_phases(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Jittered timestamps with a gap, a package counter that starts and ends 3 samples inside the
+    # run, and phases that start on a sample, end a ns after one, last 0 s or a few ns, lie partly
+    # or wholly outside the data, or end within a sample of a channel's first or last one.
+    rng = np.random.default_rng(7)
+    base = build_trace()
+    n = base.channels[0].raw.size
+    t_ns = T0_NS + np.cumsum(rng.integers(500_000, 1_500_000, n + 1000))
+    t_ns = np.concatenate((t_ns[:4000], t_ns[5000:]))
+    chans = [cd if cd.channel is CPU_EST else
+             ChannelData(PKG, t_ns[3:n - 3], cd.raw[3:n - 3]) if cd.channel is PKG else
+             ChannelData(cd.channel, t_ns[:n], cd.raw) for cd in base.channels]
+    starts = np.concatenate((rng.choice(t_ns[:n], 40), rng.integers(T0_NS - 10**9, int(t_ns[n - 1]) + 10**9, 40)))
+    phases = []
+    for k, a in enumerate(starts.tolist()):
+        b = a + int(rng.choice([0, 1, 7, 1_000_000, 123_456_789, 2_000_000_000]))
+        phases.append(Phase(k, f"p{k}", a, b, 0, k - 1 if k % 3 == 1 else -1, 1))
+    t = t_ns.tolist()
+    edges = [(t[0], t[1]), (t[n - 2], t[n - 1])]  # on the first and last samples of the gauge
+    for lo, hi in ((0, n - 1), (3, n - 4)):  # less than a sample outside the gauge's ends, the package's
+        edges += [(t[lo] - 300_000, t[lo] + 1_550_000_000), (t[hi] - 1_550_000_000, t[hi] + 300_000)]
+    phases += [Phase(len(phases) + k, "edge", a, b, 0, -1, 1) for k, (a, b) in enumerate(edges)]
+    trace = TraceData(meta={}, channels=chans, phases=phases, marks=[], counts=[], run_start_ns=t[0],
+                      run_end_ns=t[n - 1], baseline=(t[10], t[900] + 3))
+    kept = summarise(trace, CARBON).to_dict()
+    _all_knots(monkeypatch)
+    _same(kept, summarise(trace, CARBON).to_dict())
+
+
+def test_chunked_thinned_counter_gives_the_same_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    t_ms = np.arange(0, 3001, dtype=np.float64)
+    mj = (np.floor(t_ms / 100) * 100 * 200).astype(np.int64)
+    ch = Channel("nvml:gpu0:energy", "nvml", "gpu-0", Quantity.ENERGY, "mJ", 1e-3,
+                 Reader(ReaderKind.NVML_ENERGY, gpu_index=0), lane=Lane.SLOW)
+    trace = TraceData(meta={}, channels=[ChannelData(ch, _t_ns(t_ms), mj)], phases=[_phase(0, "p", 1050, 1280, -1)],
+                      marks=[], counts=[], run_start_ns=T0_NS, run_end_ns=T0_NS + 3000 * MS)
+    whole = summarise(trace, CARBON).to_dict()
+    for chunk in (100, 97, 1):  # chunk edges on an update, next to one, everywhere
+        monkeypatch.setattr(attribution, "_FEED_CHUNK", chunk)
+        _same(summarise(trace, CARBON).to_dict(), whole)
+
+
+def _write(path: Path, trace: TraceData, finalize: bool = True) -> None:
+    """The synthetic run as the recorder writes it (a trace cut short keeps everything in the tail)."""
+    meta = {"carbon_g_per_kwh": CARBON, "carbon_source": "test intensity"}
+    w = TraceWriter(path, [cd.channel for cd in trace.channels], meta, ["fast", "slow"])
+    for cd in trace.channels:
+        w.append_samples(cd.channel.name, cd.t_ns, cd.raw)
+    assert trace.baseline is not None
+    w.append_events([Event("run", trace.baseline[0], 1, RUN_BASELINE_START, "", "", 0.0, {}),
+                     Event("run", trace.baseline[1], 1, RUN_BASELINE_END, "", "", 0.0, {})])
+    if finalize:
+        w.finalize({"exit_code": 0}, trace.phases, trace.marks, trace.counts)
+    else:
+        w.abort()
+
+
+def _streamed(path: Path) -> RunSummary:
+    """The way ``greentop summary`` reads a trace: no samples up front, then one channel at a time."""
+    with open_trace(path) as f:
+        trace = load(f, channels=())
+        assert trace.channels == []
+        names = [c.name for c in primary_channels([cd.channel for cd in iter_channels(f, ends_only=True)])]
+        return summarise(trace, CARBON, "test intensity", channels=iter_channels(f, names, read_ahead=True))
+
+
+@pytest.mark.parametrize("finalize", [True, False])
+@pytest.mark.parametrize("estimate_only", [False, True])
+def test_streamed_and_selected_summaries_equal_the_full_one(tmp_path: Path, finalize: bool, estimate_only: bool) -> None:
+    # Counter wraps, a gauge, a sub-zone and an estimate that do not count, or (no package sensor)
+    # an estimate that does; the estimate starts 50 ms before the rest, so the run window comes
+    # from a channel the summary does not read. A trace cut short keeps its samples in the tail.
+    base = build_trace()
+    chans = [ChannelData(cd.channel, cd.t_ns - (50 * MS if cd.channel is CPU_EST else 0), cd.raw)
+             for cd in base.channels if not (estimate_only and cd.channel in (PKG, CORE))]
+    trace = TraceData(meta={}, channels=chans, phases=base.phases, marks=[], counts=base.counts,
+                      run_start_ns=T0_NS - 50 * MS, run_end_ns=base.run_end_ns, baseline=base.baseline)
+    path = tmp_path / "run.h5"
+    _write(path, trace, finalize)
+    full = load(path)
+    assert full.run_start_ns == T0_NS - 50 * MS and full.complete == finalize
+    expected = summarise(full, CARBON, "test intensity")
+    domains = [d.domain for d in expected.domains]
+    assert domains == (["gpu-0", "cpu (estimated)"] if estimate_only else ["cpu-package-0", "gpu-0"])
+    if not estimate_only:
+        assert expected.domains[0].wraps > 5
+    _same(_streamed(path).to_dict(), expected.to_dict())
+    names = [c.name for c in primary_channels([cd.channel for cd in full.channels])]
+    selected = load(path, channels=names)
+    assert [cd.channel.name for cd in selected.channels] == names
+    assert (selected.run_start_ns, selected.run_end_ns) == (full.run_start_ns, full.run_end_ns)
+    _same(summarise(selected, CARBON, "test intensity").to_dict(), expected.to_dict())
+
+
+@pytest.mark.parametrize("read_ahead", [False, True])
+def test_a_streamed_channel_is_let_go_before_the_next_is_taken(tmp_path: Path, read_ahead: bool) -> None:
+    path = tmp_path / "run.h5"
+    _write(path, build_trace())
+    given: list[weakref.ref[np.ndarray]] = []
+
+    def watched(channels: Iterator[ChannelData]) -> Iterator[ChannelData]:
+        for cd in channels:
+            assert all(r() is None for r in given), "an earlier channel's samples are still held"
+            given.extend((weakref.ref(cd.t_ns), weakref.ref(cd.raw)))
+            yield cd
+            del cd
+
+    with open_trace(path) as f:
+        trace = load(f, channels=())
+        summarise(trace, CARBON, channels=watched(iter_channels(f, [PKG.name, GPU.name], read_ahead=read_ahead)))
+    assert len(given) == 4 and all(r() is None for r in given)
+
+
+def test_greentop_summary_prints_what_the_full_summary_gives(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from greentop.cli import main
+
+    path = tmp_path / "run.h5"
+    _write(path, build_trace())
+    expected = summarise(load(path), CARBON, "test intensity")
+    for fmt in ("json", "table"):
+        assert main(["summary", str(path), "--format", fmt]) == 0
+        out = capsys.readouterr().out
+        assert out == format_summary(expected, fmt) + ("" if fmt == "json" else "\n")
+
+
+def test_streamed_channels_must_be_primary(tmp_path: Path) -> None:
+    path = tmp_path / "run.h5"
+    _write(path, build_trace())
+    with open_trace(path) as f:
+        trace = load(f, channels=())
+        with pytest.raises(ValueError, match="primary"):
+            summarise(trace, CARBON, channels=iter_channels(f, [PKG.name, CORE.name]))
+        with pytest.raises(TraceError, match="no channel named nope"):
+            list(iter_channels(f, [PKG.name, "nope"]))
