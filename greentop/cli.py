@@ -8,7 +8,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from greentop import __version__
 from greentop.channel import Channel
@@ -27,34 +27,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"greentop: error: {message} (see '{self.prog} --help')\n")
 
 
-def _rate(text: str) -> float:
+def _number(text: str, ok: Callable[[float], bool], what: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value <= MAX_RATE_HZ or math.isnan(value):
-        raise argparse.ArgumentTypeError(f"rate must be in (0, {MAX_RATE_HZ:g}] Hz, got {text}")
+    if math.isnan(value) or not ok(value):
+        raise argparse.ArgumentTypeError(f"{what}, got {text}")
     return value
+
+
+def _rate(text: str) -> float:
+    return _number(text, lambda v: 0 < v <= MAX_RATE_HZ, f"rate must be in (0, {MAX_RATE_HZ:g}] Hz")
 
 
 def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value <= 7 * 24 * 3600 or math.isnan(value):
-        raise argparse.ArgumentTypeError(f"duration must be positive seconds, got {text}")
-    return value
+    return _number(text, lambda v: 0 < v <= 7 * 24 * 3600, "duration must be positive seconds")
 
 
 def _watts(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0 or math.isnan(value):
-        raise argparse.ArgumentTypeError(f"watts must be >= 0, got {text}")
-    return value
+    return _number(text, lambda v: v >= 0, "watts must be >= 0")
 
 
 def _add_discovery_options(p: argparse.ArgumentParser) -> None:

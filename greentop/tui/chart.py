@@ -161,6 +161,20 @@ def decimate_minmax(
 # Rendering to strings
 
 
+def _spans(mins: npt.ArrayLike, maxs: npt.ArrayLike, y_min: float, y_max: float) -> tuple[F64, F64, npt.NDArray[np.bool_]]:
+    """Checked low and high ends of each column's span (swapped pairs put right; a NaN end takes
+    the other end's value) and which columns have data."""
+    if not y_max > y_min:
+        raise ValueError(f"y_max must exceed y_min, got y_min={y_min} y_max={y_max}")
+    a = np.asarray(mins, dtype=np.float64)
+    b = np.asarray(maxs, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"mins and maxs must be 1-D and equal length, got {a.shape} and {b.shape}")
+    lo_v = np.fmin(a, b)
+    hi_v = np.fmax(a, b)
+    return lo_v, hi_v, ~np.isnan(hi_v)
+
+
 def _span_levels(
     mins: ArrayLike, maxs: ArrayLike, levels: int, y_min: float, y_max: float
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
@@ -170,15 +184,7 @@ def _span_levels(
     ``[0, levels - 1]``: values off the scale pin to the edge rather than vanish. Swapped or
     half-NaN pairs are tolerated (the NaN side takes the other side's value).
     """
-    if not y_max > y_min:
-        raise ValueError(f"y_max must exceed y_min, got y_min={y_min} y_max={y_max}")
-    a = np.asarray(mins, dtype=np.float64)
-    b = np.asarray(maxs, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"mins and maxs must be 1-D and equal length, got {a.shape} and {b.shape}")
-    lo_v = np.fmin(a, b)
-    hi_v = np.fmax(a, b)
-    valid = ~np.isnan(hi_v)
+    lo_v, hi_v, valid = _spans(mins, maxs, y_min, y_max)
     scale = levels / (y_max - y_min)
     with np.errstate(invalid="ignore"):
         lo_f = np.clip((lo_v - y_min) * scale, 0, levels - 1)
@@ -248,15 +254,7 @@ def render_blocks(
     if height_rows <= 0:
         raise ValueError(f"height_rows must be > 0, got {height_rows}")
     eighths = 8 * height_rows
-    if not y_max > y_min:
-        raise ValueError(f"y_max must exceed y_min, got y_min={y_min} y_max={y_max}")
-    a = np.asarray(mins, dtype=np.float64)
-    b = np.asarray(maxs, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"mins and maxs must be 1-D and equal length, got {a.shape} and {b.shape}")
-    lo_v = np.fmin(a, b)
-    hi_v = np.fmax(a, b)
-    valid = ~np.isnan(hi_v)
+    lo_v, hi_v, valid = _spans(mins, maxs, y_min, y_max)
     scale = eighths / (y_max - y_min)
     with np.errstate(invalid="ignore"):
         top_f = np.clip(np.ceil((hi_v - y_min) * scale), 1, eighths)
