@@ -18,7 +18,6 @@ each flush overwrites in place; a clean finish moves it into the main datasets.
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -502,8 +501,4 @@ def _read_health(f: h5py.File) -> dict[str, Any]:
 def wall_time_s(meta: dict[str, Any], t_ns: int) -> float:
     """Unix time (s) of a CLOCK_MONOTONIC timestamp of this trace, from the stored offset."""
     offset = int(meta.get("start_wall_ns", 0)) - int(meta.get("start_mono_ns", 0))
-    return (t_ns + offset) / 1e9 if not math.isnan(offset) else float("nan")
-
-
-def file_size_bytes(path: str | Path) -> int:
-    return os.path.getsize(path)
+    return (t_ns + offset) / 1e9

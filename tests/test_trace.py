@@ -18,7 +18,7 @@ import pytest
 import greentop
 from greentop.channel import Channel, Lane, Quantity, Reader, ReaderKind
 from greentop.listener import Event
-from greentop.trace import RUN_BASELINE_END, RUN_BASELINE_START, TraceError, TraceWriter, load, phases_from_log
+from greentop.trace import RUN_BASELINE_END, RUN_BASELINE_START, TraceError, TraceWriter, load, phases_from_log, wall_time_s
 from tests.fakes.host import FakeHost
 from tests.fakes.profile import PowerProfile
 
@@ -78,6 +78,7 @@ def test_round_trip_keeps_raw_readings_phases_and_context(tmp_path: Path) -> Non
     assert tr.health["overruns"] == 2 and tr.health["events_dropped"] == 5
     assert tr.health["lanes"]["fast"] == {"ticks": 2000, "missed": 3, "late": 4}
     assert (tr.run_start_ns, tr.run_end_ns) == (0, 1_999_000_000)
+    assert wall_time_s(tr.meta, 1_500_000_000) == pytest.approx(1_700_000_001.5)
 
 
 def test_trace_reads_in_plain_h5py_and_pandas_as_documented(tmp_path: Path) -> None:
