@@ -87,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_discovery_options(r)
     r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the workload")
 
+    lv = sub.add_parser("run", help="show live power while a command runs (no command: watch the machine)",
+                        usage="greentop run [-o RUN.h5] [options] [-- CMD [ARGS...]]")
+    lv.add_argument("-o", "--output", metavar="RUN.h5", help="also record a trace (not available yet: use greentop record)")
+    lv.add_argument("--rate", type=_rate, default=DEFAULT_RATE_HZ, metavar="HZ", help="fast-lane rate (default 1000)")
+    lv.add_argument("--slow-rate", type=_rate, default=DEFAULT_SLOW_RATE_HZ, metavar="HZ", help="slow-lane rate (default 10)")
+    _add_discovery_options(lv)
+    lv.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the workload (none: watch the machine)")
+
     m = sub.add_parser("summary", help="per-phase energy of a recorded trace")
     m.add_argument("trace", metavar="RUN.h5")
     m.add_argument("--format", choices=["table", "csv", "json", "md"], default="table")
@@ -306,11 +314,34 @@ def cmd_phase(args: argparse.Namespace) -> int:
     return shell_event(args.action, args.name, t_ns=_STARTED_NS)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    import shutil
+
+    from greentop.tui.app import run_live
+
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if args.output:
+        raise UsageError("greentop run -o: the live view does not record yet; use greentop record -o RUN.h5 -- CMD")
+    if cmd and shutil.which(cmd[0]) is None:
+        raise UsageError(f"command not found: {cmd[0]}")
+    found = discover(_options(args))
+    if not found.channels:
+        raise UsageError("no channel to sample (no sensor and no /proc/stat)")
+    result = run_live(cmd, found.channels, args.rate, args.slow_rate)
+    for line in result.summary:
+        print(line, file=sys.stderr)
+    if cmd:
+        print(f"greentop: workload exited with {result.exit_code}", file=sys.stderr)
+    return result.exit_code
+
+
 class UsageError(Exception):
     """Bad input found after parsing; one line, exit code 2."""
 
 
-COMMANDS = {"devices": cmd_devices, "sample": cmd_sample, "record": cmd_record, "summary": cmd_summary, "phase": cmd_phase}
+COMMANDS = {"devices": cmd_devices, "sample": cmd_sample, "record": cmd_record, "summary": cmd_summary, "phase": cmd_phase, "run": cmd_run}
 
 
 _STARTED_NS = 0  # when this command started: a shell's phase boundary, before argument parsing

@@ -1,0 +1,310 @@
+"""The live view's model, free of any GUI: drained samples -> power series, energy, phases.
+
+``LiveModel`` is fed what the sampler's rings and the phase listener drain (``feed`` and
+``feed_events``) and keeps, for the time it retains, one power series per primary channel and
+their total on a common display grid (``GRID_NS``, 10 ms): each channel's cumulative energy
+(J, from its ``energy.converter_for`` converter) is interpolated at the grid's times and
+differenced. The grid makes channels of any rate (1 kHz RAPL, a 10 Hz NVML energy lane) addable
+into a total without double counting, and smooths the sampling jitter of counters read about as
+often as they update; the raw samples themselves are what a trace keeps.
+
+A grid point is only added once every live channel has a sample at or after it, so the total is
+never short of a channel that is merely late; a channel silent for ``STALE_S`` no longer holds
+the grid back (its power then reads 0 W until it speaks again) and is reported as stale.
+
+Units: times in CLOCK_MONOTONIC ns (``t_ns``), energy in J, power in W.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from greentop.channel import Channel
+from greentop.energy import Converter, converter_for, primary_channels
+from greentop.listener import Event, build_phases
+from greentop.sampler import Samples
+
+GRID_NS = 10_000_000  # display resolution: 10 ms
+NOW_WINDOW_NS = 500_000_000  # "now" power is the average over the last 0.5 s
+PEAK_WINDOW_NS = 100_000_000  # peak power: the highest 100 ms average (as energy.peak_power_w)
+STALE_S = 2.0
+DEFAULT_RETAIN_S = 960.0
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+
+
+class _Ring:
+    """Rows appended at the end, rows older than ``retain_ns`` dropped (amortised, no per-row copy)."""
+
+    def __init__(self, columns: int, retain_ns: int | None, capacity: int = 4096) -> None:
+        self.retain_ns = retain_ns
+        self._t = np.zeros(capacity, np.int64)
+        self._v = np.zeros((capacity, columns), np.float64)
+        self._start = 0
+        self._end = 0
+
+    def __len__(self) -> int:
+        return self._end - self._start
+
+    @property
+    def t_ns(self) -> I64:
+        return self._t[self._start:self._end]
+
+    @property
+    def values(self) -> F64:
+        return self._v[self._start:self._end]
+
+    def append(self, t_ns: I64, values: F64) -> None:
+        k = t_ns.size
+        if k == 0:
+            return
+        if self._end + k > self._t.size:
+            if self.retain_ns is not None and len(self):
+                cut = int(t_ns[-1]) - self.retain_ns
+                self._start += int(np.searchsorted(self.t_ns, cut, side="left"))
+            n = len(self)
+            cap = self._t.size
+            while n + k > cap // 2:
+                cap *= 2
+            if cap != self._t.size:
+                t = np.zeros(cap, np.int64)
+                v = np.zeros((cap, self._v.shape[1]), np.float64)
+            else:
+                t, v = self._t, self._v
+            t[:n] = self._t[self._start:self._end]  # overlapping moves to the left are safe in numpy
+            v[:n] = self._v[self._start:self._end]
+            self._t, self._v, self._start, self._end = t, v, 0, n
+        self._t[self._end:self._end + k] = t_ns
+        self._v[self._end:self._end + k] = values
+        self._end += k
+
+
+@dataclass
+class _Lane:
+    """One primary channel's state between drains."""
+
+    channel: Channel
+    converter: Converter
+    pending_t: I64  # samples not yet past the grid, plus the last one at or before it
+    pending_e: F64  # cumulative J
+    e_grid: float = 0.0  # cumulative J at the last grid point
+    e_start: float = 0.0  # cumulative J at the first grid point
+    last_t_ns: int | None = None
+    energy_j: float = 0.0  # since the channel's first sample
+
+
+@dataclass(frozen=True)
+class PowerStats:
+    """Power of one series: now (last 0.5 s), average and 100 ms peak since the start of the run."""
+
+    now_w: float
+    avg_w: float
+    peak_w: float
+
+
+@dataclass(frozen=True)
+class PhaseRow:
+    """Phases of one name path ("training/step"), aggregated: ``count`` of them, total time and J."""
+
+    path: str
+    depth: int
+    count: int
+    duration_s: float
+    energy_j: float
+    open: bool  # one of them still runs
+
+    @property
+    def avg_w(self) -> float:
+        return self.energy_j / self.duration_s if self.duration_s > 0 else float("nan")
+
+
+@dataclass(frozen=True)
+class CurrentPhase:
+    path: str
+    duration_s: float
+    energy_j: float
+
+
+class LiveModel:
+    """Per-channel and total power on a 10 ms grid, energy of the run and of its phases."""
+
+    def __init__(self, channels: Sequence[Channel], retain_s: float = DEFAULT_RETAIN_S, grid_ns: int = GRID_NS) -> None:
+        self.channels: list[Channel] = primary_channels(list(channels))
+        self.grid_ns = int(grid_ns)
+        self._lanes = [_Lane(c, converter_for(c), np.zeros(0, np.int64), np.zeros(0)) for c in self.channels]
+        self._index = {c.name: i for i, c in enumerate(self.channels)}
+        n = len(self.channels)
+        # columns: power of each channel, the total's power, then the total's cumulative energy
+        self.ring = _Ring(n + 2, int(retain_s * 1e9), capacity=max(64, int(retain_s * 1e9) // self.grid_ns + 1))
+        self._history = _Ring(1, None)  # total cumulative J at every grid point of the run
+        self._grid_ns: int | None = None  # time of the last grid point
+        self._grid_start_ns: int | None = None
+        self._peak_w = np.full(n + 1, np.nan)
+        self.events: list[Event] = []
+        self._phase_cache: tuple[int, int, list[PhaseRow], CurrentPhase | None] | None = None
+
+    # -- input -----------------------------------------------------------------------------------
+
+    def feed(self, drained: Mapping[str, Samples]) -> None:
+        """Add one drain of the sampler (channel name -> samples); channels not primary are ignored."""
+        for name, s in drained.items():
+            i = self._index.get(name)
+            if i is None or s.t_ns.size == 0:
+                continue
+            lane = self._lanes[i]
+            e = lane.converter.feed(s.t_ns, s.raw).energy_j
+            lane.pending_t = np.concatenate((lane.pending_t, s.t_ns))
+            lane.pending_e = np.concatenate((lane.pending_e, e))
+            lane.last_t_ns = int(s.t_ns[-1])
+            lane.energy_j = float(e[-1])
+        self._advance_grid()
+
+    def feed_events(self, events: Iterable[Event]) -> None:
+        self.events.extend(events)
+
+    def _advance_grid(self) -> None:
+        last = self._last_times()
+        if not last:
+            return
+        newest = max(last.values())
+        end = min(t for t in last.values() if newest - t <= STALE_S * 1e9)
+        seen = [self._lanes[i] for i in last]
+        step = self.grid_ns
+        if self._grid_ns is None:
+            self._grid_ns = self._grid_start_ns = (end // step) * step
+            for lane in seen:
+                lane.e_grid = lane.e_start = float(np.interp(self._grid_ns, lane.pending_t, lane.pending_e))
+            self._history.append(np.array([self._grid_ns]), np.zeros((1, 1)))
+        k = (end - self._grid_ns) // step
+        if k <= 0:
+            return
+        grid = self._grid_ns + step * np.arange(1, k + 1, dtype=np.int64)
+        n = len(self._lanes)
+        rows = np.zeros((k, n + 2))
+        dt_s = step * 1e-9
+        for i, lane in enumerate(self._lanes):
+            if lane.pending_t.size == 0:
+                continue
+            e = np.interp(grid, lane.pending_t, lane.pending_e)
+            rows[:, i] = np.diff(e, prepend=lane.e_grid) / dt_s
+            lane.e_grid = float(e[-1])
+            keep = max(int(np.searchsorted(lane.pending_t, grid[-1], side="right")) - 1, 0)
+            lane.pending_t, lane.pending_e = lane.pending_t[keep:], lane.pending_e[keep:]
+        rows[:, n] = rows[:, :n].sum(axis=1)
+        e_total0 = float(self._history.values[-1, 0])
+        rows[:, n + 1] = e_total0 + np.cumsum(rows[:, n]) * dt_s
+        self.ring.append(grid, rows)
+        self._history.append(grid, rows[:, n + 1:n + 2])
+        self._grid_ns = int(grid[-1])
+        self._update_peak(k)
+
+    def _update_peak(self, k: int) -> None:
+        w = max(int(round(PEAK_WINDOW_NS / self.grid_ns)), 1)
+        p = self.ring.values
+        n = len(self.channels)
+        tail = p[-(k + w - 1):, : n + 1]  # enough rows for every new point's window
+        if tail.shape[0] < w:
+            return
+        c = np.cumsum(np.vstack((np.zeros((1, n + 1)), tail)), axis=0)
+        means = (c[w:] - c[:-w]) / w
+        self._peak_w = np.fmax(self._peak_w, means.max(axis=0))
+
+    # -- output ----------------------------------------------------------------------------------
+
+    @property
+    def t_ns(self) -> int | None:
+        """Time of the newest grid point: the live view's "now"."""
+        return self._grid_ns
+
+    @property
+    def duration_s(self) -> float:
+        if self._grid_ns is None or self._grid_start_ns is None:
+            return 0.0
+        return (self._grid_ns - self._grid_start_ns) * 1e-9
+
+    @property
+    def energy_j(self) -> float:
+        """Total energy of the primary channels since the first grid point (J)."""
+        return float(self._history.values[-1, 0]) if len(self._history) else 0.0
+
+    def _last_times(self) -> dict[int, int]:
+        """Lane index -> time of its newest sample (ns), for lanes that have spoken."""
+        return {i: lane.last_t_ns for i, lane in enumerate(self._lanes) if lane.last_t_ns is not None}
+
+    def stale(self) -> list[str]:
+        """Channels silent for ``STALE_S`` while others go on (their power reads 0 W meanwhile)."""
+        last = self._last_times()
+        if not last:
+            return []
+        newest = max(last.values())
+        return [self._lanes[i].channel.name for i, t in last.items() if newest - t > STALE_S * 1e9]
+
+    def series(self, column: int, t0_ns: int) -> tuple[I64, F64]:
+        """Copies of (t_ns, power_w) of ``column`` (channel index; ``len(channels)`` = total) from
+        the last point before ``t0_ns`` on (the chart holds them by reference)."""
+        t = self.ring.t_ns
+        i = max(int(np.searchsorted(t, t0_ns, side="left")) - 1, 0)
+        return t[i:].copy(), self.ring.values[i:, column].copy()
+
+    def stats(self, column: int) -> PowerStats:
+        t = self.ring.t_ns
+        if t.size == 0:
+            return PowerStats(math.nan, math.nan, math.nan)
+        p = self.ring.values[:, column]
+        i = int(np.searchsorted(t, t[-1] - NOW_WINDOW_NS, side="right"))
+        now_w = float(p[i:].mean())
+        if column == len(self.channels):
+            avg_w = self.energy_j / self.duration_s if self.duration_s > 0 else math.nan
+        else:
+            e_j = self._lanes[column].e_grid - self._lanes[column].e_start
+            avg_w = e_j / self.duration_s if self.duration_s > 0 else math.nan
+        peak = float(self._peak_w[column])
+        return PowerStats(now_w, avg_w, peak if not math.isnan(peak) else now_w)
+
+    def total_energy_between(self, t0_ns: npt.ArrayLike, t1_ns: npt.ArrayLike) -> F64:
+        """Total energy (J) over each interval, interpolated on the grid (10 ms resolution)."""
+        t = self._history.t_ns.astype(np.float64)
+        e = self._history.values[:, 0]
+        if t.size == 0:
+            return np.zeros(np.shape(t0_ns))
+        return np.interp(np.asarray(t1_ns, np.float64), t, e) - np.interp(np.asarray(t0_ns, np.float64), t, e)
+
+    def phases(self) -> tuple[list[PhaseRow], CurrentPhase | None]:
+        """Per-phase table (aggregated by name path, in order of first start) and the innermost
+        phase still open, as of ``t_ns``. Cached until new events or new grid points arrive."""
+        now = self._grid_ns or 0
+        key = (len(self.events), now)
+        if self._phase_cache is not None and self._phase_cache[:2] == key:
+            return self._phase_cache[2], self._phase_cache[3]
+        phases, _marks, _counts = build_phases(self.events, now)
+        paths: list[str] = []
+        for p in phases:
+            paths.append(p.name if p.parent < 0 else f"{paths[p.parent]}/{p.name}")
+        starts = np.array([p.start_ns for p in phases], np.int64)
+        ends = np.array([min(p.end_ns, now) for p in phases], np.int64)
+        energy = self.total_energy_between(starts, ends) if phases else np.zeros(0)
+        rows: dict[str, list[float]] = {}
+        depth: dict[str, int] = {}
+        opened: dict[str, bool] = {}
+        current: CurrentPhase | None = None
+        current_depth = -1
+        for p, path, e_j, end in zip(phases, paths, energy, ends):
+            r = rows.setdefault(path, [0, 0.0, 0.0])
+            r[0] += 1
+            r[1] += max(int(end) - p.start_ns, 0) * 1e-9
+            r[2] += float(e_j)
+            depth[path] = p.depth
+            is_open = p.status == "unclosed"
+            opened[path] = opened.get(path, False) or is_open
+            if is_open and p.depth >= current_depth:
+                current = CurrentPhase(path, max(now - p.start_ns, 0) * 1e-9, float(e_j))
+                current_depth = p.depth
+        table = [PhaseRow(path, depth[path], int(r[0]), r[1], r[2], opened[path]) for path, r in rows.items()]
+        self._phase_cache = (key[0], key[1], table, current)
+        return table, current

@@ -1,0 +1,372 @@
+"""The live view: a scripted sampler (synthetic clock, known watts) drives LiveApp through Pilot."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+from greentop.channel import Channel, Quantity, Reader, ReaderKind
+from greentop.listener import Event
+from greentop.sampler import ChannelHealth, LaneHealth, SamplerHealth, Samples
+from greentop.tui.app import ConfirmQuit, HelpScreen, LiveApp
+from greentop.tui.chart import PowerChart
+from greentop.tui.live import LiveModel
+
+T0_NS = 1_000_000_000_000
+DRAIN_NS = 50_000_000  # each scripted drain covers 50 ms of the synthetic clock
+RATE_HZ = 1000
+
+
+def gauge(name: str, domain: str, *, estimated: bool = False) -> Channel:
+    """A power gauge whose raw value is in W."""
+    return Channel(name=name, source="test", domain=domain, quantity=Quantity.POWER, unit="W", scale=1.0,
+                   reader=Reader(ReaderKind.FILE_DECIMAL), estimated=estimated)
+
+
+def counter(name: str, domain: str) -> Channel:
+    """An energy counter whose raw value is in uJ (like RAPL's energy_uj)."""
+    return Channel(name=name, source="test", domain=domain, quantity=Quantity.ENERGY, unit="uJ", scale=1e-6,
+                   reader=Reader(ReaderKind.FILE_DECIMAL))
+
+
+class ScriptedSampler:
+    """The Sampler interface over a synthetic clock: every drain returns the next 50 ms at 1 kHz of
+    each channel at ``power_w[name]`` watts (counters integrate it, gauges report it)."""
+
+    def __init__(self, channels: list[Channel], power_w: dict[str, float]) -> None:
+        self.channels, self.power_w = channels, dict(power_w)
+        self.t_ns = T0_NS
+        self.energy_uj = {c.name: 0.0 for c in channels}
+        self.drains = 0
+        self.silent: set[str] = set()  # channels whose reads stopped (their rings stay empty)
+
+    def drain(self) -> dict[str, Samples]:
+        n = DRAIN_NS * RATE_HZ // 1_000_000_000
+        t = self.t_ns + np.arange(1, n + 1, dtype=np.int64) * (1_000_000_000 // RATE_HZ)
+        out = {}
+        for c in self.channels:
+            p = self.power_w[c.name]
+            if c.quantity is Quantity.ENERGY:
+                e = self.energy_uj[c.name] + p * 1e6 * (t - self.t_ns) * 1e-9
+                self.energy_uj[c.name] = float(e[-1])
+                raw = np.round(e).astype(np.int64)
+            else:
+                raw = np.full(n, int(p), np.int64)
+            out[c.name] = Samples(t[:0], raw[:0]) if c.name in self.silent else Samples(t, raw)
+        self.t_ns = int(t[-1])
+        self.drains += 1
+        return out
+
+    def health(self) -> SamplerHealth:
+        elapsed = (self.t_ns - T0_NS) * 1e-9
+        ticks = int(elapsed * RATE_HZ)
+        return SamplerHealth(
+            {"fast": LaneHealth(RATE_HZ, ticks, 0, 0, 0, 0.0, elapsed)},
+            {c.name: ChannelHealth(ticks, 0, "", 0, 1000.0, 2000) for c in self.channels},
+        )
+
+
+class ScriptedListener:
+    def __init__(self) -> None:
+        self.pending: list[Event] = []
+
+    def drain(self) -> list[Event]:
+        out, self.pending = self.pending, []
+        return out
+
+
+class FakeChild:
+    def __init__(self) -> None:
+        self.rc: int | None = None
+
+    def poll(self) -> int | None:
+        return self.rc
+
+
+CHANNELS = [counter("rapl:package-0", "cpu-package-0"), gauge("nvml:gpu0:power", "gpu-0")]
+POWER = {"rapl:package-0": 30.0, "nvml:gpu0:power": 120.0}
+
+
+def make_app(**kwargs: object) -> tuple[LiveApp, ScriptedSampler]:
+    sampler = ScriptedSampler(CHANNELS, POWER)
+    app = LiveApp(sampler, CHANNELS, timers=False, **kwargs)  # type: ignore[arg-type]
+    return app, sampler
+
+
+def step(app: LiveApp, drains: int = 20) -> None:
+    for _ in range(drains):
+        app.drain_now()
+    app.refresh_view()
+
+
+def titles(app: LiveApp) -> list[str]:
+    return [c.title for c in app.query(PowerChart)]
+
+
+def run(coro_fn) -> None:  # type: ignore[no-untyped-def]
+    asyncio.run(coro_fn())
+
+
+# -- the model, without a screen -----------------------------------------------------------------
+
+
+def test_model_totals_a_counter_and_a_gauge_on_one_grid() -> None:
+    sampler = ScriptedSampler(CHANNELS, POWER)
+    model = LiveModel(CHANNELS)
+    for _ in range(40):  # 2 s
+        model.feed(sampler.drain())
+    for col, want in ((0, 30.0), (1, 120.0), (2, 150.0)):
+        st = model.stats(col)
+        assert st.now_w == pytest.approx(want, rel=1e-3)
+        assert st.avg_w == pytest.approx(want, rel=1e-2)
+        assert st.peak_w == pytest.approx(want, rel=1e-2)
+    assert model.energy_j == pytest.approx(150.0 * model.duration_s, rel=1e-3)
+    assert model.duration_s == pytest.approx(2.0, abs=0.06)
+
+
+def test_model_peak_keeps_a_burst_after_it_ends() -> None:
+    sampler = ScriptedSampler(CHANNELS, POWER)
+    model = LiveModel(CHANNELS)
+    for _ in range(10):
+        model.feed(sampler.drain())
+    sampler.power_w["nvml:gpu0:power"] = 600.0
+    for _ in range(4):  # 200 ms at 600 W
+        model.feed(sampler.drain())
+    sampler.power_w["nvml:gpu0:power"] = 120.0
+    for _ in range(20):
+        model.feed(sampler.drain())
+    st = model.stats(1)
+    assert st.now_w == pytest.approx(120.0, rel=1e-3)
+    assert st.peak_w == pytest.approx(600.0, rel=1e-3)
+
+
+def test_model_retains_only_its_window() -> None:
+    sampler = ScriptedSampler(CHANNELS, POWER)
+    model = LiveModel(CHANNELS, retain_s=1.0)
+    for _ in range(200):  # 10 s
+        model.feed(sampler.drain())
+    t = model.ring.t_ns
+    assert (t[-1] - t[0]) * 1e-9 < 3.0  # trimmed (amortised: up to twice the retention plus a drain)
+    assert model.energy_j == pytest.approx(150.0 * model.duration_s, rel=1e-3)  # the run's energy is whole
+
+
+def test_model_does_not_wait_for_a_silent_channel_and_names_it_stale() -> None:
+    sampler = ScriptedSampler(CHANNELS, POWER)
+    model = LiveModel(CHANNELS)
+    for _ in range(10):
+        model.feed(sampler.drain())
+    assert model.stale() == []
+    sampler.silent.add("nvml:gpu0:power")
+    for _ in range(60):  # 3 s: the grid stops for STALE_S, then goes on without it
+        model.feed(sampler.drain())
+    assert model.stale() == ["nvml:gpu0:power"]
+    assert model.t_ns is not None and sampler.t_ns - model.t_ns < 100_000_000
+    assert model.stats(0).now_w == pytest.approx(30.0, rel=1e-3)
+
+
+# -- the app through Pilot -------------------------------------------------------------------------
+
+
+def test_charts_show_domain_titles_and_watts() -> None:
+    async def go() -> None:
+        app, _ = make_app()
+        async with app.run_test(size=(140, 60)) as pilot:
+            step(app)
+            await pilot.pause()
+            t = titles(app)
+            assert [x.split()[0] for x in t] == ["cpu-package-0", "gpu-0", "total"]
+            assert "30.0 W now" in t[0] and "120.0 W now" in t[1] and "150.0 W now" in t[2]
+            assert "30.0 W peak" in t[0]
+            assert "watching the machine" in str(app.query_one("#workload").render())  # no child given
+
+    run(go)
+
+
+def test_estimated_channel_is_marked() -> None:
+    chans = [gauge("cpu-estimate", "cpu", estimated=True)]
+
+    async def go() -> None:
+        app = LiveApp(ScriptedSampler(chans, {"cpu-estimate": 40.0}), chans, timers=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            step(app)
+            await pilot.pause()
+            charts = list(app.query(PowerChart))
+            assert all(c.estimated for c in charts)  # the chart appends "(estimated)" to its title row
+            assert "40.0 W now" in charts[0].title
+            assert "estimated" in str(app.query_one("#energy").render())
+
+    run(go)
+
+
+def test_pause_freezes_the_charts_while_draining_goes_on() -> None:
+    async def go() -> None:
+        app, sampler = make_app()
+        async with app.run_test(size=(140, 60)) as pilot:
+            step(app)
+            before = titles(app)
+            await pilot.press("p")
+            assert app.paused
+            sampler.power_w["nvml:gpu0:power"] = 500.0
+            drains = sampler.drains
+            step(app)
+            assert sampler.drains > drains  # sampling and draining went on
+            assert titles(app) == before
+            assert "PAUSED" in str(app.query_one("#workload").render())
+            await pilot.press("p")
+            assert not app.paused
+            assert "500.0 W now" in titles(app)[1]
+
+    run(go)
+
+
+def test_plus_and_minus_halve_and_double_the_window() -> None:
+    async def go() -> None:
+        app, _ = make_app()
+        async with app.run_test(size=(140, 60)) as pilot:
+            step(app)
+            assert app.window_s == 60.0
+            await pilot.press("plus")
+            assert app.window_s == 30.0
+            await pilot.press("minus")
+            await pilot.press("minus")
+            assert app.window_s == 120.0
+            t0, t1 = app.query_one("#chart-0", PowerChart).view_ns
+            assert (t1 - t0) * 1e-9 == pytest.approx(120.0, rel=0.05)
+            for _ in range(10):
+                await pilot.press("plus")
+            assert app.window_s >= 1.0  # bounded
+
+    run(go)
+
+
+def test_q_with_a_running_workload_asks_and_n_stays_y_quits() -> None:
+    async def go() -> None:
+        child = FakeChild()
+        app, _ = make_app(child=child)
+        async with app.run_test(size=(140, 60)) as pilot:
+            step(app)
+            assert "running" in str(app.query_one("#workload").render())
+            await pilot.press("q")
+            assert isinstance(app.screen, ConfirmQuit)
+            await pilot.press("n")
+            assert not isinstance(app.screen, ConfirmQuit)
+            assert app.is_running
+            await pilot.press("q")
+            await pilot.press("y")
+            await pilot.pause()
+        assert app.return_value == 130
+
+    run(go)
+
+
+def test_q_after_the_workload_exited_quits_at_once() -> None:
+    async def go() -> None:
+        child = FakeChild()
+        app, _ = make_app(child=child)
+        async with app.run_test(size=(140, 60)) as pilot:
+            child.rc = 3
+            step(app)
+            assert "exited 3" in str(app.query_one("#workload").render())
+            await pilot.press("q")
+            await pilot.pause()
+        assert app.return_value == 3
+
+    run(go)
+
+
+def test_help_overlay_opens_and_closes() -> None:
+    async def go() -> None:
+        app, _ = make_app()
+        async with app.run_test(size=(140, 60)) as pilot:
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+            await pilot.press("x")
+            assert not isinstance(app.screen, HelpScreen)
+
+    run(go)
+
+
+def _ev(kind: str, t_ns: int, name: str, pid_: str, parent: str = "") -> Event:
+    return Event(kind=kind, t_ns=t_ns, pid=42, name=name, phase_id=pid_, parent_id=parent, value=0.0, attrs={})
+
+
+def test_phase_from_a_listener_event_appears_with_its_energy() -> None:
+    async def go() -> None:
+        listener = ScriptedListener()
+        app, sampler = make_app(listener=listener, child=FakeChild())
+        async with app.run_test(size=(140, 60)) as pilot:
+            step(app, 10)  # 0.5 s before the phase
+            start = sampler.t_ns
+            listener.pending += [_ev("start", start, "training", "42:1")]
+            step(app, 20)  # 1 s in it
+            await pilot.pause()
+            table = app.query_one("#phases")
+            row = [str(c) for c in table.get_row_at(0)]  # type: ignore[attr-defined]
+            assert row[0].strip() == "training *"  # * = still open
+            assert float(row[3]) == pytest.approx(150.0, rel=0.05)  # 1 s at 150 W
+            assert "training" in str(app.query_one("#energy").render())
+            listener.pending += [_ev("end", start + 1_000_000_000, "training", "42:1"),
+                                 _ev("start", start + 1_000_000_000, "inference", "42:2")]
+            step(app, 20)
+            rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]  # type: ignore[attr-defined]
+            assert [r[0].strip() for r in rows] == ["training", "inference *"]
+            assert float(rows[0][4]) == pytest.approx(150.0, rel=0.02)  # avg W of the closed phase
+
+    run(go)
+
+
+# -- the real sampler on a fake host ---------------------------------------------------------------
+
+
+@pytest.fixture
+def rapl_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    from tests.fakes.host import FakeHost
+    from tests.fakes.profile import PowerProfile
+
+    host = FakeHost(tmp_path / "host")
+    host.add_cpus(2)
+    host.add_rapl_zone("0", "package-0", PowerProfile.constant(40.0))
+    host.set_proc_stat(PowerProfile.constant(0.3), n_cpus=2)
+    monkeypatch.setenv("GREENTOP_SYSFS_ROOT", str(host.root))
+    monkeypatch.setenv("GREENTOP_NVML_LIB", str(tmp_path / "no-nvml.so"))
+    with host:
+        yield
+
+
+def test_live_view_over_the_real_sampler_on_a_fake_rapl_host(rapl_host: None) -> None:
+    from greentop.sampler import Sampler
+    from greentop.sources import DiscoveryOptions, discover
+
+    found = discover(DiscoveryOptions(gpus=False))
+    sampler = Sampler(found.channels, rate_hz=500).start()
+
+    async def go() -> None:
+        app = LiveApp(sampler, found.channels)  # real timers
+        async with app.run_test(size=(140, 60)) as pilot:
+            for _ in range(200):  # until 1 s of data is in (no timing assert: waits as long as needed)
+                await pilot.pause(0.05)
+                if app.model.duration_s >= 1.0:
+                    break
+            app.refresh_view()
+            t = titles(app)
+            assert t[0].startswith("cpu-package-0")
+            now_w = float(t[0].split()[1])
+            assert now_w == pytest.approx(40.0, rel=0.1)
+            assert "fast" in str(app.query_one("#health").render())
+
+    try:
+        run(go)
+    finally:
+        sampler.stop()
+
+
+def test_cli_run_refuses_a_missing_command_and_output_for_now() -> None:
+    from greentop.cli import main
+
+    assert main(["run", "--", "no-such-command-xyz"]) == 2
+    assert main(["run", "-o", os.devnull, "--", "true"]) == 2
