@@ -40,12 +40,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -54,6 +50,9 @@ from typing import Any, Callable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent))  # for _machine
+
+from _machine import machine_info as _machine_info  # noqa: E402
 
 import textual  # noqa: E402
 from textual.app import App, ComposeResult  # noqa: E402
@@ -80,31 +79,7 @@ def emit(rec: dict[str, Any]) -> None:
 
 
 def machine_info() -> dict[str, Any]:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).resolve().parent, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return {
-        "bench": "machine",
-        "platform": platform.platform(),
-        "cpu_model": cpu,
-        "nproc": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-        "textual": textual.__version__,
-        "loadavg_at_start": list(os.getloadavg()),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": commit,
-    }
+    return {"bench": "machine", **_machine_info(), "numpy": np.__version__, "textual": textual.__version__}
 
 
 def make_data(seconds: int) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -23,13 +23,10 @@ with machine info, to one JSON file. Nothing is asserted: the bars are reported 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import gc
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _pysampler
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # greentop from a checkout
 
+from _machine import machine_info  # noqa: E402
 from _pysampler import PySampler  # noqa: E402
 
 from greentop.channel import Channel, Quantity, Reader, ReaderKind  # noqa: E402
@@ -396,34 +394,6 @@ def bench_slowdown(channels: list[Channel], repeats: int) -> None:
 # ---------------------------------------------------------------- report
 
 
-def machine_info() -> dict[str, Any]:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).resolve().parent, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return {
-        "platform": platform.platform(),
-        "cpu_model": cpu,
-        "nproc": os.cpu_count(),
-        "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "python": sys.version.split()[0],
-        "implementation": platform.python_implementation(),
-        "switch_interval_s": sys.getswitchinterval(),
-        "loadavg_at_start": list(os.getloadavg()),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": commit,
-    }
-
-
 def find(bench: str, sampler: str, **kw: Any) -> dict[str, Any] | None:
     for r in RESULTS:
         if r["bench"] == bench and r["sampler"] == sampler and all(r.get(k) == v for k, v in kw.items()):
@@ -499,7 +469,7 @@ def summary(wall_s: float) -> str:
         lines.append(f"{label:<38} {fmt(c, spec):>10} {fmt(p, spec):>10}  {bar_s:>9}  {pc:>8}  {pp:>8}")
     base = g("slowdown_1khz", "compiled", "baseline_median_s")
     lines.extend(footnotes)
-    lines.append(f"(bars apply to the compiled sampler; the python column is checked against them for reference)")
+    lines.append("(bars apply to the compiled sampler; the python column is checked against them for reference)")
     loads = [r["other_load_cores"] for r in RESULTS if "other_load_cores" in r]
     steals = [r["steal_cores"] for r in RESULTS if "steal_cores" in r]
     if loads:

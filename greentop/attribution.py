@@ -75,7 +75,6 @@ for a channel with fewer than two samples.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
 from greentop import __version__
-from greentop.channel import Channel
 from greentop.energy import primary_channels
 from greentop.measure import ChannelSummary, measure
 from greentop.sampler import DEFAULT_RATE_HZ, DEFAULT_SLOW_RATE_HZ, MAX_RATE_HZ, SamplerError, SamplerHealth

@@ -18,7 +18,6 @@ each flush overwrites in place; a clean finish moves it into the main datasets.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 

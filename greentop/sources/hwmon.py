@@ -5,7 +5,6 @@ and some BMC-backed boards."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from greentop._paths import display_path, host_path
 from greentop.channel import Channel, Problem, Quantity, Reader, ReaderKind
@@ -45,7 +44,7 @@ def discover() -> SourceResult:
         for fname in files:
             m = _FILE.match(fname)
             assert m is not None
-            kind, index, flavour = m.group(1), m.group(2), m.group(3)
+            kind, index = m.group(1), m.group(2)
             if kind == "power" and index in power_seen:
                 continue  # powerK_input preferred; powerK_average only where no input exists
             path = dev / fname

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-from pathlib import Path
 
 from greentop._paths import host_path
 from greentop.channel import Channel, Lane, Problem, Quantity, Reader, ReaderKind
