@@ -88,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     lv = sub.add_parser("run", help="show live power while a command runs (no command: watch the machine)",
                         usage="greentop run [-o RUN.h5] [options] [-- CMD [ARGS...]]")
-    lv.add_argument("-o", "--output", metavar="RUN.h5", help="also record a trace (not available yet: use greentop record)")
+    lv.add_argument("-o", "--output", metavar="RUN.h5", help="also record the whole run to this trace (without it: r records)")
+    lv.add_argument("--baseline", type=_seconds, default=3.0, metavar="S", help="with -o: idle baseline before the command (default 3 s)")
+    lv.add_argument("--no-baseline", action="store_true", help="with -o: skip the idle baseline")
     lv.add_argument("--rate", type=_rate, default=DEFAULT_RATE_HZ, metavar="HZ", help="fast-lane rate (default 1000)")
     lv.add_argument("--slow-rate", type=_rate, default=DEFAULT_SLOW_RATE_HZ, metavar="HZ", help="slow-lane rate (default 10)")
     _add_discovery_options(lv)
@@ -99,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--format", choices=["table", "csv", "json", "md"], default="table")
     m.add_argument("-o", "--output", metavar="FILE", help="write there instead of standard output")
     _add_carbon_options(m)
+
+    rp = sub.add_parser("replay", help="browse a recorded trace: power over time, phases, per-phase energy")
+    rp.add_argument("trace", metavar="RUN.h5", help="trace written by greentop record")
+    _add_carbon_options(rp)
 
     ph = sub.add_parser("phase", help="tag a phase from a shell workload running under greentop record")
     ph.add_argument("action", choices=["start", "end"])
@@ -307,6 +313,17 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from greentop.trace import load, open_trace
+    from greentop.tui.replay import ReplayApp, ReplayModel
+
+    with open_trace(args.trace) as f:  # a bad file: TraceError, one line and exit 2, before any screen
+        meta = load(f, channels=()).meta
+    stored = (float(meta.get("carbon_g_per_kwh", 0.0)), str(meta.get("carbon_source", "")))
+    model = ReplayModel(args.trace, _carbon(args, stored))
+    return int(ReplayApp(model).run() or 0)
+
+
 def cmd_phase(args: argparse.Namespace) -> int:
     from greentop.phases import shell_event
 
@@ -314,23 +331,26 @@ def cmd_phase(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import shutil
-
+    from greentop.recorder import check_command, check_output
     from greentop.tui.app import run_live
 
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
-    if args.output:
-        raise UsageError("greentop run -o: the live view does not record yet; use greentop record -o RUN.h5 -- CMD")
-    if cmd and shutil.which(cmd[0]) is None:
-        raise UsageError(f"command not found: {cmd[0]}")
+    output = Path(args.output) if args.output else None
+    if cmd:
+        check_command(cmd, usage="greentop run [-o run.h5] -- CMD ARGS...")
+    if output is not None:
+        check_output(output)
     found = discover(_options(args))
     if not found.channels:
         raise UsageError("no channel to sample (no sensor and no /proc/stat)")
-    result = run_live(cmd, found.channels, args.rate, args.slow_rate)
+    result = run_live(cmd, found.channels, args.rate, args.slow_rate, output=output,
+                      baseline_s=0.0 if args.no_baseline else args.baseline, found=found)
     for line in result.summary:
         print(line, file=sys.stderr)
+    for trace in result.traces:
+        print(f"greentop: trace: {trace}", file=sys.stderr)
     if cmd:
         print(f"greentop: workload exited with {result.exit_code}", file=sys.stderr)
     return result.exit_code
@@ -340,7 +360,8 @@ class UsageError(Exception):
     """Bad input found after parsing; one line, exit code 2."""
 
 
-COMMANDS = {"devices": cmd_devices, "sample": cmd_sample, "record": cmd_record, "summary": cmd_summary, "phase": cmd_phase, "run": cmd_run}
+COMMANDS = {"devices": cmd_devices, "sample": cmd_sample, "record": cmd_record, "summary": cmd_summary, "phase": cmd_phase, "run": cmd_run,
+            "replay": cmd_replay}
 
 
 _STARTED_NS = 0  # when this command started: a shell's phase boundary, before argument parsing

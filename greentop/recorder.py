@@ -17,15 +17,15 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from greentop import __version__
 from greentop.channel import Channel
 from greentop.listener import Event, EventListener
-from greentop.sampler import Sampler, SamplerHealth
+from greentop.sampler import Sampler, SamplerHealth, Samples
 from greentop.sources import SourceResult
 from greentop.trace import (
     RUN_BASELINE_END,
@@ -67,6 +67,15 @@ class Recording:
     events_dropped: int = 0
 
 
+class SamplerLike(Protocol):
+    def drain(self) -> dict[str, Samples]: ...
+    def health(self) -> SamplerHealth: ...
+
+
+class ListenerLike(Protocol):
+    def drain(self) -> list[Event]: ...
+
+
 def _cpu_model() -> str:
     try:
         text = Path("/proc/cpuinfo").read_text()
@@ -88,11 +97,42 @@ def run_metadata(found: SourceResult, cmd: Sequence[str], opts: RecordOptions) -
     }
 
 
-class _Pump:
-    """The recording thread: sampler and listener -> trace writer."""
+class SampleTap:
+    """Hands what the recording thread drains to one other reader (the live view), thread-safely.
 
-    def __init__(self, sampler: Sampler, listener: EventListener, writer: TraceWriter, channels: list[Channel]) -> None:
-        self.sampler, self.listener, self.writer, self.channels = sampler, listener, writer, channels
+    ``put`` (recording thread) appends one batch: the sampler's drain and the events of that pass;
+    ``take`` (the reader's thread) returns every batch since the last call, oldest first. At most
+    ``max_batches`` wait (100 s at the 20 Hz drain rate); older ones are dropped and counted in
+    ``dropped_batches``, so a stalled reader never grows memory without bound."""
+
+    def __init__(self, max_batches: int = 2000) -> None:
+        self.max_batches = max_batches
+        self.dropped_batches = 0
+        self._lock = threading.Lock()
+        self._batches: list[tuple[dict[str, Samples], list[Event]]] = []
+
+    def put(self, samples: dict[str, Samples], events: list[Event]) -> None:
+        with self._lock:
+            self._batches.append((samples, events))
+            extra = len(self._batches) - self.max_batches
+            if extra > 0:
+                del self._batches[:extra]
+                self.dropped_batches += extra
+
+    def take(self) -> list[tuple[dict[str, Samples], list[Event]]]:
+        with self._lock:
+            out, self._batches = self._batches, []
+        return out
+
+
+class _Pump:
+    """The recording thread: sampler and listener -> trace writer (and the tap, when given).
+
+    While it runs it is the only reader of the sampler's rings and of the listener."""
+
+    def __init__(self, sampler: SamplerLike, listener: ListenerLike | None, writer: TraceWriter, channels: list[Channel],
+                 tap: SampleTap | None = None) -> None:
+        self.sampler, self.listener, self.writer, self.channels, self.tap = sampler, listener, writer, channels, tap
         self.events: list[Event] = []  # everything logged, kept for the derived tables
         self._lock = threading.Lock()
         self._own: list[Event] = []  # greentop's own run events, waiting for the recording thread
@@ -108,23 +148,35 @@ class _Pump:
         with self._lock:
             self._own.extend(events)
 
+    def add_events(self, events: list[Event]) -> None:
+        """Events read by the caller (after the thread stopped): logged, written and tapped."""
+        if events:
+            self.events.extend(events)
+            self.writer.append_events(events)
+            if self.tap is not None:
+                self.tap.put({}, events)
+
     def _pump_once(self) -> None:
-        for name, s in self.sampler.drain().items():
+        drained = self.sampler.drain()
+        for name, s in drained.items():
             self.writer.append_samples(name, s.t_ns, s.raw)
         with self._lock:
             own, self._own = self._own, []
-        new = own + self.listener.drain()
+        new = own + (self.listener.drain() if self.listener is not None else [])
         if new:
             self.events.extend(new)
             self.writer.append_events(new)
+        if self.tap is not None:
+            self.tap.put(drained, [e for e in new if e.kind != "run"])
 
     def _snapshot(self) -> None:
         h = self.sampler.health()
         chans = [h.channels[c.name] for c in self.channels]
         lanes = list(h.lanes.values())
+        dropped = getattr(self.listener, "dropped", 0)
         self.writer.append_health(
             time.monotonic_ns(), [c.overruns for c in chans], [c.errors for c in chans], [c.reads for c in chans],
-            [lane.ticks for lane in lanes], [lane.missed for lane in lanes], [lane.late for lane in lanes], self.listener.dropped,
+            [lane.ticks for lane in lanes], [lane.missed for lane in lanes], [lane.late for lane in lanes], dropped,
         )
 
     def _run(self) -> None:
@@ -173,12 +225,16 @@ def _wait_child(child: subprocess.Popen[bytes], interrupted: Callable[[], bool])
                 deadline = now + GRACE_S
 
 
-def check_inputs(cmd: Sequence[str], output: Path) -> None:
-    """Refuse, before anything starts, what would only fail later."""
+def check_command(cmd: Sequence[str], usage: str = "greentop record -o run.h5 -- CMD ARGS...") -> None:
+    """Refuse, before anything starts, a command that is missing or cannot be found."""
     if not cmd:
-        raise RecordError("no command to run (usage: greentop record -o run.h5 -- CMD ARGS...)")
+        raise RecordError(f"no command to run (usage: {usage})")
     if shutil.which(cmd[0]) is None:
         raise RecordError(f"command not found: {cmd[0]}")
+
+
+def check_output(output: Path) -> None:
+    """Refuse, before anything starts, a trace path that could not be written."""
     out_dir = output.resolve().parent
     if not out_dir.is_dir():
         raise RecordError(f"output folder does not exist: {out_dir}")
@@ -186,17 +242,121 @@ def check_inputs(cmd: Sequence[str], output: Path) -> None:
         raise RecordError(f"output folder is not writable: {out_dir}")
     if output.is_dir():
         raise RecordError(f"output is a folder: {output}")
+    if output.exists() and not output.is_file():
+        raise RecordError(f"output is not a regular file: {output}")
+
+
+def check_inputs(cmd: Sequence[str], output: Path) -> None:
+    """Both checks of ``greentop record``: the command, then the output."""
+    check_command(cmd)
+    check_output(output)
+
+
+def default_trace_path(folder: Path | None = None, now: float | None = None) -> Path:
+    """``greentop-YYYYmmdd-HHMMSS.h5`` in ``folder`` (the cwd by default); ``-N`` added if taken."""
+    folder = Path.cwd() if folder is None else folder
+    stem = time.strftime("greentop-%Y%m%d-%H%M%S", time.localtime(now))
+    path = folder / f"{stem}.h5"
+    n = 1
+    while path.exists():
+        path = folder / f"{stem}-{n}.h5"
+        n += 1
+    return path
+
+
+def _open_phase_starts(events: Sequence[Event], t_ns: int) -> list[Event]:
+    """Start events of the phases still open (by phase id) in ``events``, moved to ``t_ns``: what a
+    recording begun mid-run carries so that those phases appear in it from its start. The original
+    start time is kept in ``attrs["started_before_recording_ns"]``."""
+    ended = {e.phase_id for e in events if e.kind == "end" and e.phase_id}
+    out = []
+    for e in events:
+        if e.kind == "start" and e.phase_id and e.phase_id not in ended:
+            out.append(replace(e, t_ns=max(e.t_ns, t_ns), attrs={**e.attrs, "started_before_recording_ns": e.t_ns}))
+    return out
+
+
+class Recorder:
+    """One recording into one trace, over a sampler and a listener the caller started and stops.
+
+    ``start()`` opens the trace, starts the recording thread (from then on the only reader of the
+    sampler's rings and of the listener; what it drains also goes to ``tap`` when given) and
+    measures the idle baseline; ``log()`` adds greentop's own run events; ``stop()`` stops the
+    thread (the sampler and listener stay usable); ``finish()`` writes the derived tables and
+    closes the trace, which is then complete. Used by ``record()`` and by the live view."""
+
+    def __init__(self, sampler: SamplerLike, listener: ListenerLike | None, channels: Sequence[Channel],
+                 meta: dict[str, Any], output: Path, tap: SampleTap | None = None) -> None:
+        self.sampler, self.listener, self.channels = sampler, listener, list(channels)
+        self.meta, self.path, self.tap = dict(meta), Path(output), tap
+        self._pump: _Pump | None = None
+        self._stopped = False
+        self.finished: Recording | None = None
+
+    @property
+    def events(self) -> list[Event]:
+        return self._pump.events if self._pump is not None else []
+
+    def start(self, baseline_s: float = 0.0, interrupted: threading.Event | None = None,
+              carried: Sequence[Event] = ()) -> None:
+        """Open the trace and start recording; then, with ``baseline_s`` > 0, wait that long (or
+        until ``interrupted`` is set) between the baseline's start and end events. ``carried``:
+        events seen before this recording began (their open phases are carried into it)."""
+        self.meta["start_wall_ns"], self.meta["start_mono_ns"] = time.time_ns(), time.monotonic_ns()
+        lanes = sorted({c.lane.value for c in self.channels}, key=lambda lane: 0 if lane == "fast" else 1)
+        writer = TraceWriter(self.path, self.channels, self.meta, lanes)
+        self._pump = _Pump(self.sampler, self.listener, writer, self.channels, self.tap)
+        self._pump.log(_open_phase_starts(carried, self.meta["start_mono_ns"]))
+        self._pump.start()
+        if baseline_s > 0:
+            self.log(RUN_BASELINE_START)
+            (interrupted or threading.Event()).wait(baseline_s)
+            self.log(RUN_BASELINE_END)
+
+    def log(self, name: str, value: float = 0.0) -> None:
+        """One of greentop's own run events (``trace.RUN_*``), timed now."""
+        assert self._pump is not None, "Recorder not started"
+        self._pump.log([_run_event(name, value)])
+
+    def stop(self, stop_listener: bool = False) -> None:
+        """Stop the recording thread after a last drain. ``stop_listener``: also stop the listener
+        (the end of the run) and record what it still held."""
+        if self._stopped or self._pump is None:
+            return
+        self._stopped = True
+        self._pump.stop()
+        if stop_listener and self.listener is not None:
+            self.listener.stop()  # type: ignore[attr-defined]
+            self._pump.add_events(self.listener.drain())
+
+    def finish(self, exit_code: int | None, interrupted: bool = False) -> Recording:
+        """Stop if not yet stopped, then finalise the trace. ``exit_code``: the workload's (as
+        greentop reports it), or None when it still runs (a recording stopped from the live view:
+        stored as -1 with ``workload_running``); its open phases are then "unclosed"."""
+        assert self._pump is not None, "Recorder not started"
+        self.stop()
+        pump = self._pump
+        if pump.error is not None:
+            raise RecordError(f"writing {self.path} failed: {pump.error}")
+        end_ns = time.monotonic_ns()
+        status = "ok" if exit_code in (0, None) else "crashed"
+        stats: dict[str, int] = {}
+        phases, marks, counts = phases_from_log(pump.events, end_ns, status, stats)
+        dropped = getattr(self.listener, "dropped", 0)
+        run: dict[str, Any] = {"exit_code": -1 if exit_code is None else exit_code, "interrupted": interrupted, "end_mono_ns": end_ns,
+                               "events_dropped": dropped, "events_overflowed": getattr(self.listener, "overflowed", 0), **stats}
+        if exit_code is None:
+            run["workload_running"] = True
+        pump.writer.finalize(run, phases, marks, counts)
+        self.finished = Recording(-1 if exit_code is None else exit_code, self.path, self.sampler.health(), interrupted, dropped)
+        return self.finished
 
 
 def record(cmd: Sequence[str], channels: list[Channel], found: SourceResult, opts: RecordOptions,
            on_start: Callable[[], None] | None = None) -> Recording:
     check_inputs(cmd, opts.output)
 
-    meta = run_metadata(found, cmd, opts)
-    meta["start_wall_ns"], meta["start_mono_ns"] = time.time_ns(), time.monotonic_ns()
     sampler = Sampler(channels, rate_hz=opts.rate_hz, slow_rate_hz=opts.slow_rate_hz)
-    lanes = sorted({c.lane.value for c in channels}, key=lambda lane: 0 if lane == "fast" else 1)
-    writer = TraceWriter(opts.output, channels, meta, lanes)
     listener = EventListener()
     interrupted = threading.Event()
     previous: dict[int, Any] = {}
@@ -206,45 +366,28 @@ def record(cmd: Sequence[str], channels: list[Channel], found: SourceResult, opt
 
     sampler.start()
     listener.start()
-    pump = _Pump(sampler, listener, writer, channels)
-    pump.start()
+    recorder = Recorder(sampler, listener, channels, run_metadata(found, cmd, opts), opts.output)
     exit_code = 0
     try:
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, on_signal)
-        if opts.baseline_s > 0:
-            pump.log([_run_event(RUN_BASELINE_START)])
-            interrupted.wait(opts.baseline_s)
-            pump.log([_run_event(RUN_BASELINE_END)])
+        recorder.start(opts.baseline_s, interrupted)
         if on_start:
             on_start()
         if not interrupted.is_set():
-            pump.log([_run_event(RUN_WORKLOAD_START)])
+            recorder.log(RUN_WORKLOAD_START)
             child = subprocess.Popen(list(cmd), env=os.environ | listener.env())
             rc = _wait_child(child, interrupted.is_set)
-            pump.log([_run_event(RUN_WORKLOAD_EXIT, float(rc))])
+            recorder.log(RUN_WORKLOAD_EXIT, float(rc))
             exit_code = rc if rc >= 0 else 128 - rc
         else:
             exit_code = 130
         if interrupted.is_set():
-            pump.log([_run_event(RUN_INTERRUPTED)])
+            recorder.log(RUN_INTERRUPTED)
         time.sleep(DRAIN_S)  # datagrams sent just before the exit are still in the socket
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         sampler.stop()
-        pump.stop()
-        listener.stop()
-        late = listener.drain()  # stop() reads what was still queued
-        pump.events += late
-        writer.append_events(late)
-    if pump.error is not None:
-        raise RecordError(f"writing {opts.output} failed: {pump.error}")
-    end_ns = time.monotonic_ns()
-    status = "ok" if exit_code == 0 else "crashed"
-    stats: dict[str, int] = {}
-    phases, marks, counts = phases_from_log(pump.events, end_ns, status, stats)
-    writer.finalize({"exit_code": exit_code, "interrupted": interrupted.is_set(), "end_mono_ns": end_ns,
-                     "events_dropped": listener.dropped, "events_overflowed": listener.overflowed, **stats},
-                    phases, marks, counts)
-    return Recording(exit_code, opts.output, sampler.health(), interrupted.is_set(), listener.dropped)
+        recorder.stop(stop_listener=True)
+    return recorder.finish(exit_code, interrupted.is_set())

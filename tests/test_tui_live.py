@@ -370,3 +370,160 @@ def test_cli_run_refuses_a_missing_command_and_output_for_now() -> None:
 
     assert main(["run", "--", "no-such-command-xyz"]) == 2
     assert main(["run", "-o", os.devnull, "--", "true"]) == 2
+
+
+# -- recording from the live view ------------------------------------------------------------------
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+from textual.drivers.headless_driver import HeadlessDriver  # noqa: E402
+
+from greentop.recorder import Recorder, RecordOptions, SampleTap, run_metadata  # noqa: E402
+from greentop.sources import SourceResult  # noqa: E402
+from greentop.trace import load  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class QuitWhenDoneDriver(HeadlessDriver):
+    """Headless (no terminal needed), and presses q once the view has seen the workload exit:
+    lets ``greentop run`` run to its end in a subprocess (``TEXTUAL_DRIVER``)."""
+
+    def start_application_mode(self) -> None:
+        super().start_application_mode()
+        app = self._app
+
+        def watch() -> None:
+            while getattr(app, "exit_code", None) is None:
+                time.sleep(0.05)
+            time.sleep(0.2)
+            try:
+                app.call_from_thread(app.action_quit_app)
+            except RuntimeError:
+                pass
+
+        threading.Thread(target=watch, daemon=True).start()
+
+
+class LockedListener(ScriptedListener):
+    """A listener drained from the recorder's thread while the test adds events."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+        self.dropped = self.overflowed = 0
+
+    def add(self, *events: Event) -> None:
+        with self.lock:
+            self.pending += events
+
+    def drain(self) -> list[Event]:
+        with self.lock:
+            return super().drain()
+
+
+def test_r_twice_records_a_complete_trace_of_what_happened_in_between(tmp_path: Path) -> None:
+    sampler = ScriptedSampler(CHANNELS, POWER)
+    sampler.t_ns = time.monotonic_ns()  # the synthetic clock near the real one: run events share the trace
+    listener = LockedListener()
+    path = tmp_path / "live.h5"
+
+    def new_recording(seen: list[Event]) -> Recorder:
+        meta = run_metadata(SourceResult(channels=CHANNELS), ["workload"], RecordOptions(path))
+        rec = Recorder(sampler, listener, CHANNELS, meta, path, tap=SampleTap())
+        rec.start(carried=seen)
+        return rec
+
+    app = LiveApp(sampler, CHANNELS, listener=listener, child=FakeChild(), timers=False, new_recording=new_recording)
+
+    async def go() -> None:
+        async with app.run_test(size=(140, 60)) as pilot:
+            listener.add(_ev("start", sampler.t_ns, "serving", "42:1"))  # open before the recording
+            step(app, 5)
+            await pilot.press("r")
+            assert app.recording is not None
+            drains = sampler.drains
+            listener.add(_ev("start", sampler.t_ns, "training", "42:2", parent="42:1"))
+            await pilot.pause(0.4)
+            listener.add(_ev("end", sampler.t_ns, "training", "42:2"))
+            await pilot.pause(0.4)
+            step(app, 1)  # the view takes what the recorder drained
+            assert sampler.drains > drains + 4  # the recorder's thread drains now ...
+            assert "● REC" in str(app.query_one("#workload").render()) and "live.h5" in str(app.query_one("#workload").render())
+            assert [r.path for r in app.model.phases()[0]] == ["serving", "serving/training"]  # ... and feeds the view
+            await pilot.press("r")
+            assert app.recording is None and app.saved == [path]
+            drains = sampler.drains
+            step(app, 3)
+            assert sampler.drains == drains + 3  # the view drains the sampler itself again
+            assert "saved" in str(app.query_one("#workload").render())
+
+    run(go)
+    tr = load(path)
+    assert tr.complete and tr.meta["run"]["workload_running"] is True
+    assert [(p.name, p.status) for p in tr.phases] == [("serving", "unclosed"), ("training", "ok")]
+    assert "started_before_recording_ns" in tr.phases[0].attrs and tr.phases[1].parent == 0
+    for ch in tr.channels:
+        assert ch.t_ns.size >= 300  # 0.8 s at 1 kHz, at least
+        assert np.all(np.diff(ch.t_ns) > 0)
+
+
+def test_r_records_into_a_timestamped_file_in_the_cwd_and_r_without_a_recorder_warns(tmp_path: Path,
+                                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from greentop.recorder import default_trace_path
+
+    monkeypatch.chdir(tmp_path)
+    now = time.time()
+    p = default_trace_path(now=now)
+    assert p.parent == tmp_path and p.name == time.strftime("greentop-%Y%m%d-%H%M%S.h5", time.localtime(now))
+    p.touch()
+    assert default_trace_path(now=now).name == p.stem + "-1.h5"  # never overwrites an earlier trace
+
+    async def go() -> None:
+        app, _ = make_app()
+        async with app.run_test(size=(140, 60)) as pilot:
+            await pilot.press("r")
+            assert app.recording is None
+
+    run(go)
+
+
+def test_run_with_output_records_the_whole_run_while_showing_it(tmp_path: Path) -> None:
+    from tests.fakes.host import FakeHost
+    from tests.fakes.profile import PowerProfile
+
+    host = FakeHost(tmp_path / "host")
+    host.add_cpus(2)
+    host.add_rapl_zone("0", "package-0", PowerProfile.constant(40.0))
+    host.set_proc_stat(PowerProfile.constant(0.3), n_cpus=2)
+    code = ("import greentop, time\n"
+            "with greentop.phase('training'):\n"
+            "    for i in range(2):\n"
+            "        with greentop.phase('step', step=i):\n"
+            "            time.sleep(0.2)\n"
+            "with greentop.phase('inference'):\n"
+            "    time.sleep(0.2)\n"
+            "print('workload done', flush=True)\n")
+    out = tmp_path / "run.h5"
+    with host:
+        env = os.environ | {"GREENTOP_SYSFS_ROOT": str(host.root), "GREENTOP_NVML_LIB": str(tmp_path / "no-nvml.so"),
+                            "PYTHONPATH": str(REPO), "TEXTUAL_DRIVER": "tests.test_tui_live:QuitWhenDoneDriver"}
+        proc = subprocess.run([sys.executable, "-m", "greentop", "run", "-o", str(out), "--baseline", "0.3", "--no-gpu",
+                               "--", sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert f"trace: {out}" in proc.stderr and "training" in proc.stderr
+    tr = load(out)
+    assert tr.complete and tr.meta["run"]["exit_code"] == 0 and tr.meta["run"]["interrupted"] is False
+    assert [(p.name, p.status) for p in tr.phases] == [("training", "ok"), ("step", "ok"), ("step", "ok"), ("inference", "ok")]
+    assert tr.baseline is not None and tr.baseline[1] <= tr.phases[0].start_ns
+    assert all(ch.t_ns.size > 100 for ch in tr.channels)
+
+
+def test_run_output_checks_come_before_anything_starts(tmp_path: Path) -> None:
+    from greentop.cli import main
+
+    assert main(["run", "-o", str(tmp_path / "no" / "x.h5"), "--", "true"]) == 2
+    assert main(["run", "-o", str(tmp_path), "--", "true"]) == 2

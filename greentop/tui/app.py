@@ -2,8 +2,10 @@
 
 ``LiveApp`` only reads: it drains the sampler's rings and the phase listener at ``DRAIN_HZ``
 into a ``LiveModel`` and redraws at ``fps``; sampling runs on the sampler's own threads and is
-never waited on. ``run_live`` starts the sampler, the listener and the workload, runs the app,
-and stops everything when the app exits.
+never waited on. While a recording runs (``-o``, or ``r``), the recorder's thread is the only
+reader of the rings and the listener, and the app takes what it drained from the recorder's tap
+instead. ``run_live`` starts the sampler, the listener and the workload (and the recording),
+runs the app, and stops everything when the app exits.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import os
 import queue
 import signal
 import subprocess
+import sys
 import threading
 import time
-from dataclasses import dataclass
-from typing import IO, Any, Protocol, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Callable, Protocol, Sequence
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -27,7 +31,10 @@ from textual.widgets import DataTable, Footer, Log, Static
 
 from greentop.channel import Channel
 from greentop.listener import Event
+from greentop.recorder import Recorder, RecordError
 from greentop.sampler import Samples, SamplerHealth
+from greentop.sources import SourceResult
+from greentop.trace import RUN_INTERRUPTED, RUN_WORKLOAD_EXIT, RUN_WORKLOAD_START
 from greentop.tui.chart import PowerChart
 from greentop.tui.live import LiveModel
 
@@ -95,6 +102,7 @@ HELP_TEXT = """[b]greentop live view[/b]
   p      pause / resume the display (sampling goes on)
   +      zoom in: halve the time window
   -      zoom out: double the time window
+  r      start / stop recording a trace (greentop-YYYYmmdd-HHMMSS.h5)
   ?      this help
 
 Power is each primary domain's energy differenced on a 10 ms grid;
@@ -141,7 +149,7 @@ class LiveApp(App[int]):
     #phases { width: 2fr; height: auto; max-height: 14; }
     #side { width: 1fr; height: auto; }
     #energy { height: 3; }
-    #workload { height: 2; }
+    #workload { height: 3; }
     #health { height: 3; }
     #output { height: 8; }
     """
@@ -150,6 +158,7 @@ class LiveApp(App[int]):
         Binding("p", "toggle_pause", "pause"),
         Binding("plus,equals_sign", "zoom(0.5)", "zoom in", key_display="+"),
         Binding("minus", "zoom(2.0)", "zoom out", key_display="-"),
+        Binding("r", "toggle_record", "record"),
         Binding("question_mark", "help", "help", key_display="?"),
     ]
 
@@ -165,9 +174,19 @@ class LiveApp(App[int]):
         window_s: float = DEFAULT_WINDOW_S,
         fps: float = DEFAULT_FPS,
         timers: bool = True,
+        recording: Recorder | None = None,
+        new_recording: Callable[[list[Event]], Recorder] | None = None,
     ) -> None:
+        """``recording``: a started recording (``-o``), whose tap then feeds the model; ``r`` does
+        not stop it. ``new_recording``: starts one when ``r`` is pressed (given the events seen so
+        far); ``r`` again stops and finalises it. Without either, ``r`` only says it cannot record."""
         super().__init__()
         self.sampler, self.listener, self.child, self.output = sampler, listener, child, output
+        self.recording = recording
+        self.new_recording = new_recording
+        self.fixed_recording = recording is not None  # started with -o: r leaves it alone
+        self.saved: list[Path] = []  # recordings finished from the view
+        self._exit_logged = False
         self.command = list(command)
         self.model = LiveModel(channels, retain_s=MAX_WINDOW_S)
         self.window_s = window_s
@@ -215,12 +234,16 @@ class LiveApp(App[int]):
     # -- data ------------------------------------------------------------------------------------
 
     def drain_now(self) -> None:
-        """Move what the sampler and the listener hold into the model (cheap, never blocks)."""
-        self.model.feed(self.sampler.drain())
-        if self.listener is not None:
-            events = self.listener.drain()
-            if events:
-                self.model.feed_events(events)
+        """Move what the sampler and the listener hold into the model (cheap, never blocks); while
+        recording, what the recorder's thread drained for us instead."""
+        if self.recording is not None:
+            self._feed_from_tap(self.recording)
+        else:
+            self.model.feed(self.sampler.drain())
+            if self.listener is not None:
+                events = self.listener.drain()
+                if events:
+                    self.model.feed_events(events)
         if self.output is not None:
             lines = []
             while True:
@@ -232,6 +255,29 @@ class LiveApp(App[int]):
                 self.query_one("#output", Log).write_lines(lines)
         if self.child is not None and self.exit_code is None:
             self.exit_code = self.child.poll()
+            if self.exit_code is not None:
+                self._log_exit()
+
+    def _feed_from_tap(self, rec: Recorder) -> None:
+        if rec.tap is None:
+            return
+        for samples, events in rec.tap.take():
+            if samples:
+                self.model.feed(samples)
+            if events:
+                self.model.feed_events(events)
+
+    def _log_exit(self) -> None:
+        """The workload's exit into the recording, once (its time: when the view saw it)."""
+        if self.recording is not None and self.exit_code is not None and not self._exit_logged:
+            self.recording.log(RUN_WORKLOAD_EXIT, float(self.exit_code))
+            self._exit_logged = True
+
+    def workload_exit_code(self) -> int | None:
+        """The workload's exit code as greentop reports it (128+signal when killed); None while it runs."""
+        if self.exit_code is None:
+            return None
+        return self.exit_code if self.exit_code >= 0 else 128 - self.exit_code
 
     def refresh_view(self) -> None:
         """Redraw charts, titles, energy, phases and the workload's state (charts frozen when paused)."""
@@ -295,7 +341,7 @@ class LiveApp(App[int]):
         else:
             state = f"workload [b]exited {self.exit_code}[/b]"
         view = f"window {self.window_s:g} s" + ("  [reverse] PAUSED [/reverse]" if self.paused else "")
-        self._set_text("#workload", f"{state}\n{view}")
+        self._set_text("#workload", f"{state}\n{view}\n{self.record_status()}")
         self._set_text("#health", self._health_line)
 
     def _set_text(self, selector: str, text: str) -> None:
@@ -350,6 +396,59 @@ class LiveApp(App[int]):
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
+    # -- recording -------------------------------------------------------------------------------
+
+    def record_status(self) -> str:
+        """The status pane's recording line: "● REC path" while recording, else the last saved trace."""
+        if self.recording is not None:
+            return f"[b red]● REC[/b red] {self.recording.path}"
+        if self.saved:
+            return f"saved {self.saved[-1]}"
+        return "not recording" + (" (r: record)" if self.new_recording is not None else "")
+
+    def action_toggle_record(self) -> None:
+        if self.fixed_recording:
+            self.notify(f"recording to {self.recording.path if self.recording else '-'} (started with -o)")
+            return
+        if self.recording is not None:
+            self.stop_recording()
+        elif self.new_recording is None:
+            self.notify("recording is not available here", severity="warning")
+        else:
+            self.start_recording()
+        self._update_text()
+
+    def start_recording(self) -> None:
+        """Hand the rings and the listener over to a new recording (drained here one last time first)."""
+        assert self.new_recording is not None
+        self.drain_now()
+        try:
+            self.recording = self.new_recording(list(self.model.events))
+        except (RecordError, OSError) as exc:
+            self.notify(f"cannot record: {exc}", severity="error")
+            return
+        self._exit_logged = False
+        if self.exit_code is not None:
+            self._exit_logged = True  # it exited before this recording began: nothing to log
+
+    def stop_recording(self) -> Path | None:
+        """Stop the recording thread, take its last batches, finalise the trace; draining comes back
+        here. The workload keeps running."""
+        rec = self.recording
+        if rec is None:
+            return None
+        rec.stop()
+        self._feed_from_tap(rec)
+        self.recording = None
+        try:
+            rec.finish(self.workload_exit_code() if self.child is not None else 0)
+        except (RecordError, OSError) as exc:
+            self.notify(f"recording failed: {exc}", severity="error")
+            return None
+        self.saved.append(rec.path)
+        self.notify(f"saved {rec.path}")
+        return rec.path
+
 
 # -- the launcher ----------------------------------------------------------------------------------
 
@@ -383,42 +482,95 @@ class LiveResult:
     energy_j: float
     duration_s: float
     summary: list[str]
+    traces: list[Path] = field(default_factory=list)  # every trace written (-o, or r ... r)
 
 
 def run_live(cmd: Sequence[str], channels: Sequence[Channel], rate_hz: float, slow_rate_hz: float,
-             window_s: float = DEFAULT_WINDOW_S, **app_kwargs: Any) -> LiveResult:
-    """Start the sampler (and the listener and ``cmd`` when given), show the live view, clean up."""
+             window_s: float = DEFAULT_WINDOW_S, *, output: Path | None = None, baseline_s: float = 0.0,
+             found: SourceResult | None = None, record_dir: Path | None = None, **app_kwargs: Any) -> LiveResult:
+    """Start the sampler (and the listener and ``cmd`` when given), show the live view, clean up.
+
+    ``output``: record the whole run there from the start (after an idle baseline of
+    ``baseline_s``), as ``greentop record`` would; otherwise ``r`` records into
+    ``greentop-YYYYmmdd-HHMMSS.h5`` in ``record_dir`` (the cwd). The caller checks ``cmd`` and
+    ``output`` first (``recorder.check_command`` / ``check_output``)."""
     from greentop.listener import EventListener
+    from greentop.recorder import RecordOptions, SampleTap, default_trace_path, run_metadata
     from greentop.sampler import Sampler
 
-    sampler = Sampler(list(channels), rate_hz=rate_hz, slow_rate_hz=slow_rate_hz)
+    channels = list(channels)
+    found = found if found is not None else SourceResult(channels=channels)
+    sampler = Sampler(channels, rate_hz=rate_hz, slow_rate_hz=slow_rate_hz)
     listener = EventListener() if cmd else None
     child: subprocess.Popen[bytes] | None = None
-    output: queue.SimpleQueue[str] | None = None
+    output_q: queue.SimpleQueue[str] | None = None
+    recording: Recorder | None = None
+
+    def make_recorder(path: Path, baseline: float) -> Recorder:
+        opts = RecordOptions(output=path, rate_hz=rate_hz, slow_rate_hz=slow_rate_hz, baseline_s=baseline)
+        return Recorder(sampler, listener, channels, run_metadata(found, cmd, opts), path, tap=SampleTap())
+
+    def new_recording(seen: list[Event]) -> Recorder:
+        rec = make_recorder(default_trace_path(record_dir), 0.0)
+        rec.start(carried=seen)
+        return rec
+
     sampler.start()
+    app: LiveApp | None = None
+    rc: int | None = None
     try:
         if listener is not None:
             listener.start()
-            output = queue.SimpleQueue()
+        if output is not None:
+            recording = make_recorder(output, baseline_s)
+            if baseline_s > 0:
+                print(f"greentop: measuring the idle baseline for {baseline_s:g} s (--no-baseline to skip)", file=sys.stderr)
+            try:
+                recording.start(baseline_s)
+            except KeyboardInterrupt:
+                recording.log(RUN_INTERRUPTED)
+                sampler.stop()
+                recording.stop(stop_listener=True)
+                recording.finish(130, interrupted=True)
+                return LiveResult(130, 0.0, 0.0, ["interrupted during the idle baseline"], [output])
+        if listener is not None:
+            output_q = queue.SimpleQueue()
+            if recording is not None:
+                recording.log(RUN_WORKLOAD_START)
             # Its own session: the terminal belongs to the view; its output goes to the output pane.
             child = subprocess.Popen(list(cmd), env=os.environ | listener.env(), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
             assert child.stdout is not None
-            threading.Thread(target=_pump_output, args=(child.stdout, output), name="greentop-output", daemon=True).start()
-        app = LiveApp(sampler, channels, listener=listener, child=child, command=cmd, output=output,
-                      window_s=window_s, **app_kwargs)
+            threading.Thread(target=_pump_output, args=(child.stdout, output_q), name="greentop-output", daemon=True).start()
+        app = LiveApp(sampler, channels, listener=listener, child=child, command=cmd, output=output_q, window_s=window_s,
+                      recording=recording, new_recording=None if output is not None else new_recording, **app_kwargs)
         rc = app.run()
     finally:
+        running = child is not None and child.poll() is None
         exit_code = _stop_child(child) if child is not None else 0
         sampler.stop()
-        if listener is not None:
+        rec = app.recording if app is not None else recording
+        if rec is not None:
+            if child is not None and not (app is not None and app._exit_logged):
+                rec.log(RUN_WORKLOAD_EXIT, float(child.returncode))
+            if running:
+                rec.log(RUN_INTERRUPTED)
+            rec.stop(stop_listener=True)
+        elif listener is not None:
             listener.stop()
-    app.model.feed(sampler.drain())  # what came in after the last frame
-    if listener is not None:
-        app.model.feed_events(listener.drain())
+    assert app is not None
+    if rec is not None:
+        app._feed_from_tap(rec)
+        rec.finish(exit_code if child is not None else 0, interrupted=running)
+        app.saved.append(rec.path)
+    else:
+        app.model.feed(sampler.drain())  # what came in after the last frame
+        if listener is not None:
+            app.model.feed_events(listener.drain())
     if rc is None:
         rc = 0
-    return LiveResult(exit_code if child is not None else rc, app.model.energy_j, app.model.duration_s, summary_lines(app.model))
+    traces = list(dict.fromkeys(app.saved))
+    return LiveResult(exit_code if child is not None else rc, app.model.energy_j, app.model.duration_s, summary_lines(app.model), traces)
 
 
 def summary_lines(model: LiveModel) -> list[str]:

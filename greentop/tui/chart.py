@@ -522,6 +522,41 @@ class PowerChart(Widget):
         self._origin_ns = None if origin_ns is None else int(origin_ns)
         self._invalidate()
 
+    def set_minmax(
+        self,
+        t_ns: I64,
+        min_w: ArrayLike,
+        max_w: ArrayLike,
+        t0_ns: int,
+        t1_ns: int,
+        *,
+        bin_ns: int | None = None,
+        origin_ns: int | None = None,
+    ) -> None:
+        """Show precomputed bins: bin ``i`` starts at ``t_ns[i]`` (ns, rising) and spans
+        ``min_w[i]`` .. ``max_w[i]`` (W), over the window ``[t0_ns, t1_ns)``.
+
+        For data already reduced (``greentop.overview.Overview.window``), so that a long trace is
+        drawn without its samples. Each bin becomes two samples at its start (its min, then its
+        max) fed to ``set_data``: a column gets the full span of every bin that starts in it, and
+        a column inside one wide bin (zoomed in) shows that bin's max, held. ``bin_ns``: width of
+        the bins (ns), so that the last bin is drawn to its end rather than cut at its start.
+        ``origin_ns``: time-axis origin, as in ``set_data`` (pass the run start in replay).
+        """
+        t = np.asarray(t_ns, dtype=np.int64)
+        lo = np.asarray(min_w, dtype=np.float64)
+        hi = np.asarray(max_w, dtype=np.float64)
+        if t.ndim != 1 or t.shape != lo.shape or t.shape != hi.shape:
+            raise ValueError(f"t_ns, min_w, max_w must be 1-D and equal length, got {t.shape}, {lo.shape}, {hi.shape}")
+        t2 = np.repeat(t, 2)
+        v2 = np.empty(2 * t.size, dtype=np.float64)
+        v2[0::2] = lo
+        v2[1::2] = hi
+        if bin_ns is not None and t.size:
+            t2 = np.append(t2, t[-1] + int(bin_ns) - 1)  # the last bin, held to its end
+            v2 = np.append(v2, hi[-1])
+        self.set_data(t2, v2, t0_ns, t1_ns, origin_ns=origin_ns)
+
     def _invalidate(self) -> None:
         """Redraw now and repaint only the rows that changed.
 
