@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--no-baseline", action="store_true", help="with -o: skip the idle baseline")
     lv.add_argument("--rate", type=_rate, default=DEFAULT_RATE_HZ, metavar="HZ", help="fast-lane rate (default 1000)")
     lv.add_argument("--slow-rate", type=_rate, default=DEFAULT_SLOW_RATE_HZ, metavar="HZ", help="slow-lane rate (default 10)")
+    _add_carbon_options(lv)
     _add_discovery_options(lv)
     lv.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the workload (none: watch the machine)")
 
@@ -342,11 +343,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_command(cmd, usage="greentop run [-o run.h5] -- CMD ARGS...")
     if output is not None:
         check_output(output)
+    carbon = _carbon(args)  # an unknown region: one line and exit 2, before any screen
     found = discover(_options(args))
     if not found.channels:
         raise UsageError("no channel to sample (no sensor and no /proc/stat)")
     result = run_live(cmd, found.channels, args.rate, args.slow_rate, output=output,
-                      baseline_s=0.0 if args.no_baseline else args.baseline, found=found)
+                      baseline_s=0.0 if args.no_baseline else args.baseline, found=found, carbon=carbon)
     for line in result.summary:
         print(line, file=sys.stderr)
     for trace in result.traces:
@@ -376,8 +378,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 0
+        # Bare ``greentop``: watch the machine in a terminal; anywhere else (a pipe, CI) print the
+        # help and exit 0 rather than start a full-screen view nobody sees.
+        if not sys.stdout.isatty():
+            parser.print_help()
+            return 0
+        args = parser.parse_args(["run"])
     try:
         return COMMANDS[args.command](args)
     except (SamplerError, ValueError, UsageError, RecordError, TraceError) as exc:

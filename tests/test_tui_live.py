@@ -527,3 +527,234 @@ def test_run_output_checks_come_before_anything_starts(tmp_path: Path) -> None:
 
     assert main(["run", "-o", str(tmp_path / "no" / "x.h5"), "--", "true"]) == 2
     assert main(["run", "-o", str(tmp_path), "--", "true"]) == 2
+
+
+# -- timeline, carbon, per-unit energy, export, panes, small terminals, bare greentop ----------------
+
+from greentop.tui.chart import _LABEL_W, column_edges_ns  # noqa: E402
+from greentop.tui.timeline import PhaseTimeline  # noqa: E402
+
+
+def _count(t_ns: int, name: str, value: float, phase_id: str) -> Event:
+    return Event(kind="count", t_ns=t_ns, pid=42, name=name, phase_id=phase_id, parent_id="", value=value, attrs={})
+
+
+def test_timeline_draws_nested_phases_on_the_charts_time_axis() -> None:
+    async def go() -> None:
+        listener = ScriptedListener()
+        app, sampler = make_app(listener=listener, child=FakeChild(), window_s=7.5)
+        async with app.run_test(size=(140, 60)) as pilot:
+            step(app, 10)
+            s0 = sampler.t_ns
+            listener.pending += [_ev("start", s0, "training", "42:1"), _ev("start", s0, "step", "42:2", parent="42:1"),
+                                 _ev("start", s0, "fwd", "42:3", parent="42:2"), _ev("start", s0, "deep", "42:4", parent="42:3")]
+            step(app, 40)  # 2 s
+            s1 = sampler.t_ns
+            listener.pending += [_ev("end", s1, "deep", "42:4"), _ev("end", s1, "fwd", "42:3"), _ev("end", s1, "step", "42:2")]
+            step(app, 40)
+            await pilot.pause()
+            tl = app.query_one("#timeline", PhaseTimeline)
+            chart = app.query_one("#chart-2", PowerChart)
+            assert tl.region.y >= chart.region.bottom  # under the charts
+            assert tl.region.height == 3  # one row per depth, at most 3 ("deep" is depth 3: not drawn)
+            bars = {b.name: b for b in tl.bars}
+            assert set(bars) == {"training", "step", "fwd"}
+            assert (bars["training"].row, bars["step"].row, bars["fwd"].row) == (0, 1, 2)
+            # The chart's own column mapping: its drawn window cut into its plot cells.
+            cells = chart.size.width - _LABEL_W - 1
+            edges = column_edges_ns(*chart.view_ns, cells)
+            x_start = int(np.searchsorted(edges, s0, side="right")) - 1
+            x_end = int(np.searchsorted(edges, s1, side="left"))
+            assert (bars["step"].x0, bars["step"].x1) == (x_start, x_end)
+            assert bars["training"].x0 == x_start and bars["training"].x1 == cells  # still open: up to now
+            rows = [tl.row_text(r) for r in range(3)]
+            assert rows[0].startswith(" phases│")
+            assert "training" in rows[0][_LABEL_W + 1 + x_start:]
+            assert rows[1][_LABEL_W + 1 + x_start:].startswith("step")  # the name clipped inside its bar
+            assert rows[2][_LABEL_W + 1 + x_start:].startswith("fwd")
+            await pilot.press("minus")  # zoom out: the bars follow the charts' axis
+            assert tl.bars and tl.bars[0].x1 - tl.bars[0].x0 < bars["training"].x1 - bars["training"].x0
+
+    run(go)
+
+
+def test_status_shows_run_and_phase_gco2e_and_table_shows_energy_per_sample() -> None:
+    async def go() -> None:
+        listener = ScriptedListener()
+        app, sampler = make_app(listener=listener, child=FakeChild(), carbon=(400.0, "given explicitly"))
+        async with app.run_test(size=(140, 60)) as pilot:
+            step(app, 10)
+            s0 = sampler.t_ns
+            listener.pending += [_ev("start", s0, "training", "42:1")]
+            step(app, 20)
+            listener.pending += [_count(sampler.t_ns, "samples", 300.0, "42:1")]
+            step(app, 20)
+            await pilot.pause()
+            energy = str(app.query_one("#energy").render())
+            run_g = app.model.energy_j / 3.6e6 * 400.0
+            assert f"{run_g:.4f} gCO2e" in energy.split("\n")[0]
+            _rows, current = app.model.phases()
+            assert current is not None and f"{current.energy_j / 3.6e6 * 400.0:.4f} gCO2e" in energy.split("\n")[1]
+            table = app.query_one("#phases")
+            row = [str(c) for c in table.get_row_at(0)]  # type: ignore[attr-defined]
+            per = float(row[5].split()[0])
+            assert row[5].strip().endswith("J/sample")
+            assert per == pytest.approx(float(row[3]) / 300.0, rel=0.02)
+
+    run(go)
+
+
+def test_run_takes_carbon_options_like_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    from greentop import cli
+    from greentop.tui import app as app_mod
+
+    seen: dict[str, object] = {}
+
+    def fake_run_live(cmd, channels, rate, slow, **kw):  # type: ignore[no-untyped-def]
+        seen.update(kw)
+        return app_mod.LiveResult(0, 0.0, 0.0, [])
+
+    monkeypatch.setattr(app_mod, "run_live", fake_run_live)
+    assert cli.main(["run", "--carbon-intensity", "123", "--no-gpu"]) == 0
+    assert seen["carbon"] == (123.0, "given explicitly (123 gCO2e/kWh)")
+    assert cli.main(["run", "--region", "FR", "--no-gpu"]) == 0
+    assert seen["carbon"][0] != 123.0 and "FR" in seen["carbon"][1]  # type: ignore[index]
+    assert cli.main(["run", "--region", "NOWHERE"]) == 2  # one line, before any screen
+
+
+def test_e_exports_the_live_phase_table_as_markdown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    async def go() -> None:
+        listener = ScriptedListener()
+        app, sampler = make_app(listener=listener, child=FakeChild(), carbon=(400.0, "given explicitly"))
+        notes: list[str] = []
+        app.notify = lambda message, **kw: notes.append(str(message))  # type: ignore[method-assign]
+        async with app.run_test(size=(140, 60)) as pilot:
+            s0 = sampler.t_ns
+            listener.pending += [_ev("start", s0, "training", "42:1")]
+            step(app, 20)
+            listener.pending += [_count(sampler.t_ns, "tokens", 1000.0, "42:1"), _ev("end", sampler.t_ns, "training", "42:1")]
+            step(app, 5)
+            await pilot.press("e")
+            await pilot.pause()
+            assert len(app.exported) == 1
+            path = app.exported[0]
+            assert path.parent == tmp_path and path.name.startswith("greentop-summary-") and path.suffix == ".md"
+            assert any(path.name in n for n in notes)
+            text = path.read_text()
+            assert "| phase | n | time | energy J | avg W | gCO2e | per unit |" in text
+            line = next(ln for ln in text.splitlines() if ln.startswith("| training"))
+            assert "J/token" in line and "| 1 |" in line
+            await pilot.press("e")  # a second export never overwrites the first
+            assert len(set(app.exported)) == 2 and all(p.exists() for p in app.exported)
+
+    run(go)
+
+
+def test_e_exports_greentop_summary_markdown_of_a_finished_recording(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from greentop.attribution import summarise
+    from greentop.summary_format import format_summary
+
+    monkeypatch.chdir(tmp_path)
+    sampler = ScriptedSampler(CHANNELS, POWER)
+    sampler.t_ns = time.monotonic_ns()
+    listener = LockedListener()
+    path = tmp_path / "live.h5"
+
+    def new_recording(seen: list[Event]) -> Recorder:
+        meta = run_metadata(SourceResult(channels=CHANNELS), ["workload"], RecordOptions(path))
+        rec = Recorder(sampler, listener, CHANNELS, meta, path, tap=SampleTap())
+        rec.start(carried=seen)
+        return rec
+
+    app = LiveApp(sampler, CHANNELS, listener=listener, child=FakeChild(), timers=False, new_recording=new_recording,
+                  carbon=(250.0, "given explicitly"))
+
+    async def go() -> None:
+        async with app.run_test(size=(140, 60)) as pilot:
+            await pilot.press("r")
+            listener.add(_ev("start", sampler.t_ns, "training", "42:1"))
+            await pilot.pause(0.3)
+            listener.add(_ev("end", sampler.t_ns, "training", "42:1"))
+            await pilot.pause(0.2)
+            await pilot.press("e")  # while recording: the trace as written so far
+            await pilot.pause()
+            text = app.exported[0].read_text()
+            assert "training" in text and "greentop live summary" not in text  # from the trace, not the fallback
+            await pilot.press("r")
+            assert app.saved == [path]
+            await pilot.press("e")
+            await pilot.pause()
+
+    run(go)
+    assert len(app.exported) == 2
+    want = format_summary(summarise(load(path), 250.0, "given explicitly"), "md")
+    assert app.exported[1].read_text() == want
+
+
+def test_tab_and_shift_tab_move_focus_between_panes_with_a_visible_style() -> None:
+    import queue
+
+    async def go() -> None:
+        app, _ = make_app(child=FakeChild(), output=queue.SimpleQueue())
+        async with app.run_test(size=(140, 60)) as pilot:
+            step(app)
+            table, log = app.query_one("#phases"), app.query_one("#output")
+            unfocused = table.styles.border_top
+            await pilot.press("tab")
+            assert app.focused is table
+            assert table.styles.border_top != log.styles.border_top  # the focused pane's border stands out
+            await pilot.press("tab")
+            assert app.focused is log
+            assert log.styles.border_top != unfocused and table.styles.border_top == unfocused
+            await pilot.press("tab")
+            assert app.focused is table  # wraps around
+            await pilot.press("shift+tab")
+            assert app.focused is log
+
+    run(go)
+
+
+def test_a_terminal_below_80x24_shows_one_message_until_resized() -> None:
+    async def go() -> None:
+        app, _ = make_app()
+        async with app.run_test(size=(70, 20)) as pilot:
+            step(app)
+            await pilot.pause()
+            msg = app.query_one("#too-small")
+            assert msg.display and not app.query_one("#main").display
+            assert str(msg.render()) == "terminal too small: 80x24 needed, have 70x20"
+            assert msg.region.width == 70 and msg.region.height == 20  # the whole screen, text centred
+            await pilot.resize_terminal(100, 30)
+            await pilot.pause()
+            step(app)
+            assert not msg.display and app.query_one("#main").display
+            assert app.query_one("#chart-0").region.height > 0
+            await pilot.resize_terminal(79, 40)
+            await pilot.pause()
+            assert msg.display and "have 79x40" in str(msg.render())
+
+    run(go)
+
+
+def test_bare_greentop_watches_the_machine_in_a_terminal_and_prints_help_otherwise(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from greentop import cli
+
+    calls: list[object] = []
+    monkeypatch.setitem(cli.COMMANDS, "run", lambda args: calls.append(args) or 0)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
+    assert cli.main([]) == 0
+    assert "usage: greentop" in capsys.readouterr().out and calls == []
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert cli.main([]) == 0
+    assert len(calls) == 1
+    args = calls[0]
+    assert args.command == "run" and args.cmd == [] and args.output is None  # type: ignore[attr-defined]
+
+
+def test_bare_greentop_without_a_terminal_exits_at_once() -> None:
+    proc = subprocess.run([sys.executable, "-m", "greentop"], capture_output=True, text=True, cwd=REPO, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0 and "usage: greentop" in proc.stdout

@@ -26,6 +26,8 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.coordinate import Coordinate
 from textual.containers import Vertical, VerticalScroll
+from textual.widget import Widget
+from textual import events
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Log, Static
 
@@ -35,8 +37,9 @@ from greentop.recorder import Recorder, RecordError
 from greentop.sampler import Samples, SamplerHealth
 from greentop.sources import SourceResult
 from greentop.trace import RUN_INTERRUPTED, RUN_WORKLOAD_EXIT, RUN_WORKLOAD_START
-from greentop.tui.chart import PowerChart
-from greentop.tui.live import LiveModel
+from greentop.tui.chart import _LABEL_W, PowerChart
+from greentop.tui.live import LiveModel, PhaseRow
+from greentop.tui.timeline import PhaseTimeline
 
 DRAIN_HZ = 20.0
 DEFAULT_FPS = 15.0
@@ -46,6 +49,8 @@ MAX_WINDOW_S = 960.0  # 60 s doubled four times; the model retains this much
 HEALTH_HZ = 2.0
 PHASE_ROWS = 12
 TABLE_EVERY_NS = 500_000_000  # the phase table's figures refresh twice a second (of data time)
+MIN_SIZE = (80, 24)  # below this the view shows one message instead of the layout
+PHASE_HEADER = ("phase", "n", "time", "energy J", "avg W", "per unit")
 
 
 class SamplerLike(Protocol):
@@ -71,6 +76,28 @@ def _w(power_w: float) -> str:
 
 def _energy(energy_j: float) -> str:
     return f"{energy_j:.1f} J ({energy_j / 3600:.4f} Wh)"
+
+
+def _grams(energy_j: float, g_per_kwh: float) -> float:
+    return energy_j / 3.6e6 * g_per_kwh
+
+
+def _co2(energy_j: float, g_per_kwh: float) -> str:
+    g = _grams(energy_j, g_per_kwh)
+    return f"{g:.4f} gCO2e" if g < 10 else f"{g:.1f} gCO2e"
+
+
+def _singular(name: str) -> str:
+    return name[:-1] if name.endswith("s") and len(name) > 3 else name
+
+
+def _per_unit(row: PhaseRow) -> str:
+    """Energy per counted unit, the first count by name ("0.412 J/sample"); "" when nothing counted."""
+    per = row.per_unit_j()
+    if not per:
+        return ""
+    name = sorted(per)[0]
+    return f"{per[name]:.3g} J/{_singular(name)}"
 
 
 def _duration(seconds: float) -> str:
@@ -103,6 +130,8 @@ HELP_TEXT = """[b]greentop live view[/b]
   +      zoom in: halve the time window
   -      zoom out: double the time window
   r      start / stop recording a trace (greentop-YYYYmmdd-HHMMSS.h5)
+  e      export the per-phase summary (greentop-summary-YYYYmmdd-HHMMSS.md)
+  tab    move focus between the phase table and the output (shift+tab: back)
   ?      this help
 
 Power is each primary domain's energy differenced on a 10 ms grid;
@@ -143,15 +172,19 @@ class LiveApp(App[int]):
 
     TITLE = "greentop"
     CSS = """
+    #main { height: 1fr; }
     #charts { height: 1fr; }
     #charts > PowerChart { height: 9; }
     #bottom { height: auto; max-height: 16; layout: horizontal; }
-    #phases { width: 2fr; height: auto; max-height: 14; }
+    #phases { width: 2fr; height: auto; max-height: 14; border: round $panel-lighten-2; }
+    #phases:focus { border: round $accent; }
     #side { width: 1fr; height: auto; }
     #energy { height: 3; }
     #workload { height: 3; }
     #health { height: 3; }
-    #output { height: 8; }
+    #output { height: 8; border: round $panel-lighten-2; }
+    #output:focus { border: round $accent; }
+    #too-small { display: none; width: 100%; height: 100%; content-align: center middle; text-style: bold; }
     """
     BINDINGS = [
         Binding("q", "quit_app", "quit"),
@@ -159,6 +192,9 @@ class LiveApp(App[int]):
         Binding("plus,equals_sign", "zoom(0.5)", "zoom in", key_display="+"),
         Binding("minus", "zoom(2.0)", "zoom out", key_display="-"),
         Binding("r", "toggle_record", "record"),
+        Binding("e", "export", "export"),
+        Binding("tab", "focus_pane(1)", "next pane", show=False, priority=True),
+        Binding("shift+tab", "focus_pane(-1)", "previous pane", show=False, priority=True),
         Binding("question_mark", "help", "help", key_display="?"),
     ]
 
@@ -176,11 +212,22 @@ class LiveApp(App[int]):
         timers: bool = True,
         recording: Recorder | None = None,
         new_recording: Callable[[list[Event]], Recorder] | None = None,
+        carbon: tuple[float, str] | None = None,
+        export_dir: Path | None = None,
     ) -> None:
         """``recording``: a started recording (``-o``), whose tap then feeds the model; ``r`` does
         not stop it. ``new_recording``: starts one when ``r`` is pressed (given the events seen so
-        far); ``r`` again stops and finalises it. Without either, ``r`` only says it cannot record."""
+        far); ``r`` again stops and finalises it. Without either, ``r`` only says it cannot record.
+        ``carbon``: grid intensity (gCO2e/kWh) and where it comes from (``carbon.intensity_for``;
+        default: the world average). ``export_dir``: where ``e`` writes (default: the cwd)."""
         super().__init__()
+        if carbon is None:
+            from greentop.carbon import intensity_for
+
+            carbon = intensity_for(None, None)
+        self.carbon = carbon
+        self.export_dir = export_dir
+        self.exported: list[Path] = []
         self.sampler, self.listener, self.child, self.output = sampler, listener, child, output
         self.recording = recording
         self.new_recording = new_recording
@@ -208,22 +255,30 @@ class LiveApp(App[int]):
     # -- layout ----------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="charts"):
-            for i, name in enumerate(self._chart_names):
-                yield PowerChart(name, estimated=self._estimated[i], id=f"chart-{i}")
-        with Vertical(id="bottom"):
-            yield DataTable(id="phases", cursor_type="none", zebra_stripes=True)
-            with Vertical(id="side"):
-                yield Static(id="energy")
-                yield Static(id="workload")
-                yield Static(id="health")
-        if self.output is not None:
-            yield Log(id="output", max_lines=2000)
+        yield Static(id="too-small")
+        with Vertical(id="main"):
+            with VerticalScroll(id="charts"):
+                for i, name in enumerate(self._chart_names):
+                    yield PowerChart(name, estimated=self._estimated[i], id=f"chart-{i}")
+            yield PhaseTimeline(id="timeline")
+            with Vertical(id="bottom"):
+                table = DataTable[str](id="phases", cursor_type="none", zebra_stripes=True)
+                table.border_title = "phases"
+                yield table
+                with Vertical(id="side"):
+                    yield Static(id="energy")
+                    yield Static(id="workload")
+                    yield Static(id="health")
+            if self.output is not None:
+                log = Log(id="output", max_lines=2000)
+                log.border_title = "output"
+                yield log
         yield Footer()
 
     def on_mount(self) -> None:
         table = self.query_one("#phases", DataTable)
-        table.add_columns("phase", "n", "time", "energy J", "avg W")
+        table.add_columns(*PHASE_HEADER)
+        self._check_size(self.size.width, self.size.height)
         self.sub_title = " ".join(self.command) if self.command else "watching the machine"
         self._update_health()
         if self._use_timers:
@@ -261,11 +316,11 @@ class LiveApp(App[int]):
     def _feed_from_tap(self, rec: Recorder) -> None:
         if rec.tap is None:
             return
-        for samples, events in rec.tap.take():
+        for samples, phase_events in rec.tap.take():
             if samples:
                 self.model.feed(samples)
-            if events:
-                self.model.feed_events(events)
+            if phase_events:
+                self.model.feed_events(phase_events)
 
     def _log_exit(self) -> None:
         """The workload's exit into the recording, once (its time: when the view saw it)."""
@@ -292,8 +347,16 @@ class LiveApp(App[int]):
                 t, p = self.model.series(i, t0)
                 if t.size:
                     chart.set_data(t, p, t0, now)
+            self._update_timeline()
             self._update_phases()
         self._update_text()
+
+    def _update_timeline(self) -> None:
+        """The phases over the window the charts drew, cut into the total chart's plot cells."""
+        chart = self.query_one(f"#chart-{self._n}", PowerChart)
+        v0, v1 = chart.view_ns
+        cells = max(0, chart.size.width - _LABEL_W - 1)
+        self.query_one("#timeline", PhaseTimeline).set_phases(self.model.spans(v0, v1), v0, v1, cells)
 
     def _update_phases(self) -> None:
         """Rebuild the table when its rows change; otherwise rewrite its cells at most every
@@ -307,7 +370,7 @@ class LiveApp(App[int]):
         # count that grows from 9 to 10 must already have room.
         cells = [
             ["  " * r.depth + r.path.rsplit("/", 1)[-1] + (" *" if r.open else ""), f"{r.count:>6}", f"{_duration(r.duration_s):>8}",
-             f"{r.energy_j:>10.1f}", f"{r.avg_w:>7.1f}"]
+             f"{r.energy_j:>10.1f}", f"{r.avg_w:>7.1f}", f"{_per_unit(r):>16}"]
             for r in rows
         ]
         if keys != self._table_keys:
@@ -326,9 +389,11 @@ class LiveApp(App[int]):
     def _update_text(self) -> None:
         _rows, current = self.model.phases()
         e = self.model.energy_j
-        lines = [f"[b]run[/b] {_energy(e)} in {_duration(self.model.duration_s)}"]
+        g_per_kwh = self.carbon[0]
+        lines = [f"[b]run[/b] {_energy(e)} · {_co2(e, g_per_kwh)} in {_duration(self.model.duration_s)}"]
         if current is not None:
-            lines.append(f"[b]phase[/b] {current.path}: {_energy(current.energy_j)} in {_duration(current.duration_s)}")
+            lines.append(f"[b]phase[/b] {current.path}: {_energy(current.energy_j)} · {_co2(current.energy_j, g_per_kwh)}"
+                         f" in {_duration(current.duration_s)}")
         else:
             lines.append("[b]phase[/b] -")
         if any(self._estimated):
@@ -396,6 +461,68 @@ class LiveApp(App[int]):
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
+    # -- panes and size --------------------------------------------------------------------------
+
+    def panes(self) -> list[Widget]:
+        """The panes ``tab`` moves between, in order: the phase table, the workload's output."""
+        return [w for w in (self.query_one("#phases"), *self.query("#output")) if w.display]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "focus_pane" and isinstance(self.screen, ModalScreen):
+            return False  # tab belongs to the dialog while one is open
+        return True
+
+    def action_focus_pane(self, step: int) -> None:
+        panes = self.panes()
+        if not panes:
+            return
+        focused = self.screen.focused
+        i = panes.index(focused) if focused in panes else (-1 if step > 0 else 0)
+        panes[(i + step) % len(panes)].focus()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._check_size(event.size.width, event.size.height)
+
+    def _check_size(self, width: int, height: int) -> None:
+        """Below ``MIN_SIZE`` one centred message replaces the layout; it comes back when resized."""
+        small = width < MIN_SIZE[0] or height < MIN_SIZE[1]
+        msg = self.query_one("#too-small", Static)
+        if small:
+            msg.update(f"terminal too small: {MIN_SIZE[0]}x{MIN_SIZE[1]} needed, have {width}x{height}")
+        msg.display = small
+        self.query_one("#main").display = not small
+        self.query_one(Footer).display = not small
+
+    # -- export ----------------------------------------------------------------------------------
+
+    def summary_markdown(self) -> tuple[str, str]:
+        """The per-phase summary as Markdown, and what it was made from: ``greentop summary``'s
+        Markdown of the recording (the active one, as written so far, else the last finished),
+        or without one, a table of the live phase table."""
+        path = self.recording.path if self.recording is not None else (self.saved[-1] if self.saved else None)
+        if path is not None:
+            try:
+                return trace_summary_markdown(path, self.carbon), str(path)
+            except Exception as exc:  # noqa: BLE001 -- a trace being written may not be readable yet
+                self.notify(f"summary of {path} failed ({exc}); exporting the live table", severity="warning")
+        return live_summary_markdown(self.model, self.carbon, self.command), "the live phase table"
+
+    def action_export(self) -> None:
+        self.drain_now()
+        text, source = self.summary_markdown()
+        folder = self.export_dir if self.export_dir is not None else Path.cwd()
+        stem = time.strftime("greentop-summary-%Y%m%d-%H%M%S")
+        path, n = folder / f"{stem}.md", 1
+        while path.exists():  # never overwrite an earlier export
+            path, n = folder / f"{stem}-{n}.md", n + 1
+        try:
+            path.write_text(text)
+        except OSError as exc:
+            self.notify(f"export failed: {exc}", severity="error")
+            return
+        self.exported.append(path)
+        self.notify(f"exported {path.name} (from {source})")
+
     # -- recording -------------------------------------------------------------------------------
 
     def record_status(self) -> str:
@@ -450,6 +577,38 @@ class LiveApp(App[int]):
         return rec.path
 
 
+def trace_summary_markdown(path: Path, carbon: tuple[float, str]) -> str:
+    """``greentop summary --format md`` of a trace (one being written, or finished)."""
+    from greentop.attribution import summarise
+    from greentop.summary_format import format_summary
+    from greentop.trace import load
+
+    return format_summary(summarise(load(path), carbon[0], carbon[1]), "md")
+
+
+def live_summary_markdown(model: LiveModel, carbon: tuple[float, str], command: Sequence[str] = ()) -> str:
+    """The live phase table as Markdown, with the run's totals and carbon."""
+    g_per_kwh, source = carbon
+    e = model.energy_j
+    lines = ["# greentop live summary", ""]
+    if command:
+        lines.append(f"Command: `{' '.join(command)}`  ")
+    lines += [f"Run: {e:.1f} J ({e / 3600:.4f} Wh), {_co2(e, g_per_kwh)} in {_duration(model.duration_s)}"
+              + (" (includes estimated channels)" if any(c.estimated for c in model.channels) else "") + "  ",
+              f"Carbon intensity: {source}", ""]
+    rows, _ = model.phases()
+    if not rows:
+        lines.append("No phases were reported.")
+        return "\n".join(lines) + "\n"
+    lines += ["| phase | n | time | energy J | avg W | gCO2e | per unit |", "|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        name = r.path.replace("|", "\\|") + (" (open)" if r.open else "")
+        per = ", ".join(f"{v:.3g} J/{_singular(k)}" for k, v in sorted(r.per_unit_j().items()))
+        lines.append(f"| {name} | {r.count} | {_duration(r.duration_s)} | {r.energy_j:.1f} | {r.avg_w:.1f} | "
+                     f"{_grams(r.energy_j, g_per_kwh):.4f} | {per} |")
+    return "\n".join(lines) + "\n"
+
+
 # -- the launcher ----------------------------------------------------------------------------------
 
 
@@ -487,13 +646,15 @@ class LiveResult:
 
 def run_live(cmd: Sequence[str], channels: Sequence[Channel], rate_hz: float, slow_rate_hz: float,
              window_s: float = DEFAULT_WINDOW_S, *, output: Path | None = None, baseline_s: float = 0.0,
-             found: SourceResult | None = None, record_dir: Path | None = None, **app_kwargs: Any) -> LiveResult:
+             found: SourceResult | None = None, record_dir: Path | None = None,
+             carbon: tuple[float, str] | None = None, **app_kwargs: Any) -> LiveResult:
     """Start the sampler (and the listener and ``cmd`` when given), show the live view, clean up.
 
     ``output``: record the whole run there from the start (after an idle baseline of
     ``baseline_s``), as ``greentop record`` would; otherwise ``r`` records into
     ``greentop-YYYYmmdd-HHMMSS.h5`` in ``record_dir`` (the cwd). The caller checks ``cmd`` and
-    ``output`` first (``recorder.check_command`` / ``check_output``)."""
+    ``output`` first (``recorder.check_command`` / ``check_output``). ``carbon``: (gCO2e/kWh,
+    source) shown in the view and stored in the traces (default: the world average)."""
     from greentop.listener import EventListener
     from greentop.recorder import RecordOptions, SampleTap, default_trace_path, run_metadata
     from greentop.sampler import Sampler
@@ -507,7 +668,8 @@ def run_live(cmd: Sequence[str], channels: Sequence[Channel], rate_hz: float, sl
     recording: Recorder | None = None
 
     def make_recorder(path: Path, baseline: float) -> Recorder:
-        opts = RecordOptions(output=path, rate_hz=rate_hz, slow_rate_hz=slow_rate_hz, baseline_s=baseline)
+        opts = RecordOptions(output=path, rate_hz=rate_hz, slow_rate_hz=slow_rate_hz, baseline_s=baseline,
+                             carbon_g_per_kwh=carbon[0] if carbon else 0.0, carbon_source=carbon[1] if carbon else "")
         return Recorder(sampler, listener, channels, run_metadata(found, cmd, opts), path, tap=SampleTap())
 
     def new_recording(seen: list[Event]) -> Recorder:
@@ -543,7 +705,8 @@ def run_live(cmd: Sequence[str], channels: Sequence[Channel], rate_hz: float, sl
             assert child.stdout is not None
             threading.Thread(target=_pump_output, args=(child.stdout, output_q), name="greentop-output", daemon=True).start()
         app = LiveApp(sampler, channels, listener=listener, child=child, command=cmd, output=output_q, window_s=window_s,
-                      recording=recording, new_recording=None if output is not None else new_recording, **app_kwargs)
+                      recording=recording, new_recording=None if output is not None else new_recording, carbon=carbon,
+                      **app_kwargs)
         rc = app.run()
     finally:
         running = child is not None and child.poll() is None
@@ -570,11 +733,12 @@ def run_live(cmd: Sequence[str], channels: Sequence[Channel], rate_hz: float, sl
     if rc is None:
         rc = 0
     traces = list(dict.fromkeys(app.saved))
-    return LiveResult(exit_code if child is not None else rc, app.model.energy_j, app.model.duration_s, summary_lines(app.model), traces)
+    return LiveResult(exit_code if child is not None else rc, app.model.energy_j, app.model.duration_s, summary_lines(app.model, app.carbon), traces)
 
 
-def summary_lines(model: LiveModel) -> list[str]:
-    lines = [f"total: {_energy(model.energy_j)} over {_duration(model.duration_s)}"
+def summary_lines(model: LiveModel, carbon: tuple[float, str] | None = None) -> list[str]:
+    co2 = f", {_co2(model.energy_j, carbon[0])}" if carbon is not None else ""
+    lines = [f"total: {_energy(model.energy_j)}{co2} over {_duration(model.duration_s)}"
              + (" (includes estimates)" if any(c.estimated for c in model.channels) else "")]
     rows, _ = model.phases()
     for r in rows:

@@ -18,7 +18,7 @@ Units: times in CLOCK_MONOTONIC ns (``t_ns``), energy in J, power in W.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -118,10 +118,27 @@ class PhaseRow:
     duration_s: float
     energy_j: float
     open: bool  # one of them still runs
+    counts: Mapping[str, float] = field(default_factory=dict)  # work counted inside them (nested phases included)
 
     @property
     def avg_w(self) -> float:
         return self.energy_j / self.duration_s if self.duration_s > 0 else float("nan")
+
+    def per_unit_j(self) -> dict[str, float]:
+        """J per counted unit ("samples" -> J/sample), for each count with a positive total."""
+        return {name: self.energy_j / v for name, v in self.counts.items() if v > 0}
+
+
+@dataclass(frozen=True)
+class PhaseSpan:
+    """One phase as the timeline draws it: its name, nesting depth and time span (ns; ``end_ns``
+    is "now" for a phase still open)."""
+
+    name: str
+    depth: int
+    start_ns: int
+    end_ns: int
+    open: bool
 
 
 @dataclass(frozen=True)
@@ -148,6 +165,7 @@ class LiveModel:
         self._peak_w = np.full(n + 1, np.nan)
         self.events: list[Event] = []
         self._phase_cache: tuple[int, int, list[PhaseRow], CurrentPhase | None] | None = None
+        self._spans: list[PhaseSpan] = []
 
     # -- input -----------------------------------------------------------------------------------
 
@@ -282,7 +300,7 @@ class LiveModel:
         key = (len(self.events), now)
         if self._phase_cache is not None and self._phase_cache[:2] == key:
             return self._phase_cache[2], self._phase_cache[3]
-        phases, _marks, _counts = build_phases(self.events, now)
+        phases, _marks, counts = build_phases(self.events, now)
         paths: list[str] = []
         for p in phases:
             paths.append(p.name if p.parent < 0 else f"{paths[p.parent]}/{p.name}")
@@ -305,6 +323,29 @@ class LiveModel:
             if is_open and p.depth >= current_depth:
                 current = CurrentPhase(path, max(now - p.start_ns, 0) * 1e-9, float(e_j))
                 current_depth = p.depth
-        table = [PhaseRow(path, depth[path], int(r[0]), r[1], r[2], opened[path]) for path, r in rows.items()]
+        # Work counted in a phase counts for it and for every phase around it (a step's samples
+        # are the training's samples too), as in ``attribution``'s inclusive counts.
+        counted: dict[str, dict[str, float]] = {}
+        for c in counts:
+            i = c.phase
+            while 0 <= i < len(phases):
+                by_name = counted.setdefault(paths[i], {})
+                by_name[c.name] = by_name.get(c.name, 0.0) + c.value
+                i = phases[i].parent
+        table = [PhaseRow(path, depth[path], int(r[0]), r[1], r[2], opened[path], counted.get(path, {}))
+                 for path, r in rows.items()]
+        self._spans = [PhaseSpan(p.name, p.depth, p.start_ns, int(end), p.status == "unclosed")
+                       for p, end in zip(phases, ends)]
         self._phase_cache = (key[0], key[1], table, current)
         return table, current
+
+    def spans(self, t0_ns: int | None = None, t1_ns: int | None = None) -> list[PhaseSpan]:
+        """Every phase (not aggregated), in order of start, as of ``t_ns``; with ``t0_ns``/``t1_ns``
+        only those that overlap ``[t0_ns, t1_ns)``."""
+        self.phases()
+        out = self._spans
+        if t0_ns is not None:
+            out = [s for s in out if s.end_ns > t0_ns or (s.open and s.end_ns >= t0_ns)]
+        if t1_ns is not None:
+            out = [s for s in out if s.start_ns < t1_ns]
+        return out
