@@ -1,4 +1,4 @@
-"""What every benchmark records about the machine it ran on."""
+"""Shared by the benchmarks: what they record about the machine, and their fake sysfs channels."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # greentop from a checkout
+
+from greentop.channel import Channel, Quantity, Reader, ReaderKind  # noqa: E402
 
 
 def machine_info() -> dict[str, Any]:
@@ -37,3 +41,16 @@ def machine_info() -> dict[str, Any]:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": commit,
     }
+
+
+def file_channels(folder: Path, n: int, width: int = 0) -> list[Channel]:
+    """``n`` "fake sysfs" energy channels: files holding a decimal µJ value (zero-padded to
+    ``width`` digits, so a writer rewriting them in place never leaves a shorter tail behind),
+    kept open and re-read with pread like ``energy_uj``."""
+    chans = []
+    for i in range(n):
+        path = folder / f"energy_uj_{i}"
+        path.write_text(f"{123456789 + i * 1000:0{width}d}\n")
+        chans.append(Channel(f"fake:{i}", "bench", f"domain-{i}", Quantity.ENERGY, "uJ", 1e-6,
+                             Reader(ReaderKind.FILE_DECIMAL, path=str(path))))
+    return chans

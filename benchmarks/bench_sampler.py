@@ -38,10 +38,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _pysampler
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # greentop from a checkout
 
-from _machine import machine_info  # noqa: E402
+from _machine import file_channels, machine_info  # noqa: E402
 from _pysampler import PySampler  # noqa: E402
 
-from greentop.channel import Channel, Quantity, Reader, ReaderKind  # noqa: E402
+from greentop.channel import Channel  # noqa: E402
 from greentop.sampler import Sampler  # noqa: E402
 
 N_CHANNELS = 8
@@ -68,15 +68,7 @@ def emit(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_channels(folder: Path) -> list[Channel]:
-    chans = []
-    for i in range(N_CHANNELS):
-        path = folder / f"energy_uj_{i}"
-        path.write_text(f"{123456789 + i * 1000}\n")
-        chans.append(Channel(
-            f"fake:{i}", "bench", f"domain-{i}", Quantity.ENERGY, "uJ", 1e-6,
-            Reader(ReaderKind.FILE_DECIMAL, path=str(path)),
-        ))
-    return chans
+    return file_channels(folder, N_CHANNELS)
 
 
 def make_sampler(kind: str, channels: list[Channel], rate_hz: float) -> Any:

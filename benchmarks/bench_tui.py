@@ -48,7 +48,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -57,14 +56,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(1, str(REPO / "benchmarks"))  # for _machine
 
-from _machine import machine_info  # noqa: E402
+from _machine import file_channels, machine_info  # noqa: E402
 
 import textual  # noqa: E402
 from textual.app import App, ComposeResult  # noqa: E402
 from textual.drivers.headless_driver import HeadlessDriver  # noqa: E402
 from textual.widgets import Static  # noqa: E402
 
-from greentop.channel import Channel, Quantity, Reader, ReaderKind  # noqa: E402
+from greentop.channel import Channel  # noqa: E402
 from greentop.sampler import Sampler, SamplerHealth  # noqa: E402
 from greentop.tui.app import LiveApp  # noqa: E402
 
@@ -87,13 +86,7 @@ def emit(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_channels(folder: Path) -> list[Channel]:
-    chans = []
-    for i in range(N_CHANNELS):
-        path = folder / f"energy_uj_{i}"
-        path.write_text(f"{123456789 + i * 1000:0{WIDTH}d}\n")
-        chans.append(Channel(f"fake:{i}", "bench", f"domain-{i}", Quantity.ENERGY, "uJ", 1e-6,
-                             Reader(ReaderKind.FILE_DECIMAL, path=str(path))))
-    return chans
+    return file_channels(folder, N_CHANNELS, WIDTH)
 
 
 def writer_main(paths: list[str], hz: float, stop: Any) -> None:
