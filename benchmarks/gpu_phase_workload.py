@@ -73,24 +73,22 @@ def main() -> int:
         k = (i % 8) * args.batch
         return images[k:k + args.batch], labels[k:k + args.batch]
 
+    def train_step(i: int) -> None:
+        x, y = batch(i)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
     with measured("warm-up"):
         for i in range(5):
-            x, y = batch(i)
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                loss = loss_fn(model(x), y)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            train_step(i)
     with measured("training"):
         for epoch in range(args.epochs):
             with measured("epoch", epoch=epoch):
                 for i in range(args.steps):
-                    x, y = batch(i)
-                    with torch.autocast("cuda", dtype=torch.bfloat16):
-                        loss = loss_fn(model(x), y)
-                    loss.backward()
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
+                    train_step(i)
                     greentop.count(samples=args.batch)
     model.eval()
     with measured("evaluation"), torch.no_grad():
