@@ -291,6 +291,26 @@ def test_help_overlay_opens_and_closes() -> None:
     run(go)
 
 
+def test_charts_keep_updating_and_resizes_work_while_a_dialog_is_on_top() -> None:
+    """Timers tick whatever screen is on top: the view must not look its widgets up on it."""
+    async def go() -> None:
+        app, _ = make_app()
+        async with app.run_test(size=(140, 60)) as pilot:
+            step(app)
+            before = app.model.duration_s
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+            step(app)  # drain + redraw with the help on top
+            await pilot.resize_terminal(60, 20)
+            await pilot.pause()
+            assert app.model.duration_s > before
+            assert titles(app)[-1].startswith("total")
+            assert "150" in titles(app)[-1]
+            assert app._too_small.display  # the size check ran under the dialog
+
+    run(go)
+
+
 def _ev(kind: str, t_ns: int, name: str, pid_: str, parent: str = "") -> Event:
     return Event(kind=kind, t_ns=t_ns, pid=42, name=name, phase_id=pid_, parent_id=parent, value=0.0, attrs={})
 

@@ -251,33 +251,41 @@ class LiveApp(App[int]):
         self._texts: dict[str, str] = {}
         self._table_keys: list[tuple[str, bool]] = []
         self._table_t_ns = 0
+        # Widgets the timers update, held from compose: timers query nothing, so a tick that
+        # lands while a dialog is on top or the app is tearing down finds its widgets.
+        self._charts: list[PowerChart] = []
+        self._statics: dict[str, Static] = {}
 
     # -- layout ----------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Static(id="too-small")
-        with Vertical(id="main"):
+        self._too_small = Static(id="too-small")
+        yield self._too_small
+        with Vertical(id="main") as self._main:
             with VerticalScroll(id="charts"):
-                for i, name in enumerate(self._chart_names):
-                    yield PowerChart(name, estimated=self._estimated[i], id=f"chart-{i}")
-            yield PhaseTimeline(id="timeline")
+                self._charts = [PowerChart(name, estimated=self._estimated[i], id=f"chart-{i}")
+                                for i, name in enumerate(self._chart_names)]
+                yield from self._charts
+            self._timeline = PhaseTimeline(id="timeline")
+            yield self._timeline
             with Vertical(id="bottom"):
-                table = DataTable[str](id="phases", cursor_type="none", zebra_stripes=True)
-                table.border_title = "phases"
-                yield table
+                self._table = DataTable[str](id="phases", cursor_type="none", zebra_stripes=True)
+                self._table.border_title = "phases"
+                yield self._table
                 with Vertical(id="side"):
-                    yield Static(id="energy")
-                    yield Static(id="workload")
-                    yield Static(id="health")
+                    for name in ("energy", "workload", "health"):
+                        self._statics[f"#{name}"] = Static(id=name)
+                        yield self._statics[f"#{name}"]
+            self._log: Log | None = None
             if self.output is not None:
-                log = Log(id="output", max_lines=2000)
-                log.border_title = "output"
-                yield log
-        yield Footer()
+                self._log = Log(id="output", max_lines=2000)
+                self._log.border_title = "output"
+                yield self._log
+        self._footer = Footer()
+        yield self._footer
 
     def on_mount(self) -> None:
-        table = self.query_one("#phases", DataTable)
-        table.add_columns(*PHASE_HEADER)
+        self._table.add_columns(*PHASE_HEADER)
         self._check_size(self.size.width, self.size.height)
         self.sub_title = " ".join(self.command) if self.command else "watching the machine"
         self._update_health()
@@ -306,8 +314,8 @@ class LiveApp(App[int]):
                     lines.append(self.output.get_nowait())
                 except queue.Empty:
                     break
-            if lines:
-                self.query_one("#output", Log).write_lines(lines)
+            if lines and self._log is not None:
+                self._log.write_lines(lines)
         if self.child is not None and self.exit_code is None:
             self.exit_code = self.child.poll()
             if self.exit_code is not None:
@@ -340,8 +348,7 @@ class LiveApp(App[int]):
         if not self.paused and now is not None:
             window_ns = int(self.window_s * 1e9)
             t0 = now - window_ns
-            for i in range(self._n + 1):
-                chart = self.query_one(f"#chart-{i}", PowerChart)
+            for i, chart in enumerate(self._charts):
                 st = self.model.stats(i)
                 chart.title = f"{self._chart_names[i]}   {_w(st.now_w)} now · {_w(st.avg_w)} avg · {_w(st.peak_w)} peak"
                 t, p = self.model.series(i, t0)
@@ -353,17 +360,17 @@ class LiveApp(App[int]):
 
     def _update_timeline(self) -> None:
         """The phases over the window the charts drew, cut into the total chart's plot cells."""
-        chart = self.query_one(f"#chart-{self._n}", PowerChart)
+        chart = self._charts[self._n]
         v0, v1 = chart.view_ns
         cells = max(0, chart.size.width - _LABEL_W - 1)
-        self.query_one("#timeline", PhaseTimeline).set_phases(self.model.spans(v0, v1), v0, v1, cells)
+        self._timeline.set_phases(self.model.spans(v0, v1), v0, v1, cells)
 
     def _update_phases(self) -> None:
         """Rebuild the table when its rows change; otherwise rewrite its cells at most every
         ``TABLE_EVERY_NS`` (a DataTable rebuild re-lays out the screen: too costly per frame)."""
         rows, _current = self.model.phases()
         rows = rows[-PHASE_ROWS:]
-        table = self.query_one("#phases", DataTable)
+        table = self._table
         now = self.model.t_ns or 0
         keys = [(r.path, r.open) for r in rows]
         # Fixed widths: cells are rewritten in place without re-measuring their columns, so a
@@ -413,7 +420,7 @@ class LiveApp(App[int]):
         """Update a Static only when its text changes, without a re-layout (fixed heights)."""
         if self._texts.get(selector) != text:
             self._texts[selector] = text
-            self.query_one(selector, Static).update(text, layout=False)
+            self._statics[selector].update(text, layout=False)
 
     def _update_health(self) -> None:
         cur = _Cpu.now()
@@ -465,7 +472,7 @@ class LiveApp(App[int]):
 
     def panes(self) -> list[Widget]:
         """The panes ``tab`` moves between, in order: the phase table, the workload's output."""
-        return [w for w in (self.query_one("#phases"), *self.query("#output")) if w.display]
+        return [w for w in (self._table, self._log) if w is not None and w.display]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "focus_pane" and isinstance(self.screen, ModalScreen):
@@ -486,12 +493,12 @@ class LiveApp(App[int]):
     def _check_size(self, width: int, height: int) -> None:
         """Below ``MIN_SIZE`` one centred message replaces the layout; it comes back when resized."""
         small = width < MIN_SIZE[0] or height < MIN_SIZE[1]
-        msg = self.query_one("#too-small", Static)
+        msg = self._too_small
         if small:
             msg.update(f"terminal too small: {MIN_SIZE[0]}x{MIN_SIZE[1]} needed, have {width}x{height}")
         msg.display = small
-        self.query_one("#main").display = not small
-        self.query_one(Footer).display = not small
+        self._main.display = not small
+        self._footer.display = not small
 
     # -- export ----------------------------------------------------------------------------------
 
