@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -344,13 +345,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     if output is not None:
         check_output(output)
     carbon = _carbon(args)  # an unknown region: one line and exit 2, before any screen
+    textual_driver = "TEXTUAL_DRIVER" in os.environ  # a driver named explicitly draws without a tty
+    if cmd and not textual_driver and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        # No terminal to draw on (a pipe, CI, an IDE's run window): do what the view would have
+        # done without the pictures: record the workload and print its summary.
+        from greentop.recorder import default_trace_path
+
+        if args.output is None:
+            args.output = str(default_trace_path(None))
+        print("greentop: not a terminal: recording without the live view", file=sys.stderr)
+        return cmd_record(args)
     found = discover(_options(args))
     if not found.channels:
         raise UsageError("no channel to sample (no sensor and no /proc/stat)")
     result = run_live(cmd, found.channels, args.rate, args.slow_rate, output=output,
                       baseline_s=0.0 if args.no_baseline else args.baseline, found=found, carbon=carbon)
-    for line in result.summary:
-        print(line, file=sys.stderr)
+    if output is not None and output.exists():
+        # The recording's summary is the reference (phase boundaries interpolated, uncertainties,
+        # baseline): print it rather than the live view's running totals.
+        try:
+            _print_summary(output, "table", carbon, None, sys.stderr)
+        except Exception as exc:  # noqa: BLE001 -- the trace is written; say why there is no table
+            print(f"greentop: summary failed: {exc}", file=sys.stderr)
+            for line in result.summary:
+                print(line, file=sys.stderr)
+    else:
+        for line in result.summary:
+            print(line, file=sys.stderr)
     for trace in result.traces:
         print(f"greentop: trace: {trace}", file=sys.stderr)
     if cmd:

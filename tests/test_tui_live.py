@@ -540,6 +540,31 @@ def test_run_with_output_records_the_whole_run_while_showing_it(tmp_path: Path) 
     assert [(p.name, p.status) for p in tr.phases] == [("training", "ok"), ("step", "ok"), ("step", "ok"), ("inference", "ok")]
     assert tr.baseline is not None and tr.baseline[1] <= tr.phases[0].start_ns
     assert all(ch.t_ns.size > 100 for ch in tr.channels)
+    assert "not a terminal" not in proc.stderr
+    assert "avg W" in proc.stderr and "idle baseline" in proc.stderr  # the trace's summary table
+
+
+def test_run_without_a_terminal_records_headless_and_prints_the_summary(tmp_path: Path) -> None:
+    from tests.fakes.host import FakeHost
+    from tests.fakes.profile import PowerProfile
+
+    host = FakeHost(tmp_path / "host")
+    host.add_cpus(2)
+    host.add_rapl_zone("0", "package-0", PowerProfile.constant(40.0))
+    code = "import greentop, time\nwith greentop.phase('training'):\n    time.sleep(0.3)\n"
+    work = tmp_path / "work"
+    work.mkdir()
+    with host:
+        env = {k: v for k, v in os.environ.items() if k != "TEXTUAL_DRIVER"} | {
+            "GREENTOP_SYSFS_ROOT": str(host.root), "GREENTOP_NVML_LIB": str(tmp_path / "no-nvml.so"), "PYTHONPATH": str(REPO)}
+        proc = subprocess.run([sys.executable, "-m", "greentop", "run", "--no-baseline", "--no-gpu", "--", sys.executable, "-c", code],
+                              env=env, capture_output=True, text=True, cwd=work, timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    assert "not a terminal" in proc.stderr
+    traces = list(work.glob("greentop-*.h5"))
+    assert len(traces) == 1
+    assert [p.name for p in load(traces[0]).phases] == ["training"]
+    assert "training" in proc.stderr and "avg W" in proc.stderr
 
 
 def test_run_output_checks_come_before_anything_starts(tmp_path: Path) -> None:
