@@ -49,6 +49,7 @@ MAX_WINDOW_S = 960.0  # 60 s doubled four times; the model retains this much
 HEALTH_HZ = 2.0
 PHASE_ROWS = 12
 TABLE_EVERY_NS = 500_000_000  # the phase table's figures refresh twice a second (of data time)
+TITLE_EVERY_NS = 200_000_000  # chart titles' figures: 5 times a second is as fast as anyone reads
 MIN_SIZE = (80, 24)  # below this the view shows one message instead of the layout
 PHASE_HEADER = ("phase", "n", "time", "energy J", "avg W", "per unit")
 
@@ -251,6 +252,8 @@ class LiveApp(App[int]):
         self._texts: dict[str, str] = {}
         self._table_keys: list[tuple[str, bool]] = []
         self._table_t_ns = 0
+        self._title_t_ns = 0
+        self._energy_t_ns = 0
         # Widgets the timers update, held from compose: timers query nothing, so a tick that
         # lands while a dialog is on top or the app is tearing down finds its widgets.
         self._charts: list[PowerChart] = []
@@ -262,7 +265,7 @@ class LiveApp(App[int]):
         self._too_small = Static(id="too-small")
         yield self._too_small
         with Vertical(id="main") as self._main:
-            with VerticalScroll(id="charts"):
+            with VerticalScroll(id="charts") as self._charts_pane:
                 self._charts = [PowerChart(name, estimated=self._estimated[i], id=f"chart-{i}")
                                 for i, name in enumerate(self._chart_names)]
                 yield from self._charts
@@ -348,15 +351,31 @@ class LiveApp(App[int]):
         if not self.paused and now is not None:
             window_ns = int(self.window_s * 1e9)
             t0 = now - window_ns
+            titles = now - self._title_t_ns >= TITLE_EVERY_NS
+            if titles:
+                self._title_t_ns = now
             for i, chart in enumerate(self._charts):
-                st = self.model.stats(i)
-                chart.title = f"{self._chart_names[i]}   {_w(st.now_w)} now · {_w(st.avg_w)} avg · {_w(st.peak_w)} peak"
+                # A chart scrolled out of view costs nothing: it is drawn again once it shows.
+                if not self._chart_visible(chart):
+                    continue
+                if titles or not chart.title:
+                    st = self.model.stats(i)
+                    chart.title = f"{self._chart_names[i]}   {_w(st.now_w)} now · {_w(st.avg_w)} avg · {_w(st.peak_w)} peak"
                 t, p = self.model.series(i, t0)
                 if t.size:
                     chart.set_data(t, p, t0, now)
             self._update_timeline()
             self._update_phases()
-        self._update_text()
+        self._update_text(energy=now is not None and now - self._energy_t_ns >= TITLE_EVERY_NS)
+
+    def _chart_visible(self, chart: PowerChart) -> bool:
+        """Whether any row of ``chart`` is inside the charts pane's viewport (before the first
+        layout nothing is known: draw everything)."""
+        pane = self._charts_pane
+        if not pane.size.height or not chart.size.height:
+            return True
+        top = chart.virtual_region.y - round(pane.scroll_y)
+        return top < pane.size.height and top + chart.outer_size.height > 0
 
     def _update_timeline(self) -> None:
         """The phases over the window the charts drew, cut into the total chart's plot cells."""
@@ -393,7 +412,23 @@ class LiveApp(App[int]):
             return
         self._table_t_ns = now
 
-    def _update_text(self) -> None:
+    def _update_text(self, energy: bool = True) -> None:
+        """The status panes; the running energy figures only when ``energy`` (they change every
+        frame, and a pane rewritten 20 times a second is read no better than at 5)."""
+        if energy:
+            self._energy_t_ns = self.model.t_ns or 0
+            self._update_energy_text()
+        if self.child is None:
+            state = "no workload: watching the machine"
+        elif self.exit_code is None:
+            state = "workload [b]running[/b]"
+        else:
+            state = f"workload [b]exited {self.exit_code}[/b]"
+        view = f"window {self.window_s:g} s" + ("  [reverse] PAUSED [/reverse]" if self.paused else "")
+        self._set_text("#workload", f"{state}\n{view}\n{self.record_status()}")
+        self._set_text("#health", self._health_line)
+
+    def _update_energy_text(self) -> None:
         _rows, current = self.model.phases()
         e = self.model.energy_j
         g_per_kwh = self.carbon[0]
@@ -406,15 +441,6 @@ class LiveApp(App[int]):
         if any(self._estimated):
             lines.append("[i]includes estimated channels[/i]")
         self._set_text("#energy", "\n".join(lines))
-        if self.child is None:
-            state = "no workload: watching the machine"
-        elif self.exit_code is None:
-            state = "workload [b]running[/b]"
-        else:
-            state = f"workload [b]exited {self.exit_code}[/b]"
-        view = f"window {self.window_s:g} s" + ("  [reverse] PAUSED [/reverse]" if self.paused else "")
-        self._set_text("#workload", f"{state}\n{view}\n{self.record_status()}")
-        self._set_text("#health", self._health_line)
 
     def _set_text(self, selector: str, text: str) -> None:
         """Update a Static only when its text changes, without a re-layout (fixed heights)."""
