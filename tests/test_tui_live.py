@@ -806,3 +806,23 @@ def test_bare_greentop_without_a_terminal_exits_at_once() -> None:
     proc = subprocess.run([sys.executable, "-m", "greentop"], capture_output=True, text=True, cwd=REPO, timeout=60,
                           stdin=subprocess.DEVNULL)
     assert proc.returncode == 0 and "usage: greentop" in proc.stdout
+
+
+def test_charts_scrolled_out_of_view_are_skipped_until_they_show() -> None:
+    chans = [counter(f"rapl:{i}", f"dom-{i}") for i in range(8)]
+    sampler = ScriptedSampler(chans, {c.name: 10.0 + i for i, c in enumerate(chans)})
+    app = LiveApp(sampler, chans, timers=False)  # type: ignore[arg-type]
+
+    async def go() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            step(app)
+            drawn = ["W now" in t for t in titles(app)]
+            assert drawn[0] and not drawn[-1]  # the total sits below the fold: not drawn
+            app.query_one("#charts").scroll_end(animate=False)
+            await pilot.pause()
+            step(app, 1)
+            assert titles(app)[-1].startswith("total")
+            assert "108.0 W now" in titles(app)[-1]  # 10 + 11 + ... + 17
+
+    run(go)

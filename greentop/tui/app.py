@@ -253,6 +253,7 @@ class LiveApp(App[int]):
         self._table_keys: list[tuple[str, bool]] = []
         self._table_t_ns = 0
         self._title_t_ns = 0
+        self._title_stale: set[int] = set()  # charts whose title was skipped while out of view
         self._energy_t_ns = 0
         # Widgets the timers update, held from compose: timers query nothing, so a tick that
         # lands while a dialog is on top or the app is tearing down finds its widgets.
@@ -357,8 +358,10 @@ class LiveApp(App[int]):
             for i, chart in enumerate(self._charts):
                 # A chart scrolled out of view costs nothing: it is drawn again once it shows.
                 if not self._chart_visible(chart):
+                    self._title_stale.add(i)
                     continue
-                if titles or not chart.title:
+                if titles or i in self._title_stale:
+                    self._title_stale.discard(i)
                     st = self.model.stats(i)
                     chart.title = f"{self._chart_names[i]}   {_w(st.now_w)} now · {_w(st.avg_w)} avg · {_w(st.peak_w)} peak"
                 t, p = self.model.series(i, t0)
