@@ -93,6 +93,10 @@ def test_records_phases_counts_marks_and_children_with_a_baseline(tmp_path: Path
     assert tr.baseline[1] <= training.start_ns
     assert tr.meta["carbon_g_per_kwh"] == 100.0
     assert "training" in proc.stderr  # the summary printed at the end
+    from greentop.overview import read_overview
+
+    stored = read_overview(out)  # built at the end of the recording: the first replay opens at once
+    assert stored is not None and set(stored) == {ch.channel.name for ch in tr.channels}
 
 
 def test_exit_code_is_the_workloads(tmp_path: Path, host_env: dict[str, str]) -> None:
@@ -131,10 +135,12 @@ def test_phase_command_outside_a_recording_is_a_clear_error() -> None:
 
 def test_ctrl_c_stops_the_workload_and_still_writes_a_complete_trace(tmp_path: Path, host_env: dict[str, str]) -> None:
     out = tmp_path / "interrupted.h5"
-    code = "import greentop, time\nwith greentop.phase('serving'):\n    time.sleep(60)\n"
+    code = "import greentop, time\nwith greentop.phase('serving'):\n    print('serving', flush=True)\n    time.sleep(60)\n"
     proc = subprocess.Popen([sys.executable, "-m", "greentop", "record", "-o", str(out), "--no-baseline", "--", sys.executable, "-c", code],
-                            env=host_env, cwd=REPO, stderr=subprocess.PIPE, text=True)
-    time.sleep(2.0)
+                            env=host_env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "serving\n"  # the workload is in its phase (however loaded the machine)
+    time.sleep(0.2)
     proc.send_signal(signal.SIGINT)  # only greentop gets it, as from `kill -INT`: it must pass it on
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
