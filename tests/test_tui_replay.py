@@ -267,3 +267,46 @@ def test_cli_replay_of_a_non_hdf5_file_says_so_in_one_line(tmp_path: Path, capsy
 def test_replay_model_raises_trace_error_before_any_screen(tmp_path: Path) -> None:
     with pytest.raises(TraceError):
         ReplayModel(tmp_path / "missing.h5")
+
+
+def _x_of(chart: PowerChart, t_ns: int) -> int:
+    from greentop.tui.chart import _LABEL_W
+
+    v0, v1 = chart.view_ns
+    plot_w = chart.size.width - _LABEL_W - 1
+    return _LABEL_W + 1 + int((t_ns - v0) / (v1 - v0) * plot_w)
+
+
+def test_mouse_wheel_over_a_chart_zooms_about_the_pointer(model: ReplayModel) -> None:
+    from textual import events
+
+    app = ReplayApp(model, background_summary=False)
+
+    async def body(pilot: Pilot) -> None:
+        chart = app.query_one("#chart-total", PowerChart)
+        t0, t1 = app.window_ns
+        x = _x_of(chart, t0 + (t1 - t0) // 4)
+        t_under = chart.time_at(x)
+        assert t_under is not None
+        await pilot._post_mouse_events([events.MouseScrollUp], chart, offset=(x, 3))
+        n0, n1 = app.window_ns
+        assert n1 - n0 == pytest.approx((t1 - t0) / 2, rel=0.01)
+        assert n0 < t_under < n1 and (t_under - n0) / (n1 - n0) == pytest.approx((t_under - t0) / (t1 - t0), abs=0.02)
+        await pilot._post_mouse_events([events.MouseScrollDown], chart, offset=(x, 3))
+        assert app.window_ns[1] - app.window_ns[0] == pytest.approx(t1 - t0, rel=0.01)
+
+    drive(app, body)
+
+
+def test_click_on_a_chart_selects_the_innermost_phase_there(model: ReplayModel) -> None:
+    app = ReplayApp(model, background_summary=False)
+    epoch = next(i for i, p in enumerate(model.trace.phases) if p.name == "epoch")
+    p = model.trace.phases[epoch]
+
+    async def body(pilot: Pilot) -> None:
+        chart = app.query_one("#chart-total", PowerChart)
+        await pilot.click(chart, offset=(_x_of(chart, (p.start_ns + p.end_ns) // 2), 3))
+        assert app.cursor_key() == f"p{epoch}"  # the epoch, not the training phase around it
+        assert "epoch" in app.detail_text()[0]
+
+    drive(app, body)

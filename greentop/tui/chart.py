@@ -28,7 +28,9 @@ import numpy.typing as npt
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual import events
 from textual.geometry import Region, Size
+from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
 
@@ -437,6 +439,51 @@ class PowerChart(Widget):
         self._built_size = Size(0, 0)
         self._y_range_w = (0.0, 1.0)
         self._view_ns = (0, 1)  # the snapped window last drawn, ns
+
+    # -- mouse: a chart says where in time the pointer is; the view decides what that means ----
+
+    class Zoom(Message):
+        """The wheel turned over the plot: ``factor`` < 1 zooms in, centred on ``t_ns``."""
+
+        def __init__(self, chart: PowerChart, t_ns: int, factor: float) -> None:
+            super().__init__()
+            self.chart, self.t_ns, self.factor = chart, t_ns, factor
+
+    class Clicked(Message):
+        """A click on the plot at time ``t_ns``."""
+
+        def __init__(self, chart: PowerChart, t_ns: int) -> None:
+            super().__init__()
+            self.chart, self.t_ns = chart, t_ns
+
+    mouse_zoom = False  # the replay view turns the wheel into zoom; elsewhere it scrolls the pane
+
+    def time_at(self, x: int) -> int | None:
+        """The time (ns) under column ``x`` of this widget, or None left of the plot."""
+        plot_w = self.size.width - _LABEL_W - 1
+        col = x - _LABEL_W - 1
+        if plot_w <= 0 or col < 0:
+            return None
+        v0, v1 = self._view_ns
+        return v0 + int((v1 - v0) * (min(col, plot_w - 1) + 0.5) / plot_w)
+
+    def _on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        self._wheel(event, 0.5)
+
+    def _on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+        self._wheel(event, 2.0)
+
+    def _wheel(self, event: events.MouseEvent, factor: float) -> None:
+        t = self.time_at(event.x) if self.mouse_zoom else None
+        if t is not None:
+            event.stop()
+            event.prevent_default()
+            self.post_message(self.Zoom(self, t, factor))
+
+    def on_click(self, event: events.Click) -> None:
+        t = self.time_at(event.x)
+        if t is not None:
+            self.post_message(self.Clicked(self, t))
 
     # -- properties: each change redraws and repaints the rows of this widget that changed ----
 

@@ -26,6 +26,7 @@ import numpy.typing as npt
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.coordinate import Coordinate
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 
@@ -56,6 +57,9 @@ greentop replay
   enter          jump the window to the phase under the cursor
   c              pin the phase for comparison; c on a second one
                  shows both side by side (escape: clear)
+  mouse          wheel over a chart zooms about the pointer;
+                 a click on a chart selects the phase running there;
+                 a click on a row selects it, a second click jumps
   q              quit
   ?              this help (any key closes it)
 """
@@ -295,9 +299,13 @@ class ReplayApp(App[int]):
             for i, c in enumerate(self.model.primary):
                 cid = f"chart-{i}"
                 self._chart_ids[c.name] = cid
-                yield PowerChart(self.model.domain_name(c), estimated=c.estimated, id=cid)
+                chart = PowerChart(self.model.domain_name(c), estimated=c.estimated, id=cid)
+                chart.mouse_zoom = True
+                yield chart
             self._chart_ids[TOTAL] = "chart-total"
-            yield PowerChart(TOTAL, estimated=any(c.estimated for c in self.model.primary), id="chart-total")
+            total = PowerChart(TOTAL, estimated=any(c.estimated for c in self.model.primary), id="chart-total")
+            total.mouse_zoom = True
+            yield total
         with Horizontal(id="bottom"):
             yield DataTable(id="phases", cursor_type="row", zebra_stripes=True)
             with Horizontal(id="details"):
@@ -448,6 +456,29 @@ class ReplayApp(App[int]):
             lines.append("")
             lines.append(f"pinned: {self._rows[self.compare[0]].name} (c on another phase compares)")
         self._set_detail(lines, [])
+
+    def on_power_chart_zoom(self, event: PowerChart.Zoom) -> None:
+        """The wheel over a chart zooms about the time under the pointer, which stays put."""
+        t0, t1 = self.window_ns
+        t = min(max(event.t_ns, t0), t1)
+        self.set_window(t - int((t - t0) * event.factor), t + int((t1 - t) * event.factor))
+
+    def on_power_chart_clicked(self, event: PowerChart.Clicked) -> None:
+        """A click on a chart selects the innermost phase running at that time."""
+        table = self.query_one("#phases", DataTable)
+        best: tuple[int, int] | None = None  # (depth, row)
+        for row in range(table.row_count):
+            key = str(table.coordinate_to_cell_key(Coordinate(row, 0)).row_key.value)
+            if not key.startswith("p"):
+                continue
+            span = self._span_of(key)
+            if span is not None and span[0] <= event.t_ns < span[1]:
+                depth = self.model.trace.phases[int(key[1:])].depth
+                if best is None or depth > best[0]:
+                    best = (depth, row)
+        if best is not None:
+            table.move_cursor(row=best[1])
+            table.focus()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._update_detail()
