@@ -111,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     ph = sub.add_parser("phase", help="tag a phase from a shell workload running under greentop record")
     ph.add_argument("action", choices=["start", "end"])
     ph.add_argument("name")
+
+    from greentop.report.cli import add_parser as add_report_parser
+
+    add_report_parser(sub)
     return parser
 
 
@@ -379,12 +383,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from greentop.report.cli import run as run_report
+
+    return run_report(args)
+
+
 class UsageError(Exception):
     """Bad input found after parsing; one line, exit code 2."""
 
 
 COMMANDS = {"devices": cmd_devices, "sample": cmd_sample, "record": cmd_record, "summary": cmd_summary, "phase": cmd_phase, "run": cmd_run,
-            "replay": cmd_replay}
+            "replay": cmd_replay, "report": cmd_report}
 
 
 _STARTED_NS = 0  # when this command started: a shell's phase boundary, before argument parsing

@@ -123,3 +123,16 @@ def test_cpu_max_below_idle_is_rejected(tmp_path: Path) -> None:
     with host:
         out = greentop("sample", "-d", "0.2", "--cpu-idle-w", "50", "--cpu-max-w", "10", env={"GREENTOP_SYSFS_ROOT": str(host.root)})
     assert out.returncode == 2 and "idle_w <= max_w" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_greentop_starts_without_importing_the_heavy_libraries() -> None:
+    """`greentop phase` runs inside shell workloads and `greentop --help` everywhere: building the
+    parser (every subcommand's, the report's included) must not import pandas, matplotlib,
+    textual or torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom greentop.cli import build_parser\nbuild_parser()\n"
+            "print(sorted(m for m in ('pandas', 'matplotlib', 'textual', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

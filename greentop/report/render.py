@@ -1,0 +1,144 @@
+"""The report as Markdown: inputs, guidelines, totals, figures, sensitivity, energy model, Pareto."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from greentop.report import figures
+from greentop.report.guidelines import Guideline
+from greentop.report.load import Results
+from greentop.report.model import EnergyModel
+from greentop.report.pareto import ParetoPoint
+from greentop.report.sensitivity import SensitivityRow
+from greentop.report.totals import Totals
+
+
+@dataclass
+class ReportParts:
+    results: Results
+    totals: Totals
+    guidelines: list[Guideline]
+    plots: dict[figures.Figure, Path | str]
+    sensitivity: list[SensitivityRow]
+    models: list[EnergyModel]
+    model_problems: list[str]
+    pareto: list[ParetoPoint]
+
+
+def _g(x: float | None, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{x:.{digits}g}"
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    def cell(s: str) -> str:
+        return str(s).replace("|", "\\|").replace("\n", " ")
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join("---" for _ in headers) + " |"]
+    lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _inputs(p: ReportParts) -> list[str]:
+    rows = [[str(t.path), str(t.rows), str(t.ok_rows), str(t.schema_version or "–"), f"{t.traces_found}/{t.traces_listed}"]
+            for t in p.results.tables]
+    out = ["## Inputs", "", table(["results table", "rows", "ok rows", "schema", "traces found"], rows), ""]
+    if p.results.notes:
+        out += ["Notes:", ""] + [f"- {n}" for n in p.results.notes] + [""]
+    return out
+
+
+def _totals(t: Totals) -> list[str]:
+    out = ["## Energy and carbon totals", "", f"{figures.CARBON_TABLE}.", ""]
+    rows = [[w, str(n), _g(e / 3600.0), _g(c)] for w, (n, e, c) in sorted(t.by_workload.items())]
+    rows.append(["**all**", str(t.runs), _g(t.energy_j / 3600.0), _g(t.gco2e)])
+    out += [table(["workload", "runs", "energy (Wh)", "carbon (gCO2e)"], rows), ""]
+    if t.gco2e is None:
+        out.append("No gco2e column: carbon not available for these runs.")
+    else:
+        intensity = ", ".join(f"{v:g}" for v in t.intensities_g_per_kwh) or "not recorded"
+        out.append(f"Carbon from {t.runs_with_carbon} of {t.runs} runs at a grid intensity of {intensity} gCO2e/kWh"
+                   + (f" (source: {', '.join(t.sources)})." if t.sources else " (source not recorded in the table)."))
+    if t.energy_above_idle_j is not None:
+        out.append(f"Energy above the idle baseline: {_g(t.energy_above_idle_j / 3600.0)} Wh of {_g(t.energy_j / 3600.0)} Wh.")
+    if t.duration_s is not None:
+        out.append(f"Run time: {_g(t.duration_s / 3600.0)} h.")
+    return out + [""]
+
+
+def _figures(p: ReportParts) -> list[str]:
+    out = ["## Figures", ""]
+    for fig, where in p.plots.items():
+        if isinstance(where, Path):
+            out += [f"**Figure {fig.number}.** {fig.title}. {fig.note}", "", f"![{fig.title}]({where.name})", ""]
+        else:
+            out += [f"**Figure {fig.number}.** {fig.title}: not drawn ({where}).", ""]
+    return out
+
+
+def _sensitivity(rows: list[SensitivityRow]) -> list[str]:
+    out = ["## Sensitivity", "", f"{figures.SENSITIVITY_TABLE}: the change when one hyperparameter moves with every other "
+           "parameter fixed (median over matched configurations; repeats collapsed to their median). Repeat spread is "
+           "the median coefficient of variation of energy across repeats of the configurations compared.", ""]
+    if not rows:
+        return out + ["No hyperparameter was varied with the others held fixed.", ""]
+    body = [[r.workload, r.param, f"{r.from_level} → {r.to_level}", str(r.n_pairs),
+             f"{r.energy_change_pct:+.1f}% ({r.energy_change_min_pct:+.0f}…{r.energy_change_max_pct:+.0f})",
+             "–" if r.accuracy_change_pts is None else f"{r.accuracy_change_pts:+.2f}",
+             "–" if r.repeat_cv_pct is None else f"{r.repeat_cv_pct:.1f}%" + (" (change within noise)" if r.within_noise else "")]
+            for r in rows]
+    return out + [table(["workload", "parameter", "levels", "pairs", "energy per unit, median (min…max)", "accuracy (pts)",
+                         "repeat spread"], body), ""]
+
+
+def _models(p: ReportParts) -> list[str]:
+    out = ["## Energy model", "", f"{figures.MODEL_TABLE}: log(energy per unit) fitted as a linear function of the "
+           "features below (numpy least squares). Coefficients of log features are exponents (energy ∝ x^b); "
+           "utilisation is per percentage point; categorical levels multiply by e^b against the first level. Constant "
+           "and collinear features are dropped. Ask it about a configuration not run with "
+           "`greentop report RUNS --predict arch=...,batch_size=...`.", ""]
+    for m in p.models:
+        out += [f"### {m.workload}: {m.target}", "",
+                f"{m.n_rows} points; R² {m.r2_train:.3f} in sample, **{m.r2_holdout:.3f} held out**; MAPE held out "
+                f"**{m.mape_holdout_pct:.1f}%** ({m.holdout}); 95% prediction interval ×/÷ {math.exp(1.96 * m.sigma_log):.3g}.", ""]
+        rows = [["intercept", f"{m.coef[0]:+.4g}", "log energy at all features 1 (log 0)"]]
+        for name, c in zip(m.features, m.coef[1:]):
+            meaning = (f"energy ∝ {name.removeprefix('log ')}^{c:.3g}" if name.startswith("log ")
+                       else f"×{math.exp(c):.3g} vs {name.split('=')[0]}={m.categorical_levels.get(name.split('=')[0], ['?'])[0]}"
+                       if "=" in name else f"×{math.exp(c):.4g} per point")
+            rows.append([name, f"{c:+.4g}", meaning])
+        out += [table(["feature", "coefficient", "reads as"], rows), ""]
+        if m.dropped:
+            out += ["Not in the model: " + "; ".join(f"{k} ({v})" for k, v in sorted(m.dropped.items())) + ".", ""]
+    for problem in p.model_problems:
+        out += [f"- Not fitted: {problem}."]
+    if not p.models and not p.model_problems:
+        out.append("No workload with energy per sample or per request to model.")
+    return out + [""]
+
+
+def _pareto(points: list[ParetoPoint]) -> list[str]:
+    out = ["## Pareto front", "", f"{figures.PARETO_TABLE}: configurations no other beats on both energy per sample "
+           f"and accuracy ({figures.PARETO.cite()}).", ""]
+    front = sorted((p for p in points if p.on_front), key=lambda p: (p.workload, p.energy_per_sample_j))
+    if not front:
+        return out + ["No rows with both accuracy and energy per sample.", ""]
+    rows = [[p.workload, p.label, _g(p.energy_per_sample_j, 4), _g(p.accuracy, 4)] for p in front]
+    return out + [table(["workload", "configuration", "energy per sample (J)", "accuracy"], rows),
+                  "", f"{len(front)} of {len(points)} configurations are on the front.", ""]
+
+
+def render(p: ReportParts) -> str:
+    out = ["# greentop report", ""]
+    out += _inputs(p)
+    out += ["## Guidelines", ""]
+    out += [f"- {g.text} *({g.evidence})*" for g in p.guidelines] or ["- The data supports no guideline yet (too few varied parameters)."]
+    out += [""]
+    out += _totals(p.totals)
+    out += _figures(p)
+    out += _sensitivity(p.sensitivity)
+    out += _models(p)
+    out += _pareto(p.pareto)
+    return "\n".join(out).rstrip() + "\n"
