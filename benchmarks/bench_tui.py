@@ -1,7 +1,8 @@
 """Benchmark the live view's display cost next to the compiled sampler it reads, side by side.
 
     python benchmarks/bench_tui.py [--seconds 20] [--fps 20] [--size 160x50] [--writer-hz 100]
-                                   [--modes sink,headless] [--replay] [--out FILE.json]
+                                   [--modes sink,headless] [--windows 60,1.875] [--replay]
+                                   [--out FILE.json]
 
 Eight "fake sysfs" energy counters (files holding a fixed-width decimal uJ value, rewritten in
 place by a separate writer process at ``--writer-hz``; 0 = static values) are sampled by the
@@ -13,7 +14,9 @@ one after the other:
 - ``empty_app``:    an empty Textual app (one Static rewritten by a timer at ``--fps``), no
   sampler: Textual's own floor at that frame rate.
 - ``live``:         ``LiveApp`` (8 charts + total, phase table, status panes) at ``--fps`` over the
-  running sampler, as ``run_live`` builds it (no workload, no listener, no recording).
+  running sampler, as ``run_live`` builds it (no workload, no listener, no recording), once per
+  time window of ``--windows``: at the default 60 s a chart changes only when its bins move by a
+  dot column (~5 times a second), at 1.875 s every frame.
 
 Each app condition runs under one or both drivers (``--modes``):
 
@@ -309,10 +312,10 @@ def bench_empty(mode: str, fps: float, size: tuple[int, int], seconds: float) ->
 
 
 def bench_live(chans: list[Channel], mode: str, fps: float, size: tuple[int, int], seconds: float,
-               profile: bool = False) -> None:
+               profile: bool = False, window_s: float = 60.0) -> None:
     s = Sampler(chans, rate_hz=RATE_HZ).start()
     tids = sampler_tids(s)
-    app = LiveApp(s, chans, fps=fps)
+    app = LiveApp(s, chans, fps=fps, window_s=window_s)
     refreshes = [0]
     frame_s: list[float] = []
     orig_refresh = app.refresh_view
@@ -367,7 +370,7 @@ def bench_live(chans: list[Channel], mode: str, fps: float, size: tuple[int, int
     ui = max(win.cpu - samp_thread, 0.0)
     fr = sorted(frame_s[i0:i1]) or [0.0]
     dr = sorted(drains_s) or [0.0]
-    emit({"bench": "tui_live", "case": "live", "mode": mode, "size": f"{size[0]}x{size[1]}", "fps_target": fps,
+    emit({"bench": "tui_live", "case": "live", "mode": mode, "window_s": window_s, "size": f"{size[0]}x{size[1]}", "fps_target": fps,
           "channels": len(chans), "charts": charts[0], "wall_s": round(win.wall, 2),
           "process_cpu_pct": win.pct(win.cpu), "sampler_thread_cpu_pct": win.pct(samp_thread),
           "main_thread_cpu_pct": win.pct(main), "other_threads_cpu_pct": win.pct(sum(other_threads.values())),
@@ -407,6 +410,9 @@ def main() -> int:
     ap.add_argument("--cases", default="sampler_only,empty_app,live")
     ap.add_argument("--replay", action="store_true", help="also run bench_replay.py")
     ap.add_argument("--trace", type=Path, help="for --replay: the one-hour trace (made when missing)")
+    ap.add_argument("--windows", default="60,1.875",
+                    help="live view time windows (s): 60 is the default (charts redraw once per new dot column, "
+                         "~5 times a second); 1.875, the narrowest, redraws every frame (the worst case)")
     ap.add_argument("--profile", action="store_true", help="cProfile the live case (slows it: figures not comparable)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -430,7 +436,8 @@ def main() -> int:
                 if "empty_app" in cases:
                     bench_empty(mode, args.fps, size, args.seconds)  # type: ignore[arg-type]
                 if "live" in cases:
-                    bench_live(chans, mode, args.fps, size, args.seconds, args.profile)  # type: ignore[arg-type]
+                    for window_s in (float(w) for w in args.windows.split(",") if w):
+                        bench_live(chans, mode, args.fps, size, args.seconds, args.profile, window_s)  # type: ignore[arg-type]
         finally:
             stop.set()
             if writer is not None:

@@ -826,3 +826,34 @@ def test_charts_scrolled_out_of_view_are_skipped_until_they_show() -> None:
             assert "108.0 W now" in titles(app)[-1]  # 10 + 11 + ... + 17
 
     run(go)
+
+
+def test_charts_redraw_once_per_new_dot_column_and_every_frame_when_zoomed_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    original = PowerChart.set_data
+
+    def counting(self: PowerChart, *a: object, **k: object) -> None:
+        calls.append(1)
+        original(self, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(PowerChart, "set_data", counting)
+
+    async def go() -> None:
+        app, _ = make_app()
+        async with app.run_test(size=(120, 60)) as pilot:
+            await pilot.pause()
+            step(app, 1)
+            n_charts = len(app._charts)
+            calls.clear()
+            for _ in range(40):  # 40 frames, 50 ms of data each, in a 60 s window of ~224 dot columns
+                step(app, 1)
+            # a dot column is 60 s / 224 = 268 ms: every 6th frame, not every frame
+            assert 0 < len(calls) <= n_charts * 8
+            app.window_s = 1.875
+            step(app, 1)
+            calls.clear()
+            for _ in range(10):  # 1.875 s / 224 columns = 8 ms per column: every frame redraws
+                step(app, 1)
+            assert len(calls) == 10 * n_charts
+
+    run(go)

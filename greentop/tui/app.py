@@ -253,7 +253,9 @@ class LiveApp(App[int]):
         self._table_keys: list[tuple[str, bool]] = []
         self._table_t_ns = 0
         self._title_t_ns = 0
-        self._title_stale: set[int] = set()  # charts whose title was skipped while out of view
+        self._stale: set[int] = set()  # charts skipped while out of view: redrawn when they show
+        self._chart_t_ns = 0
+        self._force_charts = False
         self._energy_t_ns = 0
         # Widgets the timers update, held from compose: timers query nothing, so a tick that
         # lands while a dialog is on top or the app is tearing down finds its widgets.
@@ -355,18 +357,27 @@ class LiveApp(App[int]):
             titles = now - self._title_t_ns >= TITLE_EVERY_NS
             if titles:
                 self._title_t_ns = now
+            # The snapped bins move by whole dot columns: between two moves a redraw would only
+            # refine the newest column, so charts redraw once per column (every frame when
+            # zoomed in), and at once after a zoom, a resume or a scroll.
+            cells = self._charts[-1].size.width - _LABEL_W - 1  # <= 0: not laid out yet
+            new_column = self._force_charts or cells <= 0 or now - self._chart_t_ns >= window_ns // (2 * cells)
+            if new_column:
+                self._chart_t_ns, self._force_charts = now, False
             for i, chart in enumerate(self._charts):
                 # A chart scrolled out of view costs nothing: it is drawn again once it shows.
                 if not self._chart_visible(chart):
-                    self._title_stale.add(i)
+                    self._stale.add(i)
                     continue
-                if titles or i in self._title_stale:
-                    self._title_stale.discard(i)
+                stale = i in self._stale
+                self._stale.discard(i)
+                if titles or stale:
                     st = self.model.stats(i)
                     chart.title = f"{self._chart_names[i]}   {_w(st.now_w)} now · {_w(st.avg_w)} avg · {_w(st.peak_w)} peak"
-                t, p = self.model.series(i, t0)
-                if t.size:
-                    chart.set_data(t, p, t0, now)
+                if new_column or stale:
+                    t, p = self.model.series(i, t0)
+                    if t.size:
+                        chart.set_data(t, p, t0, now)
             self._update_timeline()
             self._update_phases()
         self._update_text(energy=now is not None and now - self._energy_t_ns >= TITLE_EVERY_NS)
@@ -488,10 +499,12 @@ class LiveApp(App[int]):
 
     def action_toggle_pause(self) -> None:
         self.paused = not self.paused
+        self._force_charts = True
         self.refresh_view()
 
     def action_zoom(self, factor: float) -> None:
         self.window_s = min(max(self.window_s * factor, MIN_WINDOW_S), MAX_WINDOW_S)
+        self._force_charts = True
         self.refresh_view()
 
     def action_help(self) -> None:
@@ -517,6 +530,7 @@ class LiveApp(App[int]):
         panes[(i + step) % len(panes)].focus()
 
     def on_resize(self, event: events.Resize) -> None:
+        self._force_charts = True
         self._check_size(event.size.width, event.size.height)
 
     def _check_size(self, width: int, height: int) -> None:
