@@ -5,10 +5,11 @@ PYTHON ?= python3
 
 .PHONY: setup demo test bench clean
 
-$(VENV)/.installed: pyproject.toml setup.py sampler_ext/_sampler.pyx sampler_ext/gt_support.h
+$(VENV)/.installed: pyproject.toml setup.py requirements-torch.txt sampler_ext/_sampler.pyx sampler_ext/gt_support.h
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -r requirements-torch.txt
+	$(PY) -m pip install -q -e '.[workloads,test]'
 	touch $@
 
 setup: $(VENV)/.installed

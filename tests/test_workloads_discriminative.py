@@ -1,0 +1,227 @@
+"""The discriminative workloads (``python -m workloads train|infer|demo``): data readers, bad
+input, and each family end to end under a real ``greentop record`` on a fake host."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("torchvision")
+
+import torch  # noqa: E402
+
+from greentop.trace import load  # noqa: E402
+from greentop.tracedata import TraceData  # noqa: E402
+from tests.fakes.host import FakeHost  # noqa: E402
+from tests.fakes.profile import PowerProfile  # noqa: E402
+from workloads import discriminative  # noqa: E402
+from workloads.data import DataError, cifar_images, digits_images, read_cifar  # noqa: E402
+from workloads.text import range_labels, synthetic_tokens  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture
+def host_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A fake host with RAPL and /proc/stat (as in test_record.py), no NVML."""
+    host = FakeHost(tmp_path / "host")
+    host.add_cpus(2)
+    host.add_rapl_zone("0", "package-0", PowerProfile(((0.1, 30.0), (0.1, 60.0))))
+    host.set_proc_stat(PowerProfile.constant(0.3), n_cpus=2)
+    with host:
+        yield os.environ | {"GREENTOP_SYSFS_ROOT": str(host.root), "GREENTOP_NVML_LIB": str(tmp_path / "no-nvml.so"),
+                            "PYTHONPATH": str(REPO)}
+
+
+def record(tmp_path: Path, env: dict[str, str], *workload_argv: str) -> tuple[subprocess.CompletedProcess[str], TraceData]:
+    out = tmp_path / "run.h5"
+    proc = subprocess.run([sys.executable, "-m", "greentop", "record", "-o", str(out), "--no-baseline", "--",
+                           sys.executable, "-m", "workloads", *workload_argv],
+                          env=env, capture_output=True, text=True, cwd=REPO, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc, load(out)
+
+
+def names(tr: TraceData) -> list[str]:
+    return [p.name for p in tr.phases]
+
+
+def samples_in(tr: TraceData, phase_name: str) -> float:
+    """Samples counted inside every phase of that name (counts belong to the innermost phase)."""
+    inside = {p.index for p in tr.phases if p.name == phase_name}
+    return sum(c.value for c in tr.counts if c.name == "samples" and c.phase in inside)
+
+
+def per_sample_j(trace_path: Path, phase_name: str) -> float:
+    r = subprocess.run([sys.executable, "-m", "greentop", "summary", str(trace_path), "--format", "json"],
+                       capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert r.returncode == 0, r.stderr
+    row = next(r for r in json.loads(r.stdout)["rows"] if r["name"] == phase_name)
+    total = next(d for d in row["domains"] if d["domain"] == "total")
+    return float(total["per_unit_j"]["samples"])
+
+
+def write_cifar(folder: Path, n_per_batch: int = 4) -> None:
+    """Tiny CIFAR-10 batches in the standard layout; pixel values encode (batch, index)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for b, name in enumerate([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]):
+        data = np.full((n_per_batch, 3072), b * 10, dtype=np.uint8) + np.arange(n_per_batch, dtype=np.uint8)[:, None]
+        doc = {b"batch_label": name.encode(), b"labels": [(b + i) % 10 for i in range(n_per_batch)], b"data": data}
+        with (folder / name).open("wb") as f:
+            pickle.dump(doc, f)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def test_cifar_reader_reads_the_standard_python_batches(tmp_path: Path) -> None:
+    write_cifar(tmp_path / "cifar")
+    x, y = read_cifar(tmp_path / "cifar", train=True)
+    assert x.shape == (20, 3, 32, 32) and x.dtype == np.uint8 and y.tolist()[:5] == [0, 1, 2, 3, 1]
+    assert x[4, 0, 0, 0] == 10  # the second batch's first image follows the first's four
+    xt, yt = read_cifar(tmp_path / "cifar", train=False)
+    assert xt.shape == (4, 3, 32, 32) and yt.tolist() == [5, 6, 7, 8]
+    splits = cifar_images(tmp_path / "cifar", image_size=40, train_cap=6, eval_cap=None)
+    assert len(splits.train) == 6 and len(splits.eval) == 4  # type: ignore[arg-type]
+    (images,), labels = splits.collate([splits.eval[i] for i in range(4)])
+    assert images.shape == (4, 3, 40, 40) and images.dtype == torch.float32 and labels.tolist() == [5, 6, 7, 8]
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("missing", "data_batch_3 is missing"),
+    ("garbled", "not a CIFAR-10 python batch"),
+    ("shape", "expected (N, 3072)"),
+    ("code", "not a CIFAR-10 python batch"),  # a pickle that would call something else is refused
+])
+def test_cifar_reader_missing_or_garbled_files_are_one_line(tmp_path: Path, damage: str, message: str) -> None:
+    write_cifar(tmp_path)
+    target = tmp_path / "data_batch_3"
+    if damage == "missing":
+        target.unlink()
+    elif damage == "garbled":
+        target.write_bytes(b"\x80\x04not a pickle at all")
+    elif damage == "shape":
+        target.write_bytes(pickle.dumps({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}))
+    else:
+        target.write_bytes(pickle.dumps({b"data": os.getcwd, b"labels": []}))
+    with pytest.raises(DataError) as err:
+        read_cifar(tmp_path, train=True)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_digits_split_is_deterministic_and_upscaled_to_three_channels() -> None:
+    a = digits_images(32, None, None)
+    b = digits_images(32, None, None)
+    assert (len(a.train), len(a.eval)) == (1438, 359)  # type: ignore[arg-type]
+    assert torch.equal(a.eval[0][0], b.eval[0][0])
+    (x,), y = a.collate([a.train[i] for i in range(8)])
+    assert x.shape == (8, 3, 32, 32) and -1.0 <= float(x.min()) and float(x.max()) <= 1.0
+
+
+def test_synthetic_tokens_label_is_the_most_frequent_token_range() -> None:
+    ds = synthetic_tokens(200, seq_len=16, vocab_size=104, num_classes=4, seed=3)
+    assert torch.equal(ds.labels, range_labels(ds.ids, 4, 104))
+    assert int(ds.ids[:, 0].unique().numel()) == 1  # every sequence opens with CLS
+    assert len(set(ds.labels.tolist())) == 4  # every class occurs
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--arch", "resnet9000"], "invalid choice"),
+    (["train", "--precision", "fp16", "--device", "cpu"], "fp16 needs a GPU"),
+    (["train", "--data", "cifar10"], "needs --data-path"),
+    (["infer", "--data", "cifar10", "--data-path", "/no/such/dir"], "is not a folder"),
+    (["train", "--batch-size", "0"], "must be at least 1"),
+    (["train", "--arch", "vit", "--image-size", "250"], "multiple of 16"),
+    (["train", "--arch", "bert-tiny", "--data", "digits", "--seq-len", "20"], "--seq-len >= 65"),
+])
+def test_bad_input_is_one_line_and_status_2(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    assert discriminative.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_bad_input_from_the_command_line_has_no_traceback() -> None:
+    r = subprocess.run([sys.executable, "-m", "workloads", "infer", "--device", "cpu", "--precision", "fp16"],
+                       capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "fp16" in r.stderr
+
+
+# ----------------------------------------------------------------------------- end to end, recorded
+
+
+def test_demo_trains_on_digits_beats_chance_then_infers(tmp_path: Path, host_env: dict[str, str]) -> None:
+    """The README's main job (shortened): smallcnn on digits, evaluation, then inference."""
+    result = tmp_path / "result.json"
+    proc, tr = record(tmp_path, host_env, "demo", "--epochs", "2", "--train-samples", "640", "--samples", "100", "--schedule", "cosine",
+                      "--result", str(result))
+    assert names(tr) == ["data-loading", "train", "epoch", "epoch", "evaluation", "warmup", "inference"]
+    train, epochs = tr.phases[1], tr.phases[2:4]
+    assert [p.attrs["epoch"] for p in epochs] == [0, 1] and all(p.parent == train.index for p in epochs)
+    doc: dict[str, Any] = json.loads(result.read_text())
+    m, params = doc["metrics"], doc["params"]
+    assert (doc["workload"], doc["primary_phase"]) == ("train", "train")
+    assert samples_in(tr, "epoch") == m["samples"] == 2 * 640  # 20 whole batches per epoch
+    assert samples_in(tr, "evaluation") == m["eval_samples"] == 359
+    assert samples_in(tr, "inference") == m["inference_samples"] == 4 * 32  # 100 rounded up to whole batches
+    assert samples_in(tr, "warmup") == 0
+    assert m["accuracy"] > 0.5  # chance is 0.1
+    assert m["model_params"] > 0 and m["model_macs"] > 1_000_000 and m["throughput_samples_per_s"] > 0
+    assert m["loss"] > 0 and m["eval_loss"] > 0 and m["cpu_util_pct"] is not None and m["gpu_util_pct"] is None
+    assert params["arch"] == "smallcnn" and params["data"] == "digits" and params["batch_size"] == 32
+    assert params["optimizer"] == "adam" and params["lr"] == 0.002 and params["schedule"] == "cosine"
+    assert params["epochs"] == 2 and params["train_samples"] == 640 and params["phase_detail"] == "epoch" and doc["hardware"]["device"] == "cpu"
+    assert "epoch 1/2" in proc.stdout and "epoch 2/2" in proc.stdout
+    assert "accuracy" in proc.stdout.splitlines()[-1]
+    assert per_sample_j(tmp_path / "run.h5", "train") > 0
+
+
+def test_phase_detail_step_tags_forward_backward_optimizer(tmp_path: Path, host_env: dict[str, str]) -> None:
+    _, tr = record(tmp_path, host_env, "train", "--arch", "resnet18", "--data", "synthetic", "--train-samples", "32",
+                   "--eval-samples", "8", "--batch-size", "8", "--steps", "3", "--device", "cpu", "--phase-detail", "step")
+    step_parts = ["forward", "backward", "optimizer"]
+    assert names(tr) == ["data-loading", "train", "epoch", *step_parts * 3, "evaluation"]
+    epoch = tr.phases[2]
+    assert all(p.parent == epoch.index for p in tr.phases[3:12])
+    assert samples_in(tr, "epoch") == 24 and samples_in(tr, "evaluation") == 8
+
+
+def test_bert_tiny_trains_on_synthetic_tokens(tmp_path: Path, host_env: dict[str, str]) -> None:
+    result = tmp_path / "bert.json"
+    _, tr = record(tmp_path, host_env, "train", "--arch", "bert-tiny", "--data", "synthetic", "--seq-len", "32",
+                   "--vocab-size", "1000", "--train-samples", "64", "--eval-samples", "32", "--batch-size", "16",
+                   "--device", "cpu", "--result", str(result))
+    assert names(tr) == ["data-loading", "train", "epoch", "evaluation"]
+    m = json.loads(result.read_text())["metrics"]
+    assert samples_in(tr, "epoch") == m["samples"] == 64 and samples_in(tr, "evaluation") == 32
+    # Two layers of 128 at 32 tokens: linear layers plus attention's two matrix products.
+    assert m["model_macs"] > 2 * 32 * (4 * 128 * 128 + 2 * 128 * 512)
+    assert 0.0 <= m["accuracy"] <= 1.0
+
+
+def test_infer_vit_at_32_counts_only_the_inference_batches(tmp_path: Path, host_env: dict[str, str]) -> None:
+    result = tmp_path / "vit.json"
+    _, tr = record(tmp_path, host_env, "infer", "--arch", "vit", "--image-size", "32", "--data", "synthetic",
+                   "--eval-samples", "8", "--batch-size", "4", "--samples", "10", "--warmup-batches", "1",
+                   "--device", "cpu", "--result", str(result))
+    assert names(tr) == ["data-loading", "warmup", "inference"]
+    doc = json.loads(result.read_text())
+    assert (doc["workload"], doc["primary_phase"]) == ("infer", "inference")
+    assert samples_in(tr, "inference") == doc["metrics"]["samples"] == 12  # 10 rounded up to whole batches
+    assert samples_in(tr, "warmup") == 0
+    assert doc["params"]["arch"] == "vit" and doc["params"]["image_size"] == 32
+    assert per_sample_j(tmp_path / "run.h5", "inference") > 0
