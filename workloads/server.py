@@ -1,0 +1,484 @@
+"""``python -m workloads serve``: an OpenAI-compatible completions server with dynamic batching.
+
+Endpoints: ``POST /v1/completions`` (``model``, ``prompt`` as a string or a list of token ids,
+``max_tokens``, ``stream``, ``stream_options.include_usage``; unknown fields are ignored),
+``GET /v1/models``, ``GET /health``. Decoding is greedy and always produces exactly
+``max_tokens`` tokens (no end-of-sequence stop), so the work per request is fixed by the client.
+There is no tokenizer: text prompts become token ids and outputs text as documented in
+``workloads.llm`` (UTF-8 bytes mod vocab in; one printable character per token out). Each choice
+also carries the output ``token_ids`` (a vLLM-style extension).
+
+Batching is batch-level dynamic batching, not continuous batching: a scheduler thread takes the
+first waiting request, waits at most ``--max-wait-ms`` for more (up to ``--max-batch-size``),
+then runs them as one batch: a left-padded prefill with an attention mask, then decode steps up to
+the batch's largest ``max_tokens``. A request finishes (its stream ends) as soon as it has its own
+``max_tokens``; requests that arrive meanwhile wait for the next batch. Waiting requests beyond
+``--max-queue`` are refused at once with 429.
+
+The model runs in that worker thread, so the event loop stays responsive. The whole server
+lifetime is a ``serve`` phase; each batch is a ``prefill`` and a ``decode`` phase inside it
+(attribute ``batch_size``), counting ``input_tokens``, ``output_tokens`` and ``requests``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import queue
+import signal
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import greentop
+from workloads import llm
+
+STREAM_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
+
+
+class RequestError(ValueError):
+    """A bad request: answered with 400 and an OpenAI-shaped error body."""
+
+
+class QueueFull(RuntimeError):
+    """More requests waiting than ``--max-queue``: answered with 429."""
+
+
+@dataclass
+class GenRequest:
+    """One completion request as the worker sees it. Results go back to the event loop through
+    ``events`` (filled with ``loop.call_soon_threadsafe``): a token id, then ``None`` at the end,
+    or an ``Exception`` if the batch failed."""
+
+    prompt_ids: list[int]
+    max_tokens: int
+    loop: asyncio.AbstractEventLoop
+    events: asyncio.Queue[int | Exception | None] = field(default_factory=asyncio.Queue)
+    cancelled: threading.Event = field(default_factory=threading.Event)  # the client went away
+
+
+class BatchEngine:
+    """The scheduler and the model, in one worker thread (torch releases the GIL in its kernels,
+    so the event loop keeps accepting and streaming while a batch runs)."""
+
+    def __init__(self, lm: llm.LoadedModel, max_batch_size: int, max_wait_ms: float, max_queue: int,
+                 stream_interval_ms: float = 0.0) -> None:
+        self.lm = lm
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.max_queue = max_queue
+        self._waiting: queue.Queue[GenRequest] = queue.Queue(maxsize=max_queue)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.batches = 0
+        self.decode_steps = 0  # totals over the server's life, for /health (diagnosing slow steps)
+        self.decode_s = 0.0
+        self.stream_interval_s = stream_interval_ms / 1000.0
+        self._pending: list[tuple[GenRequest, int | Exception | None]] = []  # tokens not yet handed over
+        self._last_flush = 0.0
+
+    def start(self) -> None:
+        # The thread runs in a copy of this context, so its phases nest under the caller's
+        # ``serve`` phase (greentop's current phase is a ContextVar; a bare thread starts empty).
+        ctx = contextvars.copy_context()
+        self._thread = threading.Thread(target=ctx.run, args=(self._run,), name="batch-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Finish at the next decode step; requests still waiting get an error."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout_s)
+        while True:
+            try:
+                req = self._waiting.get_nowait()
+            except queue.Empty:
+                break
+            _deliver(req, RuntimeError("server shutting down"))
+
+    def submit(self, req: GenRequest) -> None:
+        try:
+            self._waiting.put_nowait(req)
+        except queue.Full:
+            raise QueueFull(f"server overloaded: {self.max_queue} requests already waiting; retry later") from None
+
+    def queued(self) -> int:
+        return self._waiting.qsize()
+
+    def _next_batch(self) -> list[GenRequest]:
+        """Block for the first request, then gather more for at most ``max_wait_s``."""
+        while not self._stop.is_set():
+            try:
+                first = self._waiting.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            batch = [first]
+            deadline = time.monotonic() + self.max_wait_s
+            while len(batch) < self.max_batch_size:
+                left_s = deadline - time.monotonic()
+                try:
+                    batch.append(self._waiting.get(timeout=left_s) if left_s > 0 else self._waiting.get_nowait())
+                except queue.Empty:
+                    break
+            live = [r for r in batch if not r.cancelled.is_set()]  # gone before they started
+            if live:
+                return live
+        return []
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            batch = self._next_batch()
+            if not batch:
+                continue
+            try:
+                self._run_batch(batch)
+            except Exception as exc:  # noqa: BLE001 -- a failed batch fails its requests, not the server
+                print(f"serve: batch of {len(batch)} failed: {exc!r}", file=sys.stderr, flush=True)
+                self._flush(batch[0].loop)  # tokens already made go out before the error
+                for req in batch:
+                    _deliver(req, RuntimeError(f"generation failed: {exc}"))
+
+    def _run_batch(self, batch: list[GenRequest]) -> None:
+        from workloads.torchutil import sync
+
+        n = len(batch)
+        device = self.lm.device
+        steps = max(r.max_tokens for r in batch)
+        self.batches += 1
+        with greentop.phase("prefill", batch_size=n):
+            ids, mask = llm.left_pad([r.prompt_ids for r in batch], device)
+            tok, state = llm.prefill(self.lm.model, ids, mask)
+            firsts = tok.tolist()  # .tolist() synchronises: the phase ends when the work does
+            sync(device)
+            greentop.count(input_tokens=sum(len(r.prompt_ids) for r in batch), output_tokens=n, requests=n)
+        self._emit(batch, firsts, step=1)
+        last_step = 1
+        if steps > 1:
+            with greentop.phase("decode", batch_size=n, steps=steps - 1):
+                t_decode = time.perf_counter()
+                produced = 0
+                for step in range(2, steps + 1):
+                    if self._stop.is_set() or all(r.cancelled.is_set() for r in batch):
+                        break  # nobody is listening any more (or shutting down): stop spending energy
+                    tok = llm.decode_step(self.lm.model, tok, state)
+                    produced += sum(1 for r in batch if r.max_tokens >= step)
+                    self._emit(batch, tok.tolist(), step)
+                    last_step = step
+                sync(device)
+                self.decode_s += time.perf_counter() - t_decode
+                self.decode_steps += last_step - 1
+                # Rows past their own max_tokens still ride along in the batch (its shape is
+                # fixed), but only tokens a request asked for are counted as output.
+                greentop.count(output_tokens=produced)
+        self._flush(batch[0].loop)
+        for req in batch:
+            if req.max_tokens > last_step and not req.cancelled.is_set():  # cut short by shutdown
+                _deliver(req, RuntimeError("server shutting down"))
+
+    def _emit(self, batch: list[GenRequest], tokens: list[int], step: int) -> None:
+        """Hand this step's tokens to the event loop: at once for first and last tokens, else at
+        most every ``stream_interval_s``. Each hand-over wakes the loop, whose socket writes then
+        contend with this thread for the GIL; the interval bounds that cost (as vLLM's
+        ``--stream-interval`` does), TTFT and completion times stay exact."""
+        urgent = step == 1
+        for req, t in zip(batch, tokens):
+            if req.max_tokens >= step and not req.cancelled.is_set():
+                self._pending.append((req, t))
+                if req.max_tokens == step:
+                    self._pending.append((req, None))
+                    urgent = True
+        if urgent or time.monotonic() - self._last_flush >= self.stream_interval_s:
+            self._flush(batch[0].loop)
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._pending:
+            # One wake-up of the event loop for all requests, not one per request.
+            _deliver_many(loop, self._pending)
+            self._pending = []
+        self._last_flush = time.monotonic()
+
+
+def _deliver_many(loop: asyncio.AbstractEventLoop, items: list[tuple[GenRequest, int | Exception | None]]) -> None:
+    def put_all() -> None:
+        for req, item in items:
+            req.events.put_nowait(item)
+
+    try:
+        loop.call_soon_threadsafe(put_all)
+    except RuntimeError:  # the event loop is closed: the server is gone
+        pass
+
+
+def _deliver(req: GenRequest, item: int | Exception | None) -> None:
+    _deliver_many(req.loop, [(req, item)])
+
+
+# ---- HTTP ---------------------------------------------------------------------------------------
+
+
+def error_body(message: str, kind: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
+    """OpenAI's error shape."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def parse_completion_request(body: Any, vocab_size: int, max_positions: int) -> tuple[list[int], int, bool, bool]:
+    """(prompt ids, max_tokens, stream, include_usage) of a request body, or ``RequestError``."""
+    if not isinstance(body, dict):
+        raise RequestError("request body must be a JSON object")
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
+        prompt = prompt[0]  # a batch of one prompt
+    if isinstance(prompt, str):
+        ids = llm.text_to_ids(prompt, vocab_size)
+    elif isinstance(prompt, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+        ids = list(prompt)
+        if any(t < 0 or t >= vocab_size for t in ids):
+            raise RequestError(f"prompt token ids must be in [0, {vocab_size})")
+    else:
+        raise RequestError("'prompt' must be a string or a list of token ids (one prompt per request)")
+    if not ids:
+        raise RequestError("'prompt' must not be empty")
+    max_tokens = body.get("max_tokens", DEFAULT_MAX_TOKENS)
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise RequestError("'max_tokens' must be a positive integer")
+    if len(ids) + max_tokens > max_positions:
+        raise RequestError(f"prompt ({len(ids)} tokens) + max_tokens ({max_tokens}) exceeds the model's {max_positions} positions")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise RequestError("'stream' must be a boolean")
+    options = body.get("stream_options") or {}
+    include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
+    return ids, max_tokens, stream, include_usage
+
+
+class CompletionServer:
+    def __init__(self, engine: BatchEngine, model_name: str) -> None:
+        self.engine = engine
+        self.model_name = model_name
+        self.started = int(time.time())
+
+    def app(self) -> Any:
+        from aiohttp import web
+
+        app = web.Application(client_max_size=16 * 2**20)
+        app.router.add_post("/v1/completions", self.completions)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/health", self.health)
+        return app
+
+    async def health(self, request: Any) -> Any:
+        from aiohttp import web
+
+        lm = self.engine.lm
+        return web.json_response({"status": "ok", "model": self.model_name, "model_params": lm.params,
+                                  "vocab_size": lm.vocab_size, "device": str(lm.device), "queued": self.engine.queued(),
+                                  "batches": self.engine.batches, "decode_steps": self.engine.decode_steps,
+                                  "decode_step_mean_ms": 1000.0 * self.engine.decode_s / max(1, self.engine.decode_steps)})
+
+    async def models(self, request: Any) -> Any:
+        from aiohttp import web
+
+        return web.json_response({"object": "list", "data": [
+            {"id": self.model_name, "object": "model", "created": self.started, "owned_by": "greentop"}]})
+
+    async def completions(self, request: Any) -> Any:
+        from aiohttp import web
+
+        lm = self.engine.lm
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return web.json_response(error_body("request body is not valid JSON", "invalid_request_error"), status=400)
+        try:
+            ids, max_tokens, stream, include_usage = parse_completion_request(body, lm.vocab_size, lm.max_positions)
+        except RequestError as exc:
+            return web.json_response(error_body(str(exc), "invalid_request_error"), status=400)
+        req = GenRequest(prompt_ids=ids, max_tokens=max_tokens, loop=asyncio.get_running_loop())
+        try:
+            self.engine.submit(req)
+        except QueueFull as exc:
+            return web.json_response(error_body(str(exc), "server_overloaded", code="queue_full"), status=429,
+                                     headers={"Retry-After": "1"})
+        cid = f"cmpl-{uuid.uuid4().hex[:24]}"
+        meta = {"id": cid, "object": "text_completion", "created": int(time.time()), "model": self.model_name}
+        usage = {"prompt_tokens": len(ids), "completion_tokens": max_tokens, "total_tokens": len(ids) + max_tokens}
+        if stream:
+            return await self._stream(request, req, meta, usage, include_usage)
+        try:
+            tokens = await self._collect(req)
+        except asyncio.CancelledError:  # the client went away: the worker stops sending to it
+            req.cancelled.set()
+            raise
+        except RuntimeError as exc:
+            return web.json_response(error_body(str(exc), "server_error"), status=503)
+        choice = {"text": llm.ids_to_text(tokens), "index": 0, "logprobs": None, "finish_reason": "length",
+                  "token_ids": tokens}
+        return web.json_response(meta | {"choices": [choice], "usage": usage})
+
+    @staticmethod
+    async def _collect(req: GenRequest) -> list[int]:
+        tokens: list[int] = []
+        while True:
+            item = await req.events.get()
+            if item is None:
+                return tokens
+            if isinstance(item, Exception):
+                raise RuntimeError(str(item))
+            tokens.append(item)
+
+    async def _stream(self, request: Any, req: GenRequest, meta: dict[str, Any], usage: dict[str, int],
+                      include_usage: bool) -> Any:
+        from aiohttp import web
+
+        resp = web.StreamResponse(status=200, headers=STREAM_HEADERS)
+        try:
+            await resp.prepare(request)
+            finished = False
+            while not finished:
+                # Everything already produced goes out in one write (still one SSE event per
+                # token): when the loop falls behind the decode steps it catches up in one go.
+                items = [await req.events.get()]
+                while not req.events.empty():
+                    items.append(req.events.get_nowait())
+                out: list[bytes] = []
+                for item in items:
+                    if isinstance(item, Exception):
+                        out.append(_sse_bytes(error_body(str(item), "server_error")))
+                        finished = True
+                        break
+                    done = item is None
+                    ids = [] if item is None else [item]
+                    choice = {"text": llm.ids_to_text(ids), "index": 0, "logprobs": None,
+                              "finish_reason": "length" if done else None, "token_ids": ids}
+                    out.append(_sse_bytes(meta | {"choices": [choice]}))
+                    if done:
+                        if include_usage:
+                            out.append(_sse_bytes(meta | {"choices": [], "usage": usage}))
+                        finished = True
+                        break
+                await resp.write(b"".join(out))
+            await resp.write(b"data: [DONE]\n\n")
+            await resp.write_eof()
+        except (ConnectionResetError, ConnectionError, asyncio.CancelledError) as exc:
+            # The client hung up mid-stream: stop producing for it; the batch carries on.
+            req.cancelled.set()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        return resp
+
+
+def _sse_bytes(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+# ---- command line -------------------------------------------------------------------------------
+
+
+def add_engine_args(p: llm.argparse.ArgumentParser) -> None:
+    """Options shared by ``serve`` and ``serve-bench``."""
+    p.add_argument("--model-size", default="tiny", help=f"one of {', '.join(llm.SIZES)} (random weights)")
+    p.add_argument("--model", default=None, metavar="PATH", help="a local checkpoint directory instead of --model-size")
+    p.add_argument("--precision", default="bf16", choices=("fp32", "bf16", "fp16"))
+    p.add_argument("--device", default="auto")
+    p.add_argument("--max-batch-size", type=int, default=8)
+    p.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a batch waits to fill up")
+    p.add_argument("--max-queue", type=int, default=256, help="waiting requests beyond this get 429")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stream-interval-ms", type=float, default=0.0,
+                   help="hand streamed tokens to the HTTP side at most this often (0: every step)")
+    p.add_argument("--gil-switch-ms", type=float, default=0.5,
+                   help="Python's thread switch interval (its default is 5 ms; see main())")
+
+
+def check_engine_args(args: llm.argparse.Namespace) -> None:
+    if args.model is None and args.model_size not in llm.SIZES:
+        raise llm.UsageError(f"unknown model size {args.model_size!r}; one of: {', '.join(llm.SIZES)}")
+    if args.max_batch_size < 1:
+        raise llm.UsageError("--max-batch-size must be at least 1")
+    if args.max_queue < 1:
+        raise llm.UsageError("--max-queue must be at least 1")
+    if args.max_wait_ms < 0:
+        raise llm.UsageError("--max-wait-ms must be 0 or more")
+    if args.stream_interval_ms < 0:
+        raise llm.UsageError("--stream-interval-ms must be 0 or more")
+    if args.gil_switch_ms <= 0:
+        raise llm.UsageError("--gil-switch-ms must be positive")
+
+
+def check_port(port: int, allow_zero: bool = True) -> None:
+    if not (0 if allow_zero else 1) <= port <= 65535:
+        raise llm.UsageError(f"--port must be in {0 if allow_zero else 1}..65535, not {port}")
+
+
+def parse_args(argv: list[str]) -> llm.argparse.Namespace:
+    p = llm.OneLineParser(prog="workloads serve", description=__doc__,
+                          formatter_class=llm.argparse.RawDescriptionHelpFormatter)
+    add_engine_args(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000, help="0: any free port (printed on stdout)")
+    return p.parse_args(argv)
+
+
+async def _serve(args: llm.argparse.Namespace, engine: BatchEngine, model_name: str) -> int:
+    from aiohttp import web
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(CompletionServer(engine, model_name).app(), handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise llm.UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    port = runner.addresses[0][1] if runner.addresses else args.port
+    print(f"serve: listening on http://{args.host}:{port}", flush=True)
+    await stop.wait()
+    print("serve: shutting down", flush=True)
+    # Stop the engine first (waiting requests get an error, the running batch ends at its next
+    # step), then close connections with a short grace period.
+    await loop.run_in_executor(None, engine.stop)
+    await runner.shutdown()
+    await runner.cleanup()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    try:
+        check_engine_args(args)
+        check_port(args.port)
+        from workloads.generate import resolve  # torch is imported only once the arguments are good
+        from workloads.torchutil import seed_all, sync
+
+        device, dtype = resolve(args.device, args.precision)
+        seed_all(args.seed)
+        with greentop.phase("load-model", model=args.model or args.model_size, precision=args.precision):
+            lm = llm.load_model(args.model_size, args.model, device, dtype, args.seed)
+            # One small generation so the first request does not pay for kernel loading and
+            # library handles (part of getting the model ready, hence inside load-model).
+            llm.greedy_generate(lm.model, [[0] * 8], 2, device)
+            sync(device)
+        print(f"serve: {lm.name}, {lm.params} parameters, on {device} in {args.precision}", flush=True)
+        # The decode loop holds the GIL for most of each step (eager transformers is Python-heavy);
+        # every socket write the event loop makes releases the GIL and then waits up to the switch
+        # interval to get it back. With Python's 5 ms default, streaming to a full batch costs
+        # tens of ms per step; a shorter interval keeps the loop's latency low.
+        sys.setswitchinterval(args.gil_switch_ms / 1000.0)
+        engine = BatchEngine(lm, args.max_batch_size, args.max_wait_ms, args.max_queue, args.stream_interval_ms)
+        with greentop.phase("serve", max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms):
+            engine.start()
+            try:
+                return asyncio.run(_serve(args, engine, lm.name))
+            finally:
+                engine.stop()
+    except llm.UsageError as exc:
+        return llm.usage_exit("workloads serve", str(exc))
