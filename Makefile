@@ -15,8 +15,8 @@ $(VENV)/.installed: pyproject.toml setup.py requirements-torch.txt sampler_ext/_
 setup: $(VENV)/.installed
 
 demo: setup
-	$(VENV)/bin/greentop devices
-	$(VENV)/bin/greentop sample --duration 5
+	$(VENV)/bin/greentop devices --watch 0.5
+	$(VENV)/bin/greentop run -o demo.h5 --baseline 2 -- $(PY) -m workloads demo
 
 test: setup
 	$(PY) -m pytest -q

@@ -411,3 +411,26 @@ def test_sparse_table_says_what_is_missing(tmp_path: Path) -> None:
     assert "not drawn (no train/infer rows with param.batch_size and energy_per_sample_j)" in text
     assert "No gco2e column" in text
     assert "Not fitted: train" in text
+
+
+def _util_frame(utils: list[float], power_w: list[float]) -> "pd.DataFrame":
+    import pandas as pd
+
+    return pd.DataFrame({"workload": "train", "metric.gpu_util_pct": utils, "avg_power_w": power_w})
+
+
+def test_power_against_utilisation_guideline_reads_the_slope_and_its_sign() -> None:
+    from greentop.report import guidelines
+
+    up = [g.text for g in guidelines.build(_util_frame([10, 30, 50, 90], [130, 190, 250, 370]), [], [], [])]
+    assert any("rises about 30 W per 10 points" in t and "100 W extrapolated" in t for t in up)
+    down = [g.text for g in guidelines.build(_util_frame([10, 50, 90], [300, 260, 220]), [], [], [])]
+    assert any("falls about 10 W per 10 points" in t for t in down)
+
+
+def test_power_against_a_narrow_utilisation_range_is_not_read_as_a_slope() -> None:
+    from greentop.report import guidelines
+
+    texts = [g.text for g in guidelines.build(_util_frame([3.7, 3.7, 9.2, 4.8], [137, 135, 134, 132]), [], [], [])]
+    assert any("too narrow" in t for t in texts)
+    assert not any("per 10 points" in t for t in texts)

@@ -181,8 +181,17 @@ def build(frame: pd.DataFrame, pareto: list[ParetoPoint], sens: list[Sensitivity
         busy = data["avg_power_w"].max()
         moral = (": much of the power is drawn whatever the load, so busier devices cost less per unit of work"
                  if intercept > 0.3 * busy else "")
-        out.append(Guideline(f"Average power rises about {slope * 10:.3g} W per 10 points of {util} "
-                             f"(about {intercept:.3g} W extrapolated to 0%, fit over {len(data)} runs){moral}.", figures.POWER.cite()))
+        span = float(data["util_pct"].max() - data["util_pct"].min())
+        if span < 20:
+            # A slope read over a few points of utilisation is noise, not a power model.
+            out.append(Guideline(f"Utilisation ({util}) only spans {span:.3g} points over {len(data)} runs "
+                                 f"(average power {data['avg_power_w'].min():.3g}-{busy:.3g} W): too narrow to say "
+                                 f"how power follows load{moral and ''}.", figures.POWER.cite()))
+        else:
+            trend = "rises" if slope >= 0 else "falls"
+            out.append(Guideline(f"Average power {trend} about {abs(slope) * 10:.3g} W per 10 points of {util} "
+                                 f"(about {intercept:.3g} W extrapolated to 0%, fit over {len(data)} runs){moral}.",
+                                 figures.POWER.cite()))
     out += _phase_guidelines(phase_split(frame))
     for m in models:
         logs = {f.removeprefix("log "): m.coefficient(f) for f in m.features if f.startswith("log ")}
