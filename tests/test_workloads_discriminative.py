@@ -180,6 +180,8 @@ def test_demo_trains_on_digits_beats_chance_then_infers(tmp_path: Path, host_env
     assert samples_in(tr, "inference") == m["inference_samples"] == 4 * 32  # 100 rounded up to whole batches
     assert samples_in(tr, "warmup") == 0
     assert m["accuracy"] > 0.5  # chance is 0.1
+    outcome = [mk for mk in tr.marks if mk.name == "outcome"]  # the trace holds the accuracy too
+    assert len(outcome) == 1 and outcome[0].attrs["accuracy"] == pytest.approx(m["accuracy"])
     assert m["model_params"] > 0 and m["model_macs"] > 1_000_000 and m["throughput_samples_per_s"] > 0
     assert m["loss"] > 0 and m["eval_loss"] > 0 and m["cpu_util_pct"] is not None and m["gpu_util_pct"] is None
     assert params["arch"] == "smallcnn" and params["data"] == "digits" and params["batch_size"] == 32

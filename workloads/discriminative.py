@@ -44,7 +44,7 @@ import greentop
 from workloads import torchutil
 from workloads.data import Batch, DataError, Splits, cifar_images, digits_images, synthetic_images
 from workloads.macs import forward_macs, parameter_count
-from workloads.results import write_result
+from workloads.results import mark_outcome, write_result
 from workloads.text import BERT_SIZES, BertClassifier, token_splits
 from workloads.vision import VISION_ARCHS, VisionConfigError, build_vision_model, check_image_size
 
@@ -552,6 +552,7 @@ def run(cfg: Config) -> int:
             metrics.update({f"inference_{k}": v for k, v in inference.items() if k in ("samples", "wall_s", "throughput_samples_per_s")})
     metrics.update(gpu_peak_memory(cfg.device), **peak_memory(), total_wall_s=time.monotonic() - t_start)
 
+    mark_outcome(metrics)
     print(summary_line(cfg, metrics), flush=True)
     if a.result is not None:
         workload = "infer" if cfg.command == "infer" else "train"

@@ -14,7 +14,7 @@ import torch
 
 import greentop
 from workloads import llm
-from workloads.results import write_result
+from workloads.results import mark_outcome, write_result
 from workloads.torchutil import PRECISIONS, Utilisation, dtype_of, hardware, resolve_device, seed_all, sync
 
 
@@ -141,6 +141,7 @@ def run(args: llm.argparse.Namespace) -> dict[str, float | int | None]:
         "peak_memory_bytes": _peak_memory_bytes(device),
         **util.metrics(),
     }
+    mark_outcome(metrics)
     if args.result:
         params = {k: v for k, v in vars(args).items() if k != "result"}
         write_result(args.result, workload="llm-infer", primary_phase="generate", params=params, metrics=metrics,

@@ -344,6 +344,9 @@ def main(argv: list[str]) -> int:
     with greentop.phase("loadgen", mode=spec.mode):
         records, wall_s = asyncio.run(run_load(spec))
     metrics = summarise(records, wall_s)
+    from workloads.results import mark_outcome
+
+    mark_outcome(metrics)
     if args.out:
         write_records(args.out, records)
     if args.result:

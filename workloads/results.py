@@ -85,6 +85,17 @@ def write_result(path: str | Path, *, workload: str, primary_phase: str, params:
     return path
 
 
+def mark_outcome(metrics: dict[str, Any]) -> None:
+    """Put the run's quality figures (accuracy, loss, latencies ...) into the recording as a mark
+    named ``outcome``, so a trace holds what its energy bought even when no ``--result`` file was
+    asked for. Numbers only (finite); outside ``greentop record`` this does nothing."""
+    import greentop
+
+    numbers = {k: v for k, v in metrics.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+    greentop.mark("outcome", **numbers)
+
+
 class ResultError(ValueError):
     """A result document that is missing, unreadable or of another schema."""
 

@@ -114,6 +114,9 @@ def main(argv: list[str]) -> int:
     metrics["model_params"] = health.get("model_params")
     metrics["gpu_util_pct"] = util.metrics()["gpu_util_pct"]
     metrics["server_exit_code"] = status
+    from workloads.results import mark_outcome
+
+    mark_outcome(metrics)
     if args.out:
         loadgen.write_records(args.out, records)
     if args.result:

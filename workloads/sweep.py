@@ -883,8 +883,17 @@ def _done_status(row: dict[str, str] | None, out_dir: Path) -> str | None:
     return "failed" if row.get("status") == "failed" else None
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    # `kill PID` stops a sweep the way Ctrl-C does (current point stopped, its trace finished,
+    # finished rows kept), and so does `kill -INT` of a sweep started in the background, where
+    # the shell left SIGINT ignored and Python would keep ignoring it.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         sweep = load_sweep(args.file)
         points = expand(sweep)

@@ -88,6 +88,10 @@ def per_arch_batch(frame: pd.DataFrame, workload: str) -> pd.DataFrame:
         return pd.DataFrame(columns=["arch", "batch_size", "energy_per_sample_j", "n"])
     rows = frame[frame["workload"] == workload]
     arch = rows["param.arch"].astype(str) if "param.arch" in rows.columns else pd.Series(workload, index=rows.index)
+    if "param.precision" in rows.columns and rows["param.precision"].nunique() > 1:
+        # Precision moves energy per sample by more than batch size can (bf16 emulated on a CPU:
+        # 10x): a median over precisions would describe neither, so each gets its own line.
+        arch = arch + " " + rows["param.precision"].astype(str)
     data = pd.DataFrame({"arch": arch, "batch_size": pd.to_numeric(rows["param.batch_size"], errors="coerce"),
                          "energy_per_sample_j": pd.to_numeric(rows["energy_per_sample_j"], errors="coerce")})
     data = data[(data["batch_size"] > 0) & (data["energy_per_sample_j"] > 0)]

@@ -17,7 +17,8 @@ class Figure:
 
 
 BATCH = Figure(1, "energy_per_sample_vs_batch_size.png", "Energy per sample against batch size, per architecture",
-               "Median over every other parameter and repeat at each (architecture, batch size); log axes.")
+               "One line per architecture (and precision, where it varies); median over every other parameter "
+               "and repeat at each batch size; log axes.")
 PARETO = Figure(2, "accuracy_vs_energy.png", "Accuracy against energy per sample, Pareto front marked",
                 "One point per configuration (median over repeats); circled points are on the front, the dashed line joins them.")
 POWER = Figure(3, "power_vs_utilisation.png", "Average power against utilisation",

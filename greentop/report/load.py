@@ -55,6 +55,15 @@ class Results:
         return column in self.frame.columns and bool(self.frame[column].notna().any())
 
 
+
+def shown(path: Path) -> str:
+    """A path as a reader of the report wants it: relative to the working folder when inside it
+    (a committed report must not name the machine's folders), else as it is."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
 def find_tables(dirs: list[Path]) -> list[Path]:
     """Every results.csv under the given folders (the folder itself, or sweeps below it)."""
     found: list[Path] = []
@@ -188,7 +197,7 @@ def load_results(dirs: list[Path]) -> Results:
 
     missing = [i for i in infos if i.traces_listed > i.traces_found]
     for i in missing:
-        notes.append(f"{i.path.parent}: {i.traces_listed - i.traces_found} of {i.traces_listed} traces missing; "
+        notes.append(f"{shown(i.path.parent)}: {i.traces_listed - i.traces_found} of {i.traces_listed} traces missing; "
                      "the report is built from the results table (traces are not needed for it)")
     no_trace_col = [str(i.path) for i in infos if i.rows and i.traces_listed == 0]
     if no_trace_col:

@@ -42,7 +42,9 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def _inputs(p: ReportParts) -> list[str]:
-    rows = [[str(t.path), str(t.rows), str(t.ok_rows), str(t.schema_version or "–"), f"{t.traces_found}/{t.traces_listed}"]
+    from greentop.report.load import shown
+
+    rows = [[shown(t.path), str(t.rows), str(t.ok_rows), str(t.schema_version or "–"), f"{t.traces_found}/{t.traces_listed}"]
             for t in p.results.tables]
     out = ["## Inputs", "", table(["results table", "rows", "ok rows", "schema", "traces found"], rows), ""]
     if p.results.notes:
