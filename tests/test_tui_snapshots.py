@@ -17,7 +17,7 @@ from textual.pilot import Pilot
 
 from greentop.tui import app as live_app
 from greentop.tui.replay import ReplayApp, ReplayModel
-from tests.test_tui_live import CHANNELS, ScriptedListener, _ev, make_app, step
+from tests.test_tui_live import ScriptedListener, _ev, make_app, step
 
 DATA = Path(__file__).parent / "data" / "h200_resnet50.h5"
 

@@ -261,6 +261,7 @@ class LiveApp(App[int]):
         # lands while a dialog is on top or the app is tearing down finds its widgets.
         self._charts: list[PowerChart] = []
         self._statics: dict[str, Static] = {}
+        self._output_log: Log | None = None
 
     # -- layout ----------------------------------------------------------------------------------
 
@@ -282,11 +283,10 @@ class LiveApp(App[int]):
                     for name in ("energy", "workload", "health"):
                         self._statics[f"#{name}"] = Static(id=name)
                         yield self._statics[f"#{name}"]
-            self._log: Log | None = None
             if self.output is not None:
-                self._log = Log(id="output", max_lines=2000)
-                self._log.border_title = "output"
-                yield self._log
+                self._output_log = Log(id="output", max_lines=2000)
+                self._output_log.border_title = "output"
+                yield self._output_log
         self._footer = Footer()
         yield self._footer
 
@@ -320,8 +320,8 @@ class LiveApp(App[int]):
                     lines.append(self.output.get_nowait())
                 except queue.Empty:
                     break
-            if lines and self._log is not None:
-                self._log.write_lines(lines)
+            if lines and self._output_log is not None:
+                self._output_log.write_lines(lines)
         if self.child is not None and self.exit_code is None:
             self.exit_code = self.child.poll()
             if self.exit_code is not None:
@@ -514,7 +514,7 @@ class LiveApp(App[int]):
 
     def panes(self) -> list[Widget]:
         """The panes ``tab`` moves between, in order: the phase table, the workload's output."""
-        return [w for w in (self._table, self._log) if w is not None and w.display]
+        return [w for w in (self._table, self._output_log) if w is not None and w.display]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "focus_pane" and isinstance(self.screen, ModalScreen):
