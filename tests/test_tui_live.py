@@ -412,6 +412,8 @@ class QuitWhenDoneDriver(HeadlessDriver):
     """Headless (no terminal needed), and presses q once the view has seen the workload exit:
     lets ``greentop run`` run to its end in a subprocess (``TEXTUAL_DRIVER``)."""
 
+    linger_s = 0.2  # how long the view stays open after the workload exited
+
     def start_application_mode(self) -> None:
         super().start_application_mode()
         app = self._app
@@ -419,13 +421,19 @@ class QuitWhenDoneDriver(HeadlessDriver):
         def watch() -> None:
             while getattr(app, "exit_code", None) is None:
                 time.sleep(0.05)
-            time.sleep(0.2)
+            time.sleep(self.linger_s)
             try:
                 app.call_from_thread(app.action_quit_app)
             except RuntimeError:
                 pass
 
         threading.Thread(target=watch, daemon=True).start()
+
+
+class LingeringQuitDriver(QuitWhenDoneDriver):
+    """Looks at the finished run for 2 s before pressing q."""
+
+    linger_s = 2.0
 
 
 class LockedListener(ScriptedListener):
@@ -533,7 +541,7 @@ def test_run_with_output_records_the_whole_run_while_showing_it(tmp_path: Path) 
     out = tmp_path / "run.h5"
     with host:
         env = os.environ | {"GREENTOP_SYSFS_ROOT": str(host.root), "GREENTOP_NVML_LIB": str(tmp_path / "no-nvml.so"),
-                            "PYTHONPATH": str(REPO), "TEXTUAL_DRIVER": "tests.test_tui_live:QuitWhenDoneDriver"}
+                            "PYTHONPATH": str(REPO), "TEXTUAL_DRIVER": "tests.test_tui_live:LingeringQuitDriver"}
         proc = subprocess.run([sys.executable, "-m", "greentop", "run", "-o", str(out), "--baseline", "0.3", "--no-gpu",
                                "--", sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -543,6 +551,8 @@ def test_run_with_output_records_the_whole_run_while_showing_it(tmp_path: Path) 
     assert [(p.name, p.status) for p in tr.phases] == [("training", "ok"), ("step", "ok"), ("step", "ok"), ("inference", "ok")]
     assert tr.baseline is not None and tr.baseline[1] <= tr.phases[0].start_ns
     assert all(ch.t_ns.size > 100 for ch in tr.channels)
+    # -o records the workload's run: it ends with the workload, not 2 s later when q is pressed
+    assert tr.meta["run"]["end_mono_ns"] - tr.phases[-1].end_ns < 1_000_000_000
     assert "not a terminal" not in proc.stderr
     assert "avg W" in proc.stderr and "idle baseline" in proc.stderr  # the trace's summary table
 
@@ -855,5 +865,26 @@ def test_charts_redraw_once_per_new_dot_column_and_every_frame_when_zoomed_in(mo
             for _ in range(10):  # 1.875 s / 224 columns = 8 ms per column: every frame redraws
                 step(app, 1)
             assert len(calls) == 10 * n_charts
+
+    run(go)
+
+
+@pytest.mark.parametrize("n_channels, tall", [(1, True), (8, False)])
+def test_few_charts_share_the_pane_and_many_keep_their_minimum_and_scroll(n_channels: int, tall: bool) -> None:
+    chans = [counter(f"rapl:{i}", f"dom-{i}") for i in range(n_channels)]
+    sampler = ScriptedSampler(chans, {c.name: 10.0 for c in chans})
+    app = LiveApp(sampler, chans, timers=False)  # type: ignore[arg-type]
+
+    async def go() -> None:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await pilot.pause()
+            await pilot.pause()
+            heights = {c.size.height for c in app._charts}
+            pane = app._charts_pane
+            assert len(heights) == 1
+            if tall:  # two charts fill the pane instead of leaving it blank
+                assert heights.pop() == pane.size.height // 2 > 9
+            else:  # nine do not fit: each keeps 9 rows and the pane scrolls
+                assert heights.pop() == 9 and pane.virtual_size.height > pane.size.height
 
     run(go)

@@ -33,6 +33,7 @@ from textual.widgets import DataTable, Footer, Log, Static
 
 from greentop.channel import Channel
 from greentop.listener import Event
+from greentop.recorder import DRAIN_S as RECORD_DRAIN_S
 from greentop.recorder import Recorder, RecordError
 from greentop.sampler import Samples, SamplerHealth
 from greentop.sources import SourceResult
@@ -50,6 +51,7 @@ HEALTH_HZ = 2.0
 PHASE_ROWS = 12
 TABLE_EVERY_NS = 500_000_000  # the phase table's figures refresh twice a second (of data time)
 TITLE_EVERY_NS = 200_000_000  # chart titles' figures: 5 times a second is as fast as anyone reads
+CHART_MIN_ROWS = 9  # title, 7 plot rows, time axis
 MIN_SIZE = (80, 24)  # below this the view shows one message instead of the layout
 PHASE_HEADER = ("phase", "n", "time", "energy J", "avg W", "per unit")
 
@@ -262,6 +264,7 @@ class LiveApp(App[int]):
         self._charts: list[PowerChart] = []
         self._statics: dict[str, Static] = {}
         self._output_log: Log | None = None
+        self._finish_after: float | None = None  # monotonic s: when to finish a -o recording
 
     # -- layout ----------------------------------------------------------------------------------
 
@@ -295,6 +298,7 @@ class LiveApp(App[int]):
         self._check_size(self.size.width, self.size.height)
         self.sub_title = " ".join(self.command) if self.command else "watching the machine"
         self._update_health()
+        self.call_after_refresh(self._fit_charts)
         if self._use_timers:
             self.set_interval(1 / DRAIN_HZ, self.drain_now)
             self.set_interval(1 / self.fps, self.refresh_view)
@@ -326,6 +330,14 @@ class LiveApp(App[int]):
             self.exit_code = self.child.poll()
             if self.exit_code is not None:
                 self._log_exit()
+                if self.fixed_recording and self.recording is not None:
+                    # -o records the workload's run, as greentop record does: it ends with the
+                    # workload (once the events it sent just before exiting are in), not when the
+                    # view is closed; the view stays open on the finished run.
+                    self._finish_after = time.monotonic() + RECORD_DRAIN_S
+        if self._finish_after is not None and time.monotonic() >= self._finish_after:
+            self._finish_after = None
+            self.stop_recording()
 
     def _feed_from_tap(self, rec: Recorder) -> None:
         if rec.tap is None:
@@ -532,6 +544,19 @@ class LiveApp(App[int]):
     def on_resize(self, event: events.Resize) -> None:
         self._force_charts = True
         self._check_size(event.size.width, event.size.height)
+        self.call_after_refresh(self._fit_charts)
+
+    def _fit_charts(self) -> None:
+        """Share the charts pane between the charts (9 rows each at least; below that the pane
+        scrolls): two charts on a tall terminal get the room rather than leave it blank."""
+        pane_h = self._charts_pane.size.height
+        if not pane_h or not self._charts:
+            return
+        rows = max(CHART_MIN_ROWS, pane_h // len(self._charts))
+        if self._charts[0].styles.height is None or self._charts[0].size.height != rows:
+            for chart in self._charts:
+                chart.styles.height = rows
+            self._force_charts = True
 
     def _check_size(self, width: int, height: int) -> None:
         """Below ``MIN_SIZE`` one centred message replaces the layout; it comes back when resized."""
