@@ -137,7 +137,7 @@ def _traces(frame: pd.DataFrame, base: Path) -> tuple[int, list[Path]]:
 
 
 def _point_files(frame: pd.DataFrame, base: Path) -> list[PointFiles]:
-    """Each row's points/<id>.summary.json and trace, by the layout workloads/sweep.py writes."""
+    """Each row's points/<id>.summary.json and trace, by the layout workloads/sweep writes."""
     if "point" not in frame.columns:
         return []
     traces = frame["trace"] if "trace" in frame.columns else pd.Series(None, index=frame.index)
