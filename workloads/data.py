@@ -127,7 +127,9 @@ def _cap(ds: Dataset[Any], n: int | None) -> Dataset[Any]:
 
 def digits_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """scikit-learn's 1797 digits (8x8, values 0..16), split deterministically 80/20."""
-    from sklearn.datasets import load_digits  # scikit-learn only when digits are asked for
+    from sklearn.datasets import (
+        load_digits,  # scikit-learn only when digits are asked for
+    )
 
     d = load_digits()
     images = d.images.astype(np.uint8)  # (1797, 8, 8), 0..16

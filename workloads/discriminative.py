@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -42,11 +42,29 @@ from torch.utils.data import DataLoader
 
 import greentop
 from workloads import torchutil
-from workloads.data import Batch, DataError, Splits, cifar_images, digits_images, synthetic_images
+from workloads.cliargs import (
+    OneLineParser,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+from workloads.data import (
+    Batch,
+    DataError,
+    Splits,
+    cifar_images,
+    digits_images,
+    synthetic_images,
+)
 from workloads.macs import forward_macs, parameter_count
 from workloads.results import mark_outcome, write_result
 from workloads.text import BERT_SIZES, BertClassifier, token_splits
-from workloads.vision import VISION_ARCHS, VisionConfigError, build_vision_model, check_image_size
+from workloads.vision import (
+    VISION_ARCHS,
+    VisionConfigError,
+    build_vision_model,
+    check_image_size,
+)
 
 ARCHS = (*VISION_ARCHS, *BERT_SIZES)
 DATASETS = ("digits", "synthetic", "cifar10")
@@ -68,75 +86,38 @@ class UsageError(ValueError):
     """Input the workload refuses: one line on stderr, exit 2."""
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but its errors are one line (no usage block) so callers can show them as is."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message}\n")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
-    return value
-
-
 def build_parser(command: str) -> argparse.ArgumentParser:
-    p = _Parser(prog=f"python -m workloads {command}", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p = OneLineParser(prog=f"python -m workloads {command}", description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--arch", choices=ARCHS, default="resnet18", help="model (default resnet18; demo: smallcnn)")
     p.add_argument("--data", choices=DATASETS, default="synthetic", help="dataset (default synthetic; demo: digits)")
     p.add_argument("--data-path", type=Path, default=None, help="folder of CIFAR-10's python batches (--data cifar10)")
-    p.add_argument("--image-size", type=_positive, default=32, help="image side in pixels (32; 224 = ImageNet shape)")
-    p.add_argument("--num-classes", type=_positive, default=10)
-    p.add_argument("--seq-len", type=_positive, default=128, help="BERT: tokens per sequence, CLS included")
-    p.add_argument("--vocab-size", type=_positive, default=30522, help="BERT: vocabulary size")
-    p.add_argument("--train-samples", type=_positive, default=None,
+    p.add_argument("--image-size", type=positive_int, default=32, help="image side in pixels (32; 224 = ImageNet shape)")
+    p.add_argument("--num-classes", type=positive_int, default=10)
+    p.add_argument("--seq-len", type=positive_int, default=128, help="BERT: tokens per sequence, CLS included")
+    p.add_argument("--vocab-size", type=positive_int, default=30522, help="BERT: vocabulary size")
+    p.add_argument("--train-samples", type=positive_int, default=None,
                    help=f"synthetic: training set size (default {SYNTHETIC_TRAIN_SAMPLES}); real data: a cap")
-    p.add_argument("--eval-samples", type=_positive, default=None,
+    p.add_argument("--eval-samples", type=positive_int, default=None,
                    help=f"synthetic: eval set size (default {SYNTHETIC_EVAL_SAMPLES}); real data: a cap")
-    p.add_argument("--batch-size", type=_positive, default=64)
-    p.add_argument("--lr", type=_positive_float, default=None, help="learning rate (default: sgd 0.05, adam(w) 1e-3)")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--lr", type=positive_float, default=None, help="learning rate (default: sgd 0.05, adam(w) 1e-3)")
     p.add_argument("--schedule", choices=SCHEDULES, default="constant", help="learning-rate schedule, stepped per batch")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="default: sgd for CNNs, adamw for ViT and BERT")
-    p.add_argument("--epochs", type=_positive, default=None, help="training epochs (default 1, or enough for --steps)")
-    p.add_argument("--steps", type=_positive, default=None, help="cap on the total training steps")
+    p.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default 1, or enough for --steps)")
+    p.add_argument("--steps", type=positive_int, default=None, help="cap on the total training steps")
     p.add_argument("--precision", choices=torchutil.PRECISIONS, default="fp32",
                    help="autocast precision; fp16 needs a GPU (and uses a gradient scaler)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format (image models)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--workers", type=_non_negative, default=0, help="DataLoader worker processes")
+    p.add_argument("--workers", type=non_negative_int, default=0, help="DataLoader worker processes")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--phase-detail", choices=PHASE_DETAILS, default="epoch",
                    help="step: tag every training step's forward, backward and optimizer")
     p.add_argument("--result", type=Path, default=None, help="write the result document (JSON) here")
-    p.add_argument("--warmup-batches", type=_non_negative, default=2, help="infer: untimed batches first")
-    p.add_argument("--batches", type=_positive, default=None, help="infer: batches to run (cycling the eval split)")
-    p.add_argument("--samples", type=_positive, default=None,
+    p.add_argument("--warmup-batches", type=non_negative_int, default=2, help="infer: untimed batches first")
+    p.add_argument("--batches", type=positive_int, default=None, help="infer: batches to run (cycling the eval split)")
+    p.add_argument("--samples", type=positive_int, default=None,
                    help="infer: samples to run, rounded up to whole batches (default: one pass over the eval split)")
     if command == "demo":
         p.set_defaults(**DEMO_DEFAULTS)

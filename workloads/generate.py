@@ -8,18 +8,28 @@ exactly N tokens: there is no end-of-sequence stop, so work per run is fixed by 
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import torch
 
 import greentop
 from workloads import llm
+from workloads.cliargs import OneLineParser
 from workloads.results import mark_outcome, write_result
-from workloads.torchutil import PRECISIONS, Utilisation, dtype_of, hardware, resolve_device, seed_all, sync
+from workloads.torchutil import (
+    PRECISIONS,
+    Utilisation,
+    dtype_of,
+    hardware,
+    resolve_device,
+    seed_all,
+    sync,
+)
 
 
-def parse_args(argv: list[str]) -> llm.argparse.Namespace:
-    p = llm.OneLineParser(prog="workloads llm-infer", description=__doc__)
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = OneLineParser(prog="workloads llm-infer", description=__doc__)
     p.add_argument("--model-size", default="tiny", help=f"one of {', '.join(llm.SIZES)} (random weights)")
     p.add_argument("--model", default=None, metavar="PATH", help="a local checkpoint directory instead of --model-size")
     p.add_argument("--batch-size", type=int, default=1)
@@ -35,7 +45,7 @@ def parse_args(argv: list[str]) -> llm.argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _validate(args: llm.argparse.Namespace) -> None:
+def _validate(args: argparse.Namespace) -> None:
     if args.model is None and args.model_size not in llm.SIZES:
         raise llm.UsageError(f"unknown model size {args.model_size!r}; one of: {', '.join(llm.SIZES)}")
     for name in ("batch_size", "prompt_len", "output_len", "repeats"):
@@ -97,7 +107,7 @@ def resolve(device_name: str, precision: str) -> tuple[torch.device, torch.dtype
     return device, dtype
 
 
-def run(args: llm.argparse.Namespace) -> dict[str, float | int | None]:
+def run(args: argparse.Namespace) -> dict[str, float | int | None]:
     device, dtype = resolve(args.device, args.precision)
     seed_all(args.seed)
     with greentop.phase("load-model", model=args.model or args.model_size, precision=args.precision):

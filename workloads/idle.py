@@ -14,47 +14,19 @@ built from a sweep of it can be checked against known values:
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import sys
 import time
-from typing import NoReturn
 
 import greentop
+from workloads.cliargs import OneLineParser, non_negative_float, non_negative_int
 from workloads.results import write_result
 
 EXIT_BAD_INPUT = 2
 # Counts are reported in this many chunks per phase, as a training loop reports one per step, so a
 # trace holds several count events per phase rather than one.
 STEPS_PER_PHASE = 5
-
-
-class _Parser(argparse.ArgumentParser):
-    """Bad input: one clear line and exit code 2, like greentop's own commands."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_INPUT, f"workloads idle: error: {message}\n")
-
-
-def _non_negative_s(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"seconds must be >= 0, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
 
 
 def _phase_names(text: str) -> list[str]:
@@ -65,10 +37,10 @@ def _phase_names(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m workloads idle", description="A torch-free stand-in workload: tagged phases, counted samples, a result document, no model.")
-    p.add_argument("--seconds", type=_non_negative_s, default=0.5, metavar="S",
+    p = OneLineParser(prog="python -m workloads idle", label="workloads idle", description="A torch-free stand-in workload: tagged phases, counted samples, a result document, no model.")
+    p.add_argument("--seconds", type=non_negative_float, default=0.5, metavar="S",
                    help="time spent inside the phases, in total, split evenly between them (default 0.5)")
-    p.add_argument("--samples", type=_non_negative_int, default=100, metavar="N",
+    p.add_argument("--samples", type=non_negative_int, default=100, metavar="N",
                    help="samples counted in each phase (default 100)")
     p.add_argument("--phases", type=_phase_names, default=["work"], metavar="A,B",
                    help="phases tagged in turn; the first is the primary phase (default: work)")

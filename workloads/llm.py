@@ -14,10 +14,9 @@ and back deterministically, and documented as such (see ``text_to_ids`` / ``ids_
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 
@@ -46,14 +45,6 @@ _POOL_SIZE = 1 << 20  # random values tiled into every weight (see _fill_random)
 
 class UsageError(ValueError):
     """Bad input from the command line: reported as one stderr line and exit status 2."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a bad argument is one stderr line and exit 2 (not usage plus a message)."""
-
-    def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
 
 
 def usage_exit(prog: str, message: str) -> int:

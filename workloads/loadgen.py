@@ -22,6 +22,7 @@ latency only. Per request: status, TTFT, TPOT, end-to-end latency, output tokens
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import csv
 import json
@@ -34,6 +35,7 @@ from typing import Any
 
 import greentop
 from workloads import llm
+from workloads.cliargs import OneLineParser
 
 
 @dataclass
@@ -282,7 +284,7 @@ def write_records(path: str | Path, records: list[RequestRecord]) -> None:
 # ---- command line -------------------------------------------------------------------------------
 
 
-def add_load_args(p: llm.argparse.ArgumentParser, with_url: bool = True) -> None:
+def add_load_args(p: argparse.ArgumentParser, with_url: bool = True) -> None:
     if with_url:
         p.add_argument("--url", required=True, help="base URL of the server, e.g. http://127.0.0.1:8000")
         p.add_argument("--model-name", default=None, help="the 'model' field sent (default: from GET /v1/models)")
@@ -299,7 +301,7 @@ def add_load_args(p: llm.argparse.ArgumentParser, with_url: bool = True) -> None
     p.add_argument("--out", default=None, metavar="FILE", help="per-request records (.jsonl or .csv)")
 
 
-def spec_from_args(args: llm.argparse.Namespace, url: str, model: str | None = None) -> LoadSpec:
+def spec_from_args(args: argparse.Namespace, url: str, model: str | None = None) -> LoadSpec:
     if args.mode == "poisson" and args.rate <= 0:
         raise llm.UsageError("--rate must be positive")
     if args.mode == "closed" and args.concurrency < 1:
@@ -330,8 +332,8 @@ def report_line(prog: str, m: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    p = llm.OneLineParser(prog="workloads loadgen", description=__doc__,
-                          formatter_class=llm.argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="workloads loadgen", description=__doc__,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
     add_load_args(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--result", default=None, metavar="PATH", help="write the result document here")

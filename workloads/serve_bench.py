@@ -10,6 +10,7 @@ its phases, and writes one result document (workload ``serve``).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -23,6 +24,7 @@ import urllib.request
 from typing import Any
 
 from workloads import llm, loadgen, server
+from workloads.cliargs import OneLineParser
 
 HEALTH_TIMEOUT_S = 600.0  # loading 8b onto a GPU from nothing can take minutes on a cold host
 STOP_TIMEOUT_S = 60.0
@@ -60,9 +62,9 @@ def stop_server(proc: subprocess.Popen[bytes]) -> int:
     return int(proc.returncode)
 
 
-def parse_args(argv: list[str]) -> llm.argparse.Namespace:
-    p = llm.OneLineParser(prog="workloads serve-bench", description=__doc__,
-                          formatter_class=llm.argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = OneLineParser(prog="workloads serve-bench", description=__doc__,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
     server.add_engine_args(p)
     loadgen.add_load_args(p, with_url=False)
     p.add_argument("--host", default="127.0.0.1")
@@ -82,7 +84,9 @@ def main(argv: list[str]) -> int:
         port = args.port or free_port(args.host)
         url = f"http://{args.host}:{port}"
         spec = loadgen.spec_from_args(args, url)
-        from workloads.generate import resolve  # validates device/precision before the server starts
+        from workloads.generate import (
+            resolve,  # validates device/precision before the server starts
+        )
 
         device, _ = resolve(args.device, args.precision)
     except llm.UsageError as exc:

@@ -22,6 +22,7 @@ lifetime is a ``serve`` phase; each batch is a ``prefill`` and a ``decode`` phas
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextvars
 import json
@@ -36,6 +37,7 @@ from typing import Any
 
 import greentop
 from workloads import llm
+from workloads.cliargs import OneLineParser
 
 STREAM_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
@@ -379,7 +381,7 @@ def _sse_bytes(payload: dict[str, Any]) -> bytes:
 # ---- command line -------------------------------------------------------------------------------
 
 
-def add_engine_args(p: llm.argparse.ArgumentParser) -> None:
+def add_engine_args(p: argparse.ArgumentParser) -> None:
     """Options shared by ``serve`` and ``serve-bench``."""
     p.add_argument("--model-size", default="tiny", help=f"one of {', '.join(llm.SIZES)} (random weights)")
     p.add_argument("--model", default=None, metavar="PATH", help="a local checkpoint directory instead of --model-size")
@@ -395,7 +397,7 @@ def add_engine_args(p: llm.argparse.ArgumentParser) -> None:
                    help="Python's thread switch interval (its default is 5 ms; see main())")
 
 
-def check_engine_args(args: llm.argparse.Namespace) -> None:
+def check_engine_args(args: argparse.Namespace) -> None:
     if args.model is None and args.model_size not in llm.SIZES:
         raise llm.UsageError(f"unknown model size {args.model_size!r}; one of: {', '.join(llm.SIZES)}")
     if args.max_batch_size < 1:
@@ -415,16 +417,16 @@ def check_port(port: int, allow_zero: bool = True) -> None:
         raise llm.UsageError(f"--port must be in {0 if allow_zero else 1}..65535, not {port}")
 
 
-def parse_args(argv: list[str]) -> llm.argparse.Namespace:
-    p = llm.OneLineParser(prog="workloads serve", description=__doc__,
-                          formatter_class=llm.argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = OneLineParser(prog="workloads serve", description=__doc__,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
     add_engine_args(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000, help="0: any free port (printed on stdout)")
     return p.parse_args(argv)
 
 
-async def _serve(args: llm.argparse.Namespace, engine: BatchEngine, model_name: str) -> int:
+async def _serve(args: argparse.Namespace, engine: BatchEngine, model_name: str) -> int:
     from aiohttp import web
 
     stop = asyncio.Event()
@@ -456,7 +458,9 @@ def main(argv: list[str]) -> int:
     try:
         check_engine_args(args)
         check_port(args.port)
-        from workloads.generate import resolve  # torch is imported only once the arguments are good
+        from workloads.generate import (
+            resolve,  # torch is imported only once the arguments are good
+        )
         from workloads.torchutil import seed_all, sync
 
         device, dtype = resolve(args.device, args.precision)

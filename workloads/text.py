@@ -43,7 +43,10 @@ class BertClassifier(nn.Module):
 
     def __init__(self, arch: str, num_classes: int, vocab_size: int, seq_len: int) -> None:
         super().__init__()
-        from transformers import BertConfig, BertForSequenceClassification  # slow import: only for BERT
+        from transformers import (  # slow import: only for BERT
+            BertConfig,
+            BertForSequenceClassification,
+        )
 
         layers, hidden, heads = BERT_SIZES[arch]
         config = BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shlex
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn
 
+from workloads.cliargs import OneLineParser, non_negative_float, positive_float
 from workloads.sweep.progress import Progress
 from workloads.sweep.runner import Interrupted, child_env, run_point
 from workloads.sweep.spec import (
@@ -38,41 +37,16 @@ from workloads.sweep.table import atomic_write, read_results, write_results
 # -------------------------------------------------------------------------------------------- main
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_INPUT, f"workloads sweep: error: {message}\n")
-
-
-def _positive(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(v) or v <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return v
-
-
-def _non_negative(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(v) or v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m workloads sweep", description="Run a TOML grid of workload points, each under greentop record.",
+    p = OneLineParser(prog="python -m workloads sweep", label="workloads sweep", description="Run a TOML grid of workload points, each under greentop record.",
                 epilog="The sweep file's format is in the docstring of workloads/sweep/__init__.py; examples in workloads/sweeps/.")
     p.add_argument("file", metavar="FILE.toml", help="the sweep file")
     p.add_argument("--out", metavar="DIR", help="output folder (default: runs/<sweep name>)")
     p.add_argument("--dry-run", action="store_true", help="list the points and their commands; run nothing")
     p.add_argument("--retry-failed", action="store_true", help="rerun the points that failed (finished ones are always skipped)")
-    p.add_argument("--rate", type=_positive, metavar="HZ", help="greentop record --rate, over the sweep file's")
-    p.add_argument("--baseline", type=_non_negative, metavar="S", help="idle baseline seconds before each point (0: none), over the sweep file's")
-    p.add_argument("--timeout-s", type=_positive, metavar="S", help="per-point timeout, over the sweep file's")
+    p.add_argument("--rate", type=positive_float, metavar="HZ", help="greentop record --rate, over the sweep file's")
+    p.add_argument("--baseline", type=non_negative_float, metavar="S", help="idle baseline seconds before each point (0: none), over the sweep file's")
+    p.add_argument("--timeout-s", type=positive_float, metavar="S", help="per-point timeout, over the sweep file's")
     return p
 
 
