@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
+from tests.fakes.host import FakeHost
 from tests.fakes.nvml import CONFIG_ENV, FakeNvmlConfig, build_fake_nvml
+from tests.fakes.profile import PowerProfile
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +45,17 @@ def no_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root.mkdir()
     monkeypatch.setenv("GREENTOP_SYSFS_ROOT", str(root))
     return root
+
+
+@pytest.fixture
+def host_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment of a subprocess (greentop record, a workload) on a fake host: a RAPL package
+    alternating 30 W and 60 W every 0.1 s, a 5 W DRAM zone, /proc/stat at 30 %, no NVML."""
+    host = FakeHost(tmp_path / "host")
+    host.add_cpus(2)
+    host.add_rapl_zone("0", "package-0", PowerProfile(((0.1, 30.0), (0.1, 60.0))))
+    host.add_rapl_zone("0:0", "dram", PowerProfile.constant(5.0))
+    host.set_proc_stat(PowerProfile.constant(0.3), n_cpus=2)
+    with host:
+        yield os.environ | {"GREENTOP_SYSFS_ROOT": str(host.root), "GREENTOP_NVML_LIB": str(tmp_path / "no-nvml.so"),
+                            "PYTHONPATH": str(REPO)}

@@ -9,13 +9,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from greentop.trace import load
-from tests.fakes.host import FakeHost
-from tests.fakes.profile import PowerProfile
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -51,18 +48,6 @@ with greentop.phase("training"):
         time.sleep(0.1)
         raise RuntimeError("out of memory")
 """
-
-
-@pytest.fixture
-def host_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    host = FakeHost(tmp_path / "host")
-    host.add_cpus(2)
-    host.add_rapl_zone("0", "package-0", PowerProfile(((0.1, 30.0), (0.1, 60.0))))
-    host.add_rapl_zone("0:0", "dram", PowerProfile.constant(5.0))
-    host.set_proc_stat(PowerProfile.constant(0.3), n_cpus=2)
-    with host:
-        yield os.environ | {"GREENTOP_SYSFS_ROOT": str(host.root), "GREENTOP_NVML_LIB": str(tmp_path / "no-nvml.so"),
-                            "PYTHONPATH": str(REPO)}
 
 
 def record(tmp_path: Path, env: dict[str, str], code: str, *extra: str, name: str = "run.h5") -> tuple[subprocess.CompletedProcess[str], Path]:

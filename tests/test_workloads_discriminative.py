@@ -9,7 +9,7 @@ import pickle
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,8 +21,6 @@ import torch  # noqa: E402
 
 from greentop.trace import load  # noqa: E402
 from greentop.tracedata import TraceData  # noqa: E402
-from tests.fakes.host import FakeHost  # noqa: E402
-from tests.fakes.profile import PowerProfile  # noqa: E402
 from workloads import discriminative  # noqa: E402
 from workloads.data import DataError, cifar_images, digits_images, read_cifar  # noqa: E402
 from workloads.text import range_labels, synthetic_tokens  # noqa: E402
@@ -31,18 +29,6 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-@pytest.fixture
-def host_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """A fake host with RAPL and /proc/stat (as in test_record.py), no NVML."""
-    host = FakeHost(tmp_path / "host")
-    host.add_cpus(2)
-    host.add_rapl_zone("0", "package-0", PowerProfile(((0.1, 30.0), (0.1, 60.0))))
-    host.set_proc_stat(PowerProfile.constant(0.3), n_cpus=2)
-    with host:
-        yield os.environ | {"GREENTOP_SYSFS_ROOT": str(host.root), "GREENTOP_NVML_LIB": str(tmp_path / "no-nvml.so"),
-                            "PYTHONPATH": str(REPO)}
 
 
 def record(tmp_path: Path, env: dict[str, str], *workload_argv: str) -> tuple[subprocess.CompletedProcess[str], TraceData]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -25,23 +24,10 @@ pytest.importorskip("transformers")
 pytest.importorskip("aiohttp")
 
 from greentop.trace import load  # noqa: E402
-from tests.fakes.host import FakeHost  # noqa: E402
-from tests.fakes.profile import PowerProfile  # noqa: E402
 from workloads import generate, llm, loadgen, server  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")
-
-
-@pytest.fixture
-def host_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    host = FakeHost(tmp_path / "host")
-    host.add_cpus(2)
-    host.add_rapl_zone("0", "package-0", PowerProfile.constant(30.0))
-    host.set_proc_stat(PowerProfile.constant(0.3), n_cpus=2)
-    with host:
-        yield os.environ | {"GREENTOP_SYSFS_ROOT": str(host.root), "GREENTOP_NVML_LIB": str(tmp_path / "no-nvml.so"),
-                            "PYTHONPATH": str(REPO)}
 
 
 def record(tmp_path: Path, env: dict[str, str], *workload: str) -> tuple[subprocess.CompletedProcess[str], Path]:

@@ -12,12 +12,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from tests.fakes.host import FakeHost
-from tests.fakes.profile import PowerProfile
 from workloads import idle, sweep
 from workloads.results import PER_UNIT_COLUMNS, read_result
 
@@ -30,19 +27,6 @@ CONTRACT_COLUMNS = {
     "duration_s", "energy_j", "energy_above_idle_j", "avg_power_w", "peak_power_w", "idle_power_w", "gco2e",
     "carbon_g_per_kwh", "estimated", *PER_UNIT_COLUMNS.values(),
 }
-
-
-@pytest.fixture
-def host_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """A fake host with a RAPL package (30 W then 60 W, alternating) and DRAM zone, no GPU."""
-    host = FakeHost(tmp_path / "host")
-    host.add_cpus(2)
-    host.add_rapl_zone("0", "package-0", PowerProfile(((0.1, 30.0), (0.1, 60.0))))
-    host.add_rapl_zone("0:0", "dram", PowerProfile.constant(5.0))
-    host.set_proc_stat(PowerProfile.constant(0.3), n_cpus=2)
-    with host:
-        yield os.environ | {"GREENTOP_SYSFS_ROOT": str(host.root), "GREENTOP_NVML_LIB": str(tmp_path / "no-nvml.so"),
-                            "PYTHONPATH": str(REPO)}
 
 
 def write_sweep(path: Path, text: str) -> Path:
