@@ -254,11 +254,9 @@ class LiveApp(App[int]):
         self._texts: dict[str, str] = {}
         self._table_keys: list[tuple[str, bool]] = []
         self._table_t_ns = 0
-        self._title_t_ns = 0
-        self._stale: set[int] = set()  # charts skipped while out of view: redrawn when they show
+        self._figures_t_ns = 0
+        self._stale: set[int] = set()  # charts to redraw (title and plot) as soon as they show
         self._chart_t_ns = 0
-        self._force_charts = False
-        self._energy_t_ns = 0
         # Widgets the timers update, held from compose: timers query nothing, so a tick that
         # lands while a dialog is on top or the app is tearing down finds its widgets.
         self._charts: list[PowerChart] = []
@@ -363,19 +361,22 @@ class LiveApp(App[int]):
     def refresh_view(self) -> None:
         """Redraw charts, titles, energy, phases and the workload's state (charts frozen when paused)."""
         now = self.model.t_ns
+        # Figures people read (chart titles, running energy) change every frame; 5 a second is
+        # as fast as anyone reads them.
+        figures = now is not None and now - self._figures_t_ns >= TITLE_EVERY_NS
+        if figures:
+            self._figures_t_ns = now or 0
         if not self.paused and now is not None:
             window_ns = int(self.window_s * 1e9)
             t0 = now - window_ns
-            titles = now - self._title_t_ns >= TITLE_EVERY_NS
-            if titles:
-                self._title_t_ns = now
             # The snapped bins move by whole dot columns: between two moves a redraw would only
             # refine the newest column, so charts redraw once per column (every frame when
-            # zoomed in), and at once after a zoom, a resume or a scroll.
+            # zoomed in), and at once when stale: after a zoom, a resume, a resize, or a scroll
+            # that brings them into view.
             cells = self._charts[-1].size.width - _LABEL_W - 1  # <= 0: not laid out yet
-            new_column = self._force_charts or cells <= 0 or now - self._chart_t_ns >= window_ns // (2 * cells)
+            new_column = cells <= 0 or now - self._chart_t_ns >= window_ns // (2 * cells)
             if new_column:
-                self._chart_t_ns, self._force_charts = now, False
+                self._chart_t_ns = now
             for i, chart in enumerate(self._charts):
                 # A chart scrolled out of view costs nothing: it is drawn again once it shows.
                 if not self._chart_visible(chart):
@@ -383,7 +384,7 @@ class LiveApp(App[int]):
                     continue
                 stale = i in self._stale
                 self._stale.discard(i)
-                if titles or stale:
+                if figures or stale:
                     st = self.model.stats(i)
                     chart.title = f"{self._chart_names[i]}   {_w(st.now_w)} now · {_w(st.avg_w)} avg · {_w(st.peak_w)} peak"
                 if new_column or stale:
@@ -392,7 +393,11 @@ class LiveApp(App[int]):
                         chart.set_data(t, p, t0, now)
             self._update_timeline()
             self._update_phases()
-        self._update_text(energy=now is not None and now - self._energy_t_ns >= TITLE_EVERY_NS)
+        self._update_text(energy=figures)
+
+    def _mark_charts_stale(self) -> None:
+        """Every chart redraws (title and plot) at its next visible frame, new column or not."""
+        self._stale.update(range(len(self._charts)))
 
     def _chart_visible(self, chart: PowerChart) -> bool:
         """Whether any row of ``chart`` is inside the charts pane's viewport (before the first
@@ -442,7 +447,6 @@ class LiveApp(App[int]):
         """The status panes; the running energy figures only when ``energy`` (they change every
         frame, and a pane rewritten 20 times a second is read no better than at 5)."""
         if energy:
-            self._energy_t_ns = self.model.t_ns or 0
             self._update_energy_text()
         if self.child is None:
             state = "no workload: watching the machine"
@@ -511,12 +515,12 @@ class LiveApp(App[int]):
 
     def action_toggle_pause(self) -> None:
         self.paused = not self.paused
-        self._force_charts = True
+        self._mark_charts_stale()
         self.refresh_view()
 
     def action_zoom(self, factor: float) -> None:
         self.window_s = min(max(self.window_s * factor, MIN_WINDOW_S), MAX_WINDOW_S)
-        self._force_charts = True
+        self._mark_charts_stale()
         self.refresh_view()
 
     def action_help(self) -> None:
@@ -542,7 +546,7 @@ class LiveApp(App[int]):
         panes[(i + step) % len(panes)].focus()
 
     def on_resize(self, event: events.Resize) -> None:
-        self._force_charts = True
+        self._mark_charts_stale()
         self._check_size(event.size.width, event.size.height)
         self.call_after_refresh(self._fit_charts)
 
@@ -556,7 +560,7 @@ class LiveApp(App[int]):
         if self._charts[0].styles.height is None or self._charts[0].size.height != rows:
             for chart in self._charts:
                 chart.styles.height = rows
-            self._force_charts = True
+            self._mark_charts_stale()
 
     def _check_size(self, width: int, height: int) -> None:
         """Below ``MIN_SIZE`` one centred message replaces the layout; it comes back when resized."""
