@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from greentop.attribution import J_PER_WH
 from greentop.report import figures
 from greentop.report.guidelines import Guideline
 from greentop.report.load import Results
@@ -54,8 +55,8 @@ def _inputs(p: ReportParts) -> list[str]:
 
 def _totals(t: Totals) -> list[str]:
     out = ["## Energy and carbon totals", "", f"{figures.CARBON_TABLE}.", ""]
-    rows = [[w, str(n), _g(e / 3600.0), _g(c)] for w, (n, e, c) in sorted(t.by_workload.items())]
-    rows.append(["**all**", str(t.runs), _g(t.energy_j / 3600.0), _g(t.gco2e)])
+    rows = [[w, str(n), _g(e / J_PER_WH), _g(c)] for w, (n, e, c) in sorted(t.by_workload.items())]
+    rows.append(["**all**", str(t.runs), _g(t.energy_j / J_PER_WH), _g(t.gco2e)])
     out += [table(["workload", "runs", "energy (Wh)", "carbon (gCO2e)"], rows), ""]
     if t.gco2e is None:
         out.append("No gco2e column: carbon not available for these runs.")
@@ -64,7 +65,7 @@ def _totals(t: Totals) -> list[str]:
         out.append(f"Carbon from {t.runs_with_carbon} of {t.runs} runs at a grid intensity of {intensity} gCO2e/kWh"
                    + (f" (source: {', '.join(t.sources)})." if t.sources else " (source not recorded in the table)."))
     if t.energy_above_idle_j is not None:
-        out.append(f"Energy above the idle baseline: {_g(t.energy_above_idle_j / 3600.0)} Wh of {_g(t.energy_j / 3600.0)} Wh.")
+        out.append(f"Energy above the idle baseline: {_g(t.energy_above_idle_j / J_PER_WH)} Wh of {_g(t.energy_j / J_PER_WH)} Wh.")
     if t.duration_s is not None:
         out.append(f"Run time: {_g(t.duration_s / 3600.0)} h.")
     return out + [""]

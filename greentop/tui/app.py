@@ -31,6 +31,7 @@ from textual import events
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Log, Static
 
+from greentop.attribution import J_PER_KWH, J_PER_WH
 from greentop.channel import Channel
 from greentop.listener import Event
 from greentop.recorder import DRAIN_S as RECORD_DRAIN_S
@@ -78,11 +79,11 @@ def _w(power_w: float) -> str:
 
 
 def _energy(energy_j: float) -> str:
-    return f"{energy_j:.1f} J ({energy_j / 3600:.4f} Wh)"
+    return f"{energy_j:.1f} J ({energy_j / J_PER_WH:.4f} Wh)"
 
 
 def _grams(energy_j: float, g_per_kwh: float) -> float:
-    return energy_j / 3.6e6 * g_per_kwh
+    return energy_j / J_PER_KWH * g_per_kwh
 
 
 def _co2(energy_j: float, g_per_kwh: float) -> str:
@@ -672,7 +673,7 @@ def live_summary_markdown(model: LiveModel, carbon: tuple[float, str], command: 
     lines = ["# greentop live summary", ""]
     if command:
         lines.append(f"Command: `{' '.join(command)}`  ")
-    lines += [f"Run: {e:.1f} J ({e / 3600:.4f} Wh), {_co2(e, g_per_kwh)} in {_duration(model.duration_s)}"
+    lines += [f"Run: {_energy(e)}, {_co2(e, g_per_kwh)} in {_duration(model.duration_s)}"
               + (" (includes estimated channels)" if any(c.estimated for c in model.channels) else "") + "  ",
               f"Carbon intensity: {source}", ""]
     rows, _ = model.phases()
