@@ -3,11 +3,13 @@ input, and each family end to end under a real ``greentop record`` on a fake hos
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,40 @@ def per_sample_j(trace_path: Path, phase_name: str) -> float:
     row = next(r for r in json.loads(r.stdout)["rows"] if r["name"] == phase_name)
     total = next(d for d in row["domains"] if d["domain"] == "total")
     return float(total["per_unit_j"]["samples"])
+
+
+class PhaseLog:
+    """Stands in for ``greentop`` in the workload module, in process: the phases in the order they
+    open, and the samples counted in each (counts belong to the innermost phase, as in a trace)."""
+
+    def __init__(self) -> None:
+        self.phases: list[str] = []
+        self.samples: list[int] = []
+        self._open: list[int] = []
+
+    @contextlib.contextmanager
+    def phase(self, name: str, **attrs: Any) -> Iterator[None]:
+        self.phases.append(name)
+        self.samples.append(0)
+        self._open.append(len(self.phases) - 1)
+        try:
+            yield
+        finally:
+            self._open.pop()
+
+    def count(self, samples: int = 0, **other: Any) -> None:
+        assert self._open, "counted outside every phase"
+        self.samples[self._open[-1]] += samples
+
+    def samples_in(self, name: str) -> int:
+        return sum(n for p, n in zip(self.phases, self.samples) if p == name)
+
+
+@pytest.fixture
+def phase_log(monkeypatch: pytest.MonkeyPatch) -> PhaseLog:
+    log = PhaseLog()
+    monkeypatch.setattr(discriminative, "greentop", log)
+    return log
 
 
 def write_cifar(folder: Path, n_per_batch: int = 4) -> None:
@@ -147,6 +183,53 @@ def test_bad_input_from_the_command_line_has_no_traceback() -> None:
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "fp16" in r.stderr
 
 
+# ----------------------------------------------------------------------------- training warm-up, in process
+
+
+TINY_TRAIN = ["--arch", "smallcnn", "--data", "synthetic", "--eval-samples", "8", "--batch-size", "8", "--device", "cpu"]
+
+
+@pytest.mark.parametrize("warmup_steps, phases", [
+    ("0", ["data-loading", "train", "epoch", "evaluation"]),
+    ("2", ["data-loading", "warmup", "train", "epoch", "evaluation"]),
+])
+def test_warmup_steps_come_before_train_uncounted(tmp_path: Path, phase_log: PhaseLog, capsys: pytest.CaptureFixture[str],
+                                                 warmup_steps: str, phases: list[str]) -> None:
+    result = tmp_path / "result.json"
+    argv = ["train", *TINY_TRAIN, "--train-samples", "24", "--steps", "2", "--warmup-steps", warmup_steps, "--result", str(result)]
+    assert discriminative.main(argv) == 0
+    assert phase_log.phases == phases
+    assert phase_log.samples_in("warmup") == 0 and phase_log.samples_in("epoch") == 2 * 8
+    doc = json.loads(result.read_text())
+    assert doc["metrics"]["steps"] == 2 and doc["metrics"]["samples"] == 16 and doc["params"]["warmup_steps"] == int(warmup_steps)
+    assert "epoch 1/1: " in capsys.readouterr().out
+
+
+def test_warmup_steps_train_but_leave_the_schedule_alone(phase_log: PhaseLog) -> None:
+    args = discriminative.build_parser("train").parse_args([*TINY_TRAIN, "--train-samples", "16", "--optimizer", "adam",
+                                                            "--schedule", "cosine", "--warmup-steps", "3"])
+    cfg = discriminative.resolve("train", args)
+    loader = discriminative.make_loader(cfg, discriminative.build_splits(cfg, need_train=True), "train")
+    assert len(loader) == 2
+    model = discriminative.build_model(cfg)
+    opt = discriminative.make_optimizer(cfg, model)
+    schedule = discriminative.make_schedule(cfg, opt, total_steps=2)
+    assert schedule is not None
+    trainer = discriminative.Trainer(cfg, model, opt, schedule, None)
+    first = next(model.parameters())
+    before = first.detach().clone()
+
+    discriminative.warm_up(cfg, trainer, loader)
+    assert phase_log.phases == ["warmup"] and phase_log.samples == [0]
+    assert int(opt.state[first]["step"]) == 2  # a loader of 2 batches runs 2 of the 3 steps asked for
+    assert not torch.equal(first.detach(), before)  # full steps: the weights move (warm_up says why that is fine)
+    assert schedule.last_epoch == 0 and opt.param_groups[0]["lr"] == cfg.lr
+
+    trained = discriminative.train(cfg, trainer, loader)
+    assert trained.extra["steps"] == 2 and trained.samples == 16 and phase_log.samples_in("epoch") == 16
+    assert schedule.last_epoch == 2 and opt.param_groups[0]["lr"] == pytest.approx(0.0)  # the whole cosine, after warm-up
+
+
 # ----------------------------------------------------------------------------- end to end, recorded
 
 
@@ -154,9 +237,9 @@ def test_demo_trains_on_digits_beats_chance_then_infers(tmp_path: Path, host_env
     """The README's main job (shortened): smallcnn on digits, evaluation, then inference."""
     result = tmp_path / "result.json"
     proc, tr = record(tmp_path, host_env, "demo", "--epochs", "2", "--train-samples", "640", "--samples", "100", "--schedule", "cosine",
-                      "--result", str(result))
-    assert names(tr) == ["data-loading", "train", "epoch", "epoch", "evaluation", "warmup", "inference"]
-    train, epochs = tr.phases[1], tr.phases[2:4]
+                      "--warmup-steps", "3", "--result", str(result))
+    assert names(tr) == ["data-loading", "warmup", "train", "epoch", "epoch", "evaluation", "warmup", "inference"]
+    train, epochs = tr.phases[2], tr.phases[3:5]
     assert [p.attrs["epoch"] for p in epochs] == [0, 1] and all(p.parent == train.index for p in epochs)
     doc: dict[str, Any] = json.loads(result.read_text())
     m, params = doc["metrics"], doc["params"]
@@ -164,7 +247,8 @@ def test_demo_trains_on_digits_beats_chance_then_infers(tmp_path: Path, host_env
     assert samples_in(tr, "epoch") == m["samples"] == 2 * 640  # 20 whole batches per epoch
     assert samples_in(tr, "evaluation") == m["eval_samples"] == 359
     assert samples_in(tr, "inference") == m["inference_samples"] == 4 * 32  # 100 rounded up to whole batches
-    assert samples_in(tr, "warmup") == 0
+    assert samples_in(tr, "warmup") == 0  # neither training's warm-up steps nor inference's warm-up batches
+    assert m["steps"] == 40 and m["epochs_done"] == 2  # the warm-up steps are not training steps
     assert m["accuracy"] > 0.5  # chance is 0.1
     outcome = [mk for mk in tr.marks if mk.name == "outcome"]  # the trace holds the accuracy too
     assert len(outcome) == 1 and outcome[0].attrs["accuracy"] == pytest.approx(m["accuracy"])
@@ -173,6 +257,7 @@ def test_demo_trains_on_digits_beats_chance_then_infers(tmp_path: Path, host_env
     assert params["arch"] == "smallcnn" and params["data"] == "digits" and params["batch_size"] == 32
     assert params["optimizer"] == "adam" and params["lr"] == 0.002 and params["schedule"] == "cosine"
     assert params["epochs"] == 2 and params["train_samples"] == 640 and params["phase_detail"] == "epoch" and doc["hardware"]["device"] == "cpu"
+    assert params["warmup_steps"] == 3 and params["warmup_batches"] == 2
     assert "epoch 1/2" in proc.stdout and "epoch 2/2" in proc.stdout
     assert "accuracy" in proc.stdout.splitlines()[-1]
     assert per_sample_j(tmp_path / "run.h5", "train") > 0
@@ -182,10 +267,13 @@ def test_phase_detail_step_tags_forward_backward_optimizer(tmp_path: Path, host_
     _, tr = record(tmp_path, host_env, "train", "--arch", "resnet18", "--data", "synthetic", "--train-samples", "32",
                    "--eval-samples", "8", "--batch-size", "8", "--steps", "3", "--device", "cpu", "--phase-detail", "step")
     step_parts = ["forward", "backward", "optimizer"]
-    assert names(tr) == ["data-loading", "train", "epoch", *step_parts * 3, "evaluation"]
-    epoch = tr.phases[2]
-    assert all(p.parent == epoch.index for p in tr.phases[3:12])
-    assert samples_in(tr, "epoch") == 24 and samples_in(tr, "evaluation") == 8
+    # The default 5 warm-up steps run the loader's 4 batches, with no step phases of their own.
+    assert names(tr) == ["data-loading", "warmup", "train", "epoch", *step_parts * 3, "evaluation"]
+    epoch = tr.phases[3]
+    assert all(p.parent == epoch.index for p in tr.phases[4:13])
+    assert tr.phases[1].parent == -1 and tr.phases[1].end_ns <= tr.phases[2].start_ns
+    assert samples_in(tr, "warmup") == 0
+    assert samples_in(tr, "epoch") == 24 and samples_in(tr, "evaluation") == 8  # --steps 3 of batch 8, warm-up or not
 
 
 def test_bert_tiny_trains_on_synthetic_tokens(tmp_path: Path, host_env: dict[str, str]) -> None:
@@ -193,7 +281,7 @@ def test_bert_tiny_trains_on_synthetic_tokens(tmp_path: Path, host_env: dict[str
     _, tr = record(tmp_path, host_env, "train", "--arch", "bert-tiny", "--data", "synthetic", "--seq-len", "32",
                    "--vocab-size", "1000", "--train-samples", "64", "--eval-samples", "32", "--batch-size", "16",
                    "--device", "cpu", "--result", str(result))
-    assert names(tr) == ["data-loading", "train", "epoch", "evaluation"]
+    assert names(tr) == ["data-loading", "warmup", "train", "epoch", "evaluation"]
     m = json.loads(result.read_text())["metrics"]
     assert samples_in(tr, "epoch") == m["samples"] == 64 and samples_in(tr, "evaluation") == 32
     # Two layers of 128 at 32 tokens: linear layers plus attention's two matrix products.

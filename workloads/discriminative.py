@@ -3,15 +3,18 @@
 Phases (a bounded set; numbers go in attributes, never in names)::
 
     data-loading                     building the datasets and loaders
+    warmup                           train: --warmup-steps uncounted training steps
     train                            the primary phase of ``train`` (and ``demo``)
       epoch (epoch=i)                one per epoch
         forward, backward, optimizer one each per step, with --phase-detail step
     evaluation                       one pass over the eval split after training
-    warmup                           infer: --warmup-batches untimed batches
+    warmup                           infer: --warmup-batches uncounted batches
     inference                        the primary phase of ``infer`` (demo: after evaluation)
 
-Every batch of train, evaluation and inference is counted with ``greentop.count(samples=n)``
-(warm-up batches are not), so the energy per sample of each phase comes out of its own counts.
+Every batch of train, evaluation and inference is counted with ``greentop.count(samples=n)``;
+warm-up steps and batches are not, so the energy per sample of each phase comes out of its own
+counts, and the one-off costs of the first steps (cuDNN autotuning, lazy CUDA kernel loading,
+torch.compile, DataLoader worker start-up) land in ``warmup`` instead of in ``train``.
 The device is synchronised before every phase closes, so queued GPU work lands in its phase.
 
 ``demo`` is ``train`` with defaults for a laptop CPU (smallcnn on digits, 12 epochs of Adam, CPU),
@@ -26,6 +29,7 @@ Bad input is one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import resource
 import sys
@@ -115,7 +119,9 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     p.add_argument("--phase-detail", choices=PHASE_DETAILS, default="epoch",
                    help="step: tag every training step's forward, backward and optimizer")
     p.add_argument("--result", type=Path, default=None, help="write the result document (JSON) here")
-    p.add_argument("--warmup-batches", type=non_negative_int, default=2, help="infer: untimed batches first")
+    p.add_argument("--warmup-steps", type=non_negative_int, default=5,
+                   help="train: uncounted training steps first (autotuning, compilation, loader workers)")
+    p.add_argument("--warmup-batches", type=non_negative_int, default=2, help="infer: uncounted batches first")
     p.add_argument("--batches", type=positive_int, default=None, help="infer: batches to run (cycling the eval split)")
     p.add_argument("--samples", type=positive_int, default=None,
                    help="infer: samples to run, rounded up to whole batches (default: one pass over the eval split)")
@@ -289,31 +295,35 @@ class Trainer:
     schedule: torch.optim.lr_scheduler.LRScheduler | None
     scaler: Any  # torch.amp.GradScaler for fp16, else None
 
-    def _detail(self, name: str) -> Any:
+    def _detail(self, name: str, warmup: bool) -> Any:
         """A phase per step part with --phase-detail step, synchronised at its end; else nothing."""
-        if self.cfg.args.phase_detail == "step":
+        if self.cfg.args.phase_detail == "step" and not warmup:
             return _SyncedPhase(name, self.cfg.device)
         return _NULL
 
-    def step(self, batch: Batch, tally: Tally) -> None:
+    def step(self, batch: Batch, tally: Tally, warmup: bool = False) -> None:
+        """One training step. A warm-up step runs the same kernels but is not counted, does not
+        advance the learning-rate schedule and has no step phases (its forward would otherwise
+        add to the ``forward`` of the training steps)."""
         inputs, labels = to_device(self.cfg, batch)
-        with self._detail("forward"):
+        with self._detail("forward", warmup):
             with torchutil.autocast(self.cfg.device, self.cfg.args.precision):
                 logits = self.model(*inputs)
                 loss = F.cross_entropy(logits.float(), labels)
-        with self._detail("backward"):
+        with self._detail("backward", warmup):
             (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-        with self._detail("optimizer"):
+        with self._detail("optimizer", warmup):
             if self.scaler is not None:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
             else:
                 self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
-            if self.schedule is not None:
+            if self.schedule is not None and not warmup:
                 self.schedule.step()
         tally.add(logits, labels, loss)
-        greentop.count(samples=int(labels.shape[0]))
+        if not warmup:
+            greentop.count(samples=int(labels.shape[0]))
 
 
 class _SyncedPhase:
@@ -352,6 +362,27 @@ def plan_steps(cfg: Config, batches_per_epoch: int) -> tuple[int, int]:
     if a.steps is not None:
         total = min(total, a.steps)
     return epochs, total
+
+
+def warm_up(cfg: Config, trainer: Trainer, loader: DataLoader[Any]) -> None:
+    """The ``warmup`` phase before ``train`` (none with --warmup-steps 0): that many full training
+    steps, so the first steps' one-off costs (cuDNN autotuning every kernel of forward, backward
+    and optimizer, lazy kernel loading, torch.compile, the optimizer's state, DataLoader worker
+    start-up) are not charged to training. Not counted, not part of --steps, the schedule not
+    stepped; a loader with fewer batches runs the ones it has."""
+    if cfg.args.warmup_steps == 0:
+        return
+    # The warm-up steps update the weights and the optimizer's state like any other step: models
+    # start from random weights and the study measures cost, so a few more updates only nudge the
+    # accuracy, and undoing them would need a copy of the weights and the optimizer's state (memory
+    # that training does not use).
+    trainer.model.train()
+    tally = Tally(cfg.device)
+    with greentop.phase("warmup"):
+        # Its own short pass over the loader: every epoch of train() still starts a whole pass.
+        for batch in itertools.islice(iter(loader), cfg.args.warmup_steps):
+            trainer.step(batch, tally, warmup=True)
+        torchutil.sync(cfg.device)
 
 
 def train(cfg: Config, trainer: Trainer, loader: DataLoader[Any]) -> Stretch:
@@ -505,7 +536,8 @@ def run(cfg: Config) -> int:
     print(f"{cfg.command}: {a.arch} on {splits.source} ({cfg.device}, {a.precision}, batch {a.batch_size})", flush=True)
     model, info = setup_model(cfg, loaders.any())
     # torch.compile wraps the module (an nn.Module still); compilation happens at the first batch,
-    # so it lands in the first epoch (train) or in warm-up (infer).
+    # so it lands in warm-up (--warmup-steps for train, --warmup-batches for infer), or in the first
+    # epoch or inference batch when that is 0.
     runner: nn.Module = torch.compile(model) if a.compile else model  # type: ignore[assignment]
     if cfg.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(cfg.device)
@@ -516,7 +548,9 @@ def run(cfg: Config) -> int:
         opt = make_optimizer(cfg, model)
         _, total_steps = plan_steps(cfg, len(loaders.train))
         scaler = torch.amp.GradScaler("cuda") if a.precision == "fp16" else None
-        trained = train(cfg, Trainer(cfg, runner, opt, make_schedule(cfg, opt, total_steps), scaler), loaders.train)
+        trainer = Trainer(cfg, runner, opt, make_schedule(cfg, opt, total_steps), scaler)
+        warm_up(cfg, trainer, loaders.train)
+        trained = train(cfg, trainer, loaders.train)
         ev = evaluate(cfg, runner, loaders.eval)
         metrics.update(trained.extra, samples=trained.samples, wall_s=trained.wall_s,
                        throughput_samples_per_s=trained.throughput_samples_per_s,
