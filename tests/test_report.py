@@ -435,3 +435,19 @@ def test_power_against_a_narrow_utilisation_range_is_not_read_as_a_slope() -> No
     texts = [g.text for g in guidelines.build(_util_frame([3.7, 3.7, 9.2, 4.8], [137, 135, 134, 132]), [], [], [])]
     assert any("too narrow" in t for t in texts)
     assert not any("per 10 points" in t for t in texts)
+
+
+def test_utilisation_that_barely_moves_stays_out_of_the_model(runs: Path) -> None:
+    # One busy core of 16 reads 6.25 % on every run: fitted, its jitter would take a huge
+    # coefficient that the intercept cancels, and the exponents would read wrong.
+    frame = load_results([runs / "infer"]).frame.copy()
+    frame["metric.cpu_util_pct"] = 6.25 + np.random.default_rng(1).normal(0, 0.01, len(frame))
+    model = fit_workload(frame, "infer")
+    assert "cpu_util_pct" not in model.features
+    assert "points" in model.dropped["cpu_util_pct"]
+    assert "gpu_util_pct" in model.features  # 6 to 94 %: a real spread stays
+    assert model.coefficient("log batch_size") == pytest.approx(POWER_LAW["b"], abs=0.03)
+    # ...and its guideline says the exponents hold at fixed utilisation (utilisation is measured).
+    from greentop.report import guidelines
+    texts = [g.text for g in guidelines.build(frame.iloc[:0], [], [], [model])]
+    assert any("scales as" in t and "at fixed gpu util" in t for t in texts)

@@ -197,5 +197,8 @@ def build(frame: pd.DataFrame, pareto: list[ParetoPoint], sens: list[Sensitivity
         logs = {f.removeprefix("log "): m.coefficient(f) for f in m.features if f.startswith("log ")}
         if logs:
             terms = ", ".join(f"{k}^{v:+.2f}" for k, v in logs.items())
-            out.append(Guideline(f"{m.workload}: {m.target} scales as {terms} (held-out R² {m.r2_holdout:.2f}).", figures.MODEL_TABLE))
+            util = [f for f in m.features if f.endswith("_util_pct")]
+            held = f" at fixed {' and '.join(u.removesuffix('_pct').replace('_', ' ') for u in util)}" if util else ""
+            out.append(Guideline(f"{m.workload}: {m.target} scales as {terms}{held} (held-out R² {m.r2_holdout:.2f}).",
+                                 figures.MODEL_TABLE))
     return out

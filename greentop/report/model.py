@@ -35,6 +35,10 @@ LINEAR_FEATURES: tuple[tuple[str, str], ...] = (("gpu_util_pct", "metric.gpu_uti
 CATEGORICAL_FEATURES: tuple[tuple[str, str], ...] = (("precision", "param.precision"),)
 IDENTITY_KEYS = ("arch", "model_size")  # what names a model; params/MACs are looked up from it
 
+# Utilisation that moves by less than this (percentage points) across the rows is noise around one
+# level, not a setting that varied: fitted, it turns into a huge coefficient offset by the intercept
+# (seen on the H200: CPU utilisation 6.256-6.277 % = one busy core of 16, coefficient -15.8).
+MIN_UTIL_SPREAD_PCT = 2.0
 MIN_COVERAGE = 0.9  # a feature missing in more rows than this drops out rather than the rows
 LOO_MAX_ROWS = 40  # up to here leave-one-out; above, every 5th point (by point id) is held out
 Z_95 = 1.96
@@ -104,6 +108,10 @@ def _candidate_columns(rows: pd.DataFrame) -> tuple[dict[str, npt.NDArray[np.flo
         if np.isfinite(v).mean() < MIN_COVERAGE:
             if np.isfinite(v).any():
                 dropped[name] = "missing in too many rows"
+            continue
+        finite = v[np.isfinite(v)]
+        if finite.size and np.ptp(finite) < MIN_UTIL_SPREAD_PCT:
+            dropped[name] = f"varies by under {MIN_UTIL_SPREAD_PCT:g} points"
             continue
         cols[name] = v
     for name, column in CATEGORICAL_FEATURES:

@@ -38,9 +38,15 @@ def batch_plot(frame: pd.DataFrame, out_dir: Path) -> Path | str:
         return "no train/infer rows with param.batch_size and energy_per_sample_j"
     fig, axes = plt.subplots(1, len(tables), figsize=(5.5 * len(tables), 4), squeeze=False)
     for ax, (workload, t) in zip(axes[0], tables.items()):
+        # One colour per architecture, one line style per precision: more than ten lines would
+        # otherwise repeat colours and read as one architecture.
+        bases = sorted({str(a).split(" ")[0] for a in t["arch"]})
+        colours = plt.get_cmap("tab10" if len(bases) <= 10 else "tab20")
         for arch, g in t.groupby("arch"):
             g = g.sort_values("batch_size")
-            ax.plot(g["batch_size"], g["energy_per_sample_j"], marker="o", label=str(arch))
+            base, _, variant = str(arch).partition(" ")
+            ax.plot(g["batch_size"], g["energy_per_sample_j"], marker="o", label=str(arch),
+                    color=colours(bases.index(base) % colours.N), linestyle="--" if variant in ("bf16", "fp16") else "-")
         ax.set_xscale("log", base=2)
         ax.xaxis.set_major_formatter(ScalarFormatter())  # 16, 32, ... rather than 2^4
         ax.set_yscale("log")

@@ -100,7 +100,8 @@ def _models(p: ReportParts) -> list[str]:
     out = ["## Energy model", "", f"{figures.MODEL_TABLE}: log(energy per unit) fitted as a linear function of the "
            "features below (numpy least squares). Coefficients of log features are exponents (energy ∝ x^b); "
            "utilisation is per percentage point; categorical levels multiply by e^b against the first level. Constant "
-           "and collinear features are dropped. Ask it about a configuration not run with "
+           "and collinear features are dropped. Utilisation is measured, not chosen: where it is in a model, the other "
+           "coefficients read at fixed utilisation (Table S gives the plain effect of changing one parameter). Ask it about a configuration not run with "
            "`greentop report RUNS --predict arch=...,batch_size=...`.", ""]
     for m in p.models:
         out += [f"### {m.workload}: {m.target}", "",
