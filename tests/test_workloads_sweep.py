@@ -294,8 +294,8 @@ def test_bad_command_line_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 
 EXPECTED_POINTS = {"cnn.toml": 8 * 8 * 3, "transformer.toml": 3 * 4 * 4, "llm.toml": 5 * 3 * 5, "llm-infer.toml": 5 * 3 * 3,
-                   "cnn-h200.toml": 4 * 3 * 2, "llm-h200.toml": 3 * 3, "llm-infer-h200.toml": 3 * 3,
-                   "cnn-h200-quick.toml": 2 * 2 * 2, "llm-h200-quick.toml": 2 * 2, "cnn-cpu.toml": 3 * 3 * 2 - 3}
+                   "cnn-h200.toml": 4 * 3 * 2, "llm-h200.toml": 3 * 3, "llm-infer-h200.toml": 3 * 3, "transformer-h200.toml": 3 * 2,
+                   "cnn-cpu.toml": 3 * 3 * 2 - 3}
 
 
 def test_every_shipped_sweep_file_is_listed_here() -> None:
@@ -308,7 +308,7 @@ def test_shipped_sweep_files_parse_and_expand(tmp_path: Path, name: str) -> None
     points = sweep.expand(s)
     assert len(points) == EXPECTED_POINTS[name]
     assert len({p.key for p in points}) == len(points)
-    assert s.workload == {"cnn": "train", "cnn-h200": "train", "cnn-h200-quick": "train", "cnn-cpu": "train", "transformer": "train"}.get(s.name, s.workload)
+    assert s.workload == {"cnn": "train", "cnn-h200": "train", "cnn-cpu": "train", "transformer": "train", "transformer-h200": "train"}.get(s.name, s.workload)
     proc = run_sweep(None, str(SWEEPS / name), "--out", str(tmp_path / "out"), "--dry-run")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count(" -m greentop record ") == len(points)
@@ -320,7 +320,8 @@ def test_shipped_sweeps_use_the_workloads_flags() -> None:
                        "--precision", "--channels-last", "--compile", "--workers", "--device", "--seq-len", "--train-samples",
                        "--eval-samples", "--phase-detail"},
              "llm-infer": {"--model-size", "--batch-size", "--prompt-len", "--output-len", "--precision", "--repeats"},
-             "serve-bench": {"--model-size", "--rate", "--duration", "--prompt-len", "--output-len", "--max-batch-size", "--precision"}}
+             "serve-bench": {"--model-size", "--rate", "--duration", "--prompt-len", "--output-len", "--max-batch-size", "--precision",
+                             "--max-queue", "--stream-interval-ms"}}
     for path in SWEEPS.glob("*.toml"):
         s = sweep.load_sweep(path)
         for p in sweep.expand(s):
