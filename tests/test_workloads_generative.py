@@ -359,6 +359,14 @@ def test_loadgen_counts_refused_connections_as_errors() -> None:
     records, _ = asyncio.run(loadgen.run_load(spec))
     m = loadgen.summarise(records, 1.0)
     assert m["requests"] == 3 and m["errors"] == 3 and m["ttft_p50_ms"] is None
+    assert m["errors_overloaded"] == 0  # refused connections are not overload
+
+
+def test_loadgen_tells_overload_from_other_errors() -> None:
+    records = [loadgen.RequestRecord(index=i, scheduled_s=0.0) for i in range(4)]
+    records[0].status, records[1].status, records[2].status = 429, 429, 500
+    m = loadgen.summarise(records, 1.0)
+    assert m["errors"] == 4 and m["errors_overloaded"] == 2
 
 
 # ---- serve-bench under greentop record ----------------------------------------------------------

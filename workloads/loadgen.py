@@ -110,6 +110,9 @@ def summarise(records: list[RequestRecord], wall_s: float) -> dict[str, float | 
         "requests": len(records),
         "requests_ok": len(ok),
         "errors": len(records) - len(ok),
+        # Overload (429, the server's queue full) is the expected error at a saturating rate; the
+        # rest (other statuses, no response) would mean something broke.
+        "errors_overloaded": sum(1 for r in records if r.status == 429),
         "output_tokens": out_tokens,
         "input_tokens": sum(r.prompt_tokens for r in ok),
         "wall_s": wall_s,
@@ -324,7 +327,7 @@ def report_line(prog: str, m: dict[str, Any]) -> str:
     def ms(v: Any) -> str:
         return "-" if v is None else f"{v:.1f}"
 
-    return (f"{prog}: {m['requests_ok']}/{m['requests']} ok, {m['errors']} errors, "
+    return (f"{prog}: {m['requests_ok']}/{m['requests']} ok, {m['errors']} errors ({m.get('errors_overloaded', 0)} overloaded: 429), "
             f"{m['throughput_req_s'] or 0:.2f} req/s, {m['throughput_output_tokens_s'] or 0:.1f} output tokens/s, "
             f"TTFT p50/p99 {ms(m['ttft_p50_ms'])}/{ms(m['ttft_p99_ms'])} ms, "
             f"TPOT p50/p99 {ms(m['tpot_p50_ms'])}/{ms(m['tpot_p99_ms'])} ms, "
