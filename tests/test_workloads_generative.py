@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -24,7 +25,8 @@ pytest.importorskip("transformers")
 pytest.importorskip("aiohttp")
 
 from greentop.trace import load  # noqa: E402
-from workloads import generate, llm, loadgen, server  # noqa: E402
+from workloads import cbatch, generate, llm, loadgen, server  # noqa: E402
+from workloads.genrequest import Engine  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")
@@ -136,7 +138,7 @@ def test_llm_infer_under_record_tags_phases_and_counts_exactly(tmp_path: Path, h
 class ServerThread:
     """The real aiohttp app on a free port, its event loop in a thread."""
 
-    def __init__(self, engine: server.BatchEngine) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.port = 0
         self._ready = threading.Event()
@@ -174,9 +176,19 @@ def tiny() -> llm.LoadedModel:
     return llm.load_model("tiny", None, CPU, torch.float32, seed=0)
 
 
-@pytest.fixture
-def url(tiny: llm.LoadedModel) -> Iterator[str]:
-    engine = server.BatchEngine(tiny, max_batch_size=4, max_wait_ms=20, max_queue=64)
+def make_engine(kind: str, lm: llm.LoadedModel, max_batch_size: int, max_queue: int) -> Engine:
+    if kind == "batch":
+        return server.BatchEngine(lm, max_batch_size=max_batch_size, max_wait_ms=20, max_queue=max_queue)
+    # Its own copy of the same weights: transformers switches the model it batches to paged
+    # attention (and 5.17 leaves it so), while the tests take expected outputs from a plain forward.
+    own = llm.load_model("tiny", None, CPU, torch.float32, seed=0)
+    return cbatch.ContinuousEngine(own, max_batch_size=max_batch_size, max_queue=max_queue)
+
+
+@pytest.fixture(params=server.ENGINES)
+def url(request: pytest.FixtureRequest, tiny: llm.LoadedModel) -> Iterator[str]:
+    # Every HTTP test runs against both engines: the HTTP side must not care which one answers.
+    engine = make_engine(request.param, tiny, max_batch_size=4, max_queue=64)
     engine.start()
     with ServerThread(engine) as base:
         yield base
@@ -313,6 +325,56 @@ def test_a_full_queue_is_refused_with_429_and_the_server_stays_up(tiny: llm.Load
         assert post(base, {"prompt": [1], "max_tokens": 1})[0] == 200
 
 
+def test_continuous_engine_refuses_beyond_a_full_step_and_its_queue(tiny: llm.LoadedModel) -> None:
+    # Not started, nothing finishes: one step's worth (max_batch_size) plus max_queue are admitted,
+    # the next is refused; once started, every admitted request is served in full.
+    engine = make_engine("continuous", tiny, max_batch_size=2, max_queue=1)
+    with ServerThread(engine) as base:
+        results: list[tuple[int, dict[str, Any]]] = []
+        lock = threading.Lock()
+
+        def one(n: int) -> None:
+            r = post(base, {"prompt": [1, 2, 3], "max_tokens": n})
+            with lock:
+                results.append(r)
+
+        admitted = [threading.Thread(target=one, args=(n,)) for n in (3, 5, 2)]
+        for t in admitted:
+            t.start()
+        while engine.queued() < 1:
+            threading.Event().wait(0.01)
+        status, doc = post(base, {"prompt": [1], "max_tokens": 1})
+        assert status == 429 and doc["error"]["code"] == "queue_full"
+        engine.start()
+        for t in admitted:
+            t.join(60)
+        assert sorted((s, len(d["choices"][0]["token_ids"])) for s, d in results) == [(200, 2), (200, 3), (200, 5)]
+        assert post(base, {"prompt": [1], "max_tokens": 1})[0] == 200
+        health = get(base, "/health")
+        assert health["engine"] == "continuous" and health["output_tokens"] == 11 and health["queued"] == 0
+
+
+def test_continuous_engine_frees_a_hung_up_clients_slot(tiny: llm.LoadedModel) -> None:
+    engine = make_engine("continuous", tiny, max_batch_size=1, max_queue=0)
+    engine.start()
+    with ServerThread(engine) as base:
+        async def hang_up() -> None:
+            import aiohttp
+
+            async with aiohttp.ClientSession() as s:
+                async with s.post(base + "/v1/completions", json={"prompt": [1, 2], "max_tokens": 1500, "stream": True}) as r:
+                    await r.content.readline()
+
+        asyncio.run(hang_up())
+        deadline = time.monotonic() + 30
+        while get(base, "/health")["in_flight"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # Cancelled, not run to the end: only the tokens made before the hang-up were counted.
+        assert 1 <= get(base, "/health")["output_tokens"] < 1500
+        status, doc = post(base, {"prompt": [4], "max_tokens": 3})
+        assert status == 200 and len(doc["choices"][0]["token_ids"]) == 3
+
+
 # ---- the load generator -------------------------------------------------------------------------
 
 
@@ -397,3 +459,23 @@ def test_serve_bench_under_record_tags_the_servers_phases_and_counts(tmp_path: P
     assert m["server_exit_code"] == 0
     assert {"throughput_req_s", "ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "tpot_p99_ms", "e2e_p50_ms", "e2e_p99_ms",
             "gpu_util_pct"} <= m.keys()
+
+
+def test_continuous_serve_bench_under_record_tags_busy_periods_and_counts(tmp_path: Path, host_env: dict[str, str]) -> None:
+    result = tmp_path / "bench.json"
+    n, prompt_len, output_len = 8, 6, 4
+    proc, out = record(tmp_path, host_env, "serve-bench", "--engine", "continuous", "--model-size", "tiny", "--precision",
+                       "fp32", "--device", "cpu", "--rate", "40", "--requests", str(n), "--prompt-len", str(prompt_len),
+                       "--output-len", str(output_len), "--max-batch-size", "4", "--result", str(result))
+    assert proc.returncode == 0, proc.stderr
+    tr = load(out)
+    names = [p.name for p in tr.phases]
+    assert names[:2] == ["load-model", "serve"] and set(names[2:]) == {"generate"}
+    serve = tr.phases[1]
+    assert serve.status == "ok" and serve.attrs["engine"] == "continuous"
+    busy = [p for p in tr.phases if p.name == "generate"]
+    assert all(p.parent == serve.index and p.status == "ok" for p in busy)
+    assert all(a.end_ns <= b.start_ns for a, b in zip(busy, busy[1:]))  # busy periods never overlap
+    assert counts_of(tr) == {"requests": n, "input_tokens": n * prompt_len, "output_tokens": n * output_len}
+    m = json.loads(result.read_text())["metrics"]
+    assert m["requests_ok"] == n and m["server_exit_code"] == 0

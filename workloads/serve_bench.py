@@ -93,7 +93,7 @@ def main(argv: list[str]) -> int:
         return llm.usage_exit(prog, str(exc))
 
     cmd = [sys.executable, "-m", "workloads", "serve", "--host", args.host, "--port", str(port),
-           "--model-size", args.model_size, "--precision", args.precision, "--device", args.device,
+           "--model-size", args.model_size, "--precision", args.precision, "--device", args.device, "--engine", args.engine,
            "--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms),
            "--max-queue", str(args.max_queue), "--seed", str(args.seed), "--gil-switch-ms", str(args.gil_switch_ms),
            "--stream-interval-ms", str(args.stream_interval_ms)]

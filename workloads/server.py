@@ -8,16 +8,22 @@ There is no tokenizer: text prompts become token ids and outputs text as documen
 ``workloads.llm`` (UTF-8 bytes mod vocab in; one printable character per token out). Each choice
 also carries the output ``token_ids`` (a vLLM-style extension).
 
-Batching is batch-level dynamic batching, not continuous batching: a scheduler thread takes the
-first waiting request, waits at most ``--max-wait-ms`` for more (up to ``--max-batch-size``),
-then runs them as one batch: a left-padded prefill with an attention mask, then decode steps up to
-the batch's largest ``max_tokens``. A request finishes (its stream ends) as soon as it has its own
-``max_tokens``; requests that arrive meanwhile wait for the next batch. Waiting requests beyond
-``--max-queue`` are refused at once with 429.
+Two engines (``--engine``):
 
-The model runs in that worker thread, so the event loop stays responsive. The whole server
-lifetime is a ``serve`` phase; each batch is a ``prefill`` and a ``decode`` phase inside it
-(attribute ``batch_size``), counting ``input_tokens``, ``output_tokens`` and ``requests``.
+- ``batch`` (the default): batch-level dynamic batching. A scheduler thread takes the first
+  waiting request, waits at most ``--max-wait-ms`` for more (up to ``--max-batch-size``), then runs
+  them as one batch: a left-padded prefill with an attention mask, then decode steps up to the
+  batch's largest ``max_tokens``. A request finishes (its stream ends) as soon as it has its own
+  ``max_tokens``; requests that arrive meanwhile wait for the next batch. Each batch is a
+  ``prefill`` and a ``decode`` phase (attribute ``batch_size``).
+- ``continuous``: transformers' continuous batching (``workloads.cbatch``): a request joins the
+  running batch at the next step. Prefill and decode share steps there, so each busy period is
+  one ``generate`` phase instead.
+
+Requests beyond ``--max-queue`` waiting ones are refused at once with 429. The model runs in a
+worker thread, so the event loop stays responsive. The whole server lifetime is a ``serve``
+phase; the engine's phases nest inside it, counting ``input_tokens``, ``output_tokens`` and
+``requests``.
 """
 
 from __future__ import annotations
@@ -32,36 +38,20 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 import greentop
 from workloads import llm
 from workloads.cliargs import OneLineParser
+from workloads.genrequest import Engine, GenRequest, QueueFull, deliver, deliver_many
 
 STREAM_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
+ENGINES = ("batch", "continuous")
 
 
 class RequestError(ValueError):
     """A bad request: answered with 400 and an OpenAI-shaped error body."""
-
-
-class QueueFull(RuntimeError):
-    """More requests waiting than ``--max-queue``: answered with 429."""
-
-
-@dataclass
-class GenRequest:
-    """One completion request as the worker sees it. Results go back to the event loop through
-    ``events`` (filled with ``loop.call_soon_threadsafe``): a token id, then ``None`` at the end,
-    or an ``Exception`` if the batch failed."""
-
-    prompt_ids: list[int]
-    max_tokens: int
-    loop: asyncio.AbstractEventLoop
-    events: asyncio.Queue[int | Exception | None] = field(default_factory=asyncio.Queue)
-    cancelled: threading.Event = field(default_factory=threading.Event)  # the client went away
 
 
 class BatchEngine:
@@ -101,7 +91,7 @@ class BatchEngine:
                 req = self._waiting.get_nowait()
             except queue.Empty:
                 break
-            _deliver(req, RuntimeError("server shutting down"))
+            deliver(req, RuntimeError("server shutting down"))
 
     def submit(self, req: GenRequest) -> None:
         try:
@@ -111,6 +101,10 @@ class BatchEngine:
 
     def queued(self) -> int:
         return self._waiting.qsize()
+
+    def health(self) -> dict[str, Any]:
+        return {"engine": "batch", "batches": self.batches, "decode_steps": self.decode_steps,
+                "decode_step_mean_ms": 1000.0 * self.decode_s / max(1, self.decode_steps)}
 
     def _next_batch(self) -> list[GenRequest]:
         """Block for the first request, then gather more for at most ``max_wait_s``."""
@@ -143,7 +137,7 @@ class BatchEngine:
                 print(f"serve: batch of {len(batch)} failed: {exc!r}", file=sys.stderr, flush=True)
                 self._flush(batch[0].loop)  # tokens already made go out before the error
                 for req in batch:
-                    _deliver(req, RuntimeError(f"generation failed: {exc}"))
+                    deliver(req, RuntimeError(f"generation failed: {exc}"))
 
     def _run_batch(self, batch: list[GenRequest]) -> None:
         from workloads.torchutil import sync
@@ -180,7 +174,7 @@ class BatchEngine:
         self._flush(batch[0].loop)
         for req in batch:
             if req.max_tokens > last_step and not req.cancelled.is_set():  # cut short by shutdown
-                _deliver(req, RuntimeError("server shutting down"))
+                deliver(req, RuntimeError("server shutting down"))
 
     def _emit(self, batch: list[GenRequest], tokens: list[int], step: int) -> None:
         """Hand this step's tokens to the event loop: at once for first and last tokens, else at
@@ -200,24 +194,9 @@ class BatchEngine:
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._pending:
             # One wake-up of the event loop for all requests, not one per request.
-            _deliver_many(loop, self._pending)
+            deliver_many(loop, self._pending)
             self._pending = []
         self._last_flush = time.monotonic()
-
-
-def _deliver_many(loop: asyncio.AbstractEventLoop, items: list[tuple[GenRequest, int | Exception | None]]) -> None:
-    def put_all() -> None:
-        for req, item in items:
-            req.events.put_nowait(item)
-
-    try:
-        loop.call_soon_threadsafe(put_all)
-    except RuntimeError:  # the event loop is closed: the server is gone
-        pass
-
-
-def _deliver(req: GenRequest, item: int | Exception | None) -> None:
-    _deliver_many(req.loop, [(req, item)])
 
 
 # ---- HTTP ---------------------------------------------------------------------------------------
@@ -259,7 +238,7 @@ def parse_completion_request(body: Any, vocab_size: int, max_positions: int) -> 
 
 
 class CompletionServer:
-    def __init__(self, engine: BatchEngine, model_name: str) -> None:
+    def __init__(self, engine: Engine, model_name: str) -> None:
         self.engine = engine
         self.model_name = model_name
         self.started = int(time.time())
@@ -278,9 +257,8 @@ class CompletionServer:
 
         lm = self.engine.lm
         return web.json_response({"status": "ok", "model": self.model_name, "model_params": lm.params,
-                                  "vocab_size": lm.vocab_size, "device": str(lm.device), "queued": self.engine.queued(),
-                                  "batches": self.engine.batches, "decode_steps": self.engine.decode_steps,
-                                  "decode_step_mean_ms": 1000.0 * self.engine.decode_s / max(1, self.engine.decode_steps)})
+                                  "vocab_size": lm.vocab_size, "device": str(lm.device), "queued": self.engine.queued()}
+                                 | self.engine.health())
 
     async def models(self, request: Any) -> Any:
         from aiohttp import web
@@ -387,8 +365,12 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, metavar="PATH", help="a local checkpoint directory instead of --model-size")
     p.add_argument("--precision", default="bf16", choices=("fp32", "bf16", "fp16"))
     p.add_argument("--device", default="auto")
-    p.add_argument("--max-batch-size", type=int, default=8)
-    p.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a batch waits to fill up")
+    p.add_argument("--engine", choices=ENGINES, default="batch",
+                   help="batch: batch-level dynamic batching (prefill and decode phases); continuous: transformers' "
+                        "continuous batching (a request joins the running batch at the next step; busy periods tagged "
+                        "as generate)")
+    p.add_argument("--max-batch-size", type=int, default=8, help="requests per batch (continuous: per step)")
+    p.add_argument("--max-wait-ms", type=float, default=10.0, help="batch: how long a batch waits to fill up")
     p.add_argument("--max-queue", type=int, default=256, help="waiting requests beyond this get 429")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stream-interval-ms", type=float, default=0.0,
@@ -426,7 +408,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-async def _serve(args: argparse.Namespace, engine: BatchEngine, model_name: str) -> int:
+async def _serve(args: argparse.Namespace, engine: Engine, model_name: str) -> int:
     from aiohttp import web
 
     stop = asyncio.Event()
@@ -453,6 +435,19 @@ async def _serve(args: argparse.Namespace, engine: BatchEngine, model_name: str)
     return 0
 
 
+def make_engine(args: argparse.Namespace, lm: llm.LoadedModel) -> Engine:
+    if args.engine == "batch":
+        return BatchEngine(lm, args.max_batch_size, args.max_wait_ms, args.max_queue, args.stream_interval_ms)
+    from workloads import cbatch
+
+    if not cbatch.available(lm.model):
+        import transformers
+
+        raise llm.UsageError(f"--engine continuous needs transformers with continuous batching (4.56 or later); "
+                             f"this is {transformers.__version__}")
+    return cbatch.ContinuousEngine(lm, args.max_batch_size, args.max_queue, args.stream_interval_ms)
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     try:
@@ -477,8 +472,8 @@ def main(argv: list[str]) -> int:
         # interval to get it back. With Python's 5 ms default, streaming to a full batch costs
         # tens of ms per step; a shorter interval keeps the loop's latency low.
         sys.setswitchinterval(args.gil_switch_ms / 1000.0)
-        engine = BatchEngine(lm, args.max_batch_size, args.max_wait_ms, args.max_queue, args.stream_interval_ms)
-        with greentop.phase("serve", max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms):
+        engine = make_engine(args, lm)
+        with greentop.phase("serve", engine=args.engine, max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms):
             engine.start()
             try:
                 return asyncio.run(_serve(args, engine, lm.name))
