@@ -1,0 +1,94 @@
+"""The server's two engines side by side: batch-level dynamic batching (the baseline) against
+transformers' continuous batching, under the same Poisson load.
+
+    python benchmarks/bench_serve_engines.py [--model-size tiny] [--device cpu] [--rates 2,8]
+                                             [--repeats 3] [--duration 6] [--output-len 64]
+                                             [--max-batch-size 8] [--out FILE.json]
+
+Each run is one ``python -m workloads serve-bench`` (server and load generator, no recording),
+engines interleaved (batch, continuous, batch, ...) so that drift in the machine's load hits both.
+One JSON object per run on stdout, then one summary object per rate: the median of each metric
+per engine over the repeats and the ratio continuous / batch (below 1: continuous is lower).
+Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _machine import machine_info  # noqa: E402
+
+ENGINES = ("batch", "continuous")  # the first is the baseline
+METRICS = ("ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "e2e_p50_ms", "e2e_p99_ms", "throughput_output_tokens_s",
+           "requests_ok", "errors")
+
+
+def one_run(engine: str, rate: float, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    result = tmp / f"{engine}-{rate}.json"
+    cmd = [sys.executable, "-m", "workloads", "serve-bench", "--engine", engine, "--model-size", args.model_size,
+           "--device", args.device, "--precision", args.precision, "--rate", str(rate), "--duration", str(args.duration),
+           "--prompt-len", str(args.prompt_len), "--output-len", str(args.output_len),
+           "--max-batch-size", str(args.max_batch_size), "--result", str(result)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
+    if proc.returncode != 0:
+        return {"engine": engine, "rate": rate, "error": proc.stderr.strip().splitlines()[-1:] or ["failed"]}
+    metrics = json.loads(result.read_text())["metrics"]
+    return {"engine": engine, "rate": rate} | {k: metrics.get(k) for k in METRICS}
+
+
+def summarise(runs: list[dict[str, Any]], rate: float) -> dict[str, Any]:
+    out: dict[str, Any] = {"bench": "serve_engines_summary", "rate": rate}
+    for metric in METRICS:
+        med = {}
+        for engine in ENGINES:
+            vals = [r[metric] for r in runs if r["engine"] == engine and r["rate"] == rate and r.get(metric) is not None]
+            med[engine] = statistics.median(vals) if vals else None
+        out[metric] = med
+        base, new = med[ENGINES[0]], med[ENGINES[1]]
+        out[f"{metric}_ratio"] = new / base if base and new is not None else None
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model-size", default="tiny")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="fp32")
+    p.add_argument("--rates", default="2,8", help="requests per second, comma-separated")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--duration", type=float, default=6.0, help="seconds of load per run")
+    p.add_argument("--prompt-len", type=int, default=32)
+    p.add_argument("--output-len", type=int, default=64)
+    p.add_argument("--max-batch-size", type=int, default=8)
+    p.add_argument("--out", type=Path, default=None, help="also write machine info, runs and summaries here")
+    args = p.parse_args()
+    rates = [float(r) for r in args.rates.split(",")]
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for rate in rates:
+            for repeat in range(args.repeats):
+                for engine in ENGINES:
+                    run = {"bench": "serve_engines", "repeat": repeat} | one_run(engine, rate, args, Path(tmp))
+                    print(json.dumps(run), flush=True)
+                    runs.append(run)
+    summaries = [summarise(runs, rate) for rate in rates]
+    for s in summaries:
+        print(json.dumps(s), flush=True)
+    if args.out is not None:
+        args.out.write_text(json.dumps({"machine": machine_info(), "args": {k: str(v) for k, v in vars(args).items()},
+                                        "runs": runs, "summaries": summaries}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
