@@ -15,7 +15,6 @@ whose client went away, and opens and closes the phases. The manager's own threa
 
 from __future__ import annotations
 
-import contextvars
 import math
 import queue
 import sys
@@ -26,7 +25,12 @@ from typing import Any
 
 import greentop
 from workloads import llm
-from workloads.genrequest import GenRequest, QueueFull, deliver_many
+from workloads.genrequest import (
+    GenRequest,
+    QueueFull,
+    deliver_many,
+    start_engine_thread,
+)
 
 POLL_S = 0.02  # how long the dispatcher waits for a result before it looks at new and cancelled requests
 CPU_BATCH_TOKENS = 512  # tokens per step on the CPU (on a GPU transformers sizes it from free memory)
@@ -69,9 +73,7 @@ class ContinuousEngine:
     def start(self) -> None:
         self._manager = self._make_manager()
         self._manager.start()
-        ctx = contextvars.copy_context()  # the busy-period phases nest under the caller's ``serve``
-        self._thread = threading.Thread(target=ctx.run, args=(self._run,), name="cb-dispatch", daemon=True)
-        self._thread.start()
+        self._thread = start_engine_thread(self._run, "cb-dispatch")
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Requests still in flight or waiting get an error; the manager's thread is joined."""

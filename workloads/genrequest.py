@@ -8,7 +8,9 @@ loop with ``deliver_many``, then ``None`` at the end, or an ``Exception``.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -42,6 +44,16 @@ class Engine(Protocol):
     def queued(self) -> int: ...
     def health(self) -> dict[str, Any]:
         """The engine's own figures for ``/health``."""
+
+
+def start_engine_thread(target: Callable[[], None], name: str) -> threading.Thread:
+    """A daemon thread running ``target`` in a copy of the caller's context, so the phases it
+    opens nest under the caller's ``serve`` phase (greentop's current phase is a ContextVar; a
+    bare thread would start at top level)."""
+    ctx = contextvars.copy_context()
+    thread = threading.Thread(target=ctx.run, args=(target,), name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 def deliver_many(loop: asyncio.AbstractEventLoop, items: list[tuple[GenRequest, int | Exception | None]]) -> None:

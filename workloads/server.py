@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextvars
 import json
 import queue
 import signal
@@ -43,7 +42,14 @@ from typing import Any
 import greentop
 from workloads import llm
 from workloads.cliargs import OneLineParser
-from workloads.genrequest import Engine, GenRequest, QueueFull, deliver, deliver_many
+from workloads.genrequest import (
+    Engine,
+    GenRequest,
+    QueueFull,
+    deliver,
+    deliver_many,
+    start_engine_thread,
+)
 
 STREAM_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
@@ -75,11 +81,7 @@ class BatchEngine:
         self._last_flush = 0.0
 
     def start(self) -> None:
-        # The thread runs in a copy of this context, so its phases nest under the caller's
-        # ``serve`` phase (greentop's current phase is a ContextVar; a bare thread starts empty).
-        ctx = contextvars.copy_context()
-        self._thread = threading.Thread(target=ctx.run, args=(self._run,), name="batch-engine", daemon=True)
-        self._thread.start()
+        self._thread = start_engine_thread(self._run, "batch-engine")
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Finish at the next decode step; requests still waiting get an error."""
