@@ -29,6 +29,7 @@ Bad input is one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import math
 import resource
@@ -299,7 +300,7 @@ class Trainer:
         """A phase per step part with --phase-detail step, synchronised at its end; else nothing."""
         if self.cfg.args.phase_detail == "step" and not warmup:
             return _SyncedPhase(name, self.cfg.device)
-        return _NULL
+        return contextlib.nullcontext()
 
     def step(self, batch: Batch, tally: Tally, warmup: bool = False) -> None:
         """One training step. A warm-up step runs the same kernels but is not counted, does not
@@ -338,17 +339,6 @@ class _SyncedPhase:
         if exc[0] is None:
             torchutil.sync(self.device)
         self.scope.__exit__(*exc)
-
-
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
-_NULL = _Null()
 
 
 def plan_steps(cfg: Config, batches_per_epoch: int) -> tuple[int, int]:

@@ -9,6 +9,7 @@ exactly N tokens: there is no end-of-sequence stop, so work per run is fixed by 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 import torch
@@ -57,7 +58,7 @@ def _validate(args: argparse.Namespace) -> None:
 
 def _generate_once(lm: llm.LoadedModel, prompts: torch.Tensor, output_len: int, tagged: bool) -> tuple[torch.Tensor, float, float]:
     """One generation; returns the (B, N) output ids, prefill seconds, decode seconds."""
-    phase = greentop.phase if tagged else (lambda name, **attrs: _NOPHASE)  # warm-up runs stay untagged
+    phase = greentop.phase if tagged else (lambda name, **attrs: contextlib.nullcontext())  # warm-up runs stay untagged
     batch, prompt_len = prompts.shape
     mask = torch.ones_like(prompts)
     t0 = time.perf_counter()
@@ -77,17 +78,6 @@ def _generate_once(lm: llm.LoadedModel, prompts: torch.Tensor, output_len: int, 
             greentop.count(output_tokens=batch * (output_len - 1))
     t2 = time.perf_counter()
     return torch.stack(out, dim=1), t1 - t0, t2 - t1
-
-
-class _NoPhase:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-_NOPHASE = _NoPhase()
 
 
 def _peak_memory_bytes(device: torch.device) -> int | None:
