@@ -227,9 +227,6 @@ class ContinuousEngine:
 
 
 def _flush(items: list[tuple[GenRequest, int | Exception | None]]) -> None:
-    """Hand items to their requests' event loops, one wake-up per loop."""
-    by_loop: dict[int, list[tuple[GenRequest, int | Exception | None]]] = {}
-    for req, item in items:
-        by_loop.setdefault(id(req.loop), []).append((req, item))
-    for group in by_loop.values():
-        deliver_many(group[0][0].loop, group)
+    """Hand items to the event loop in one wake-up (every request comes from the server's one loop)."""
+    if items:
+        deliver_many(items[0][0].loop, items)
