@@ -303,7 +303,7 @@ class Recorder:
         until ``interrupted`` is set) between the baseline's start and end events. ``carried``:
         events seen before this recording began (their open phases are carried into it)."""
         self.meta["start_wall_ns"], self.meta["start_mono_ns"] = time.time_ns(), time.monotonic_ns()
-        lanes = sorted({c.lane.value for c in self.channels}, key=lambda lane: 0 if lane == "fast" else 1)
+        lanes = list(self.sampler.health().lanes)  # the sampler's threads, as _snapshot stores them
         writer = TraceWriter(self.path, self.channels, self.meta, lanes)
         self._pump = _Pump(self.sampler, self.listener, writer, self.channels, self.tap)
         self._pump.log(_open_phase_starts(carried, self.meta["start_mono_ns"]))
