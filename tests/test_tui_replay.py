@@ -310,3 +310,19 @@ def test_click_on_a_chart_selects_the_innermost_phase_there(model: ReplayModel) 
         assert "epoch" in app.detail_text()[0]
 
     drive(app, body)
+
+
+def test_replay_of_an_interrupted_run_says_so_in_the_status_line(tmp_path: Path) -> None:
+    import h5py
+
+    p = tmp_path / "interrupted.h5"
+    shutil.copy(DATA, p)
+    with h5py.File(p, "r+") as f:  # as `greentop record` stores a run stopped with Ctrl-C
+        f["run"].attrs["interrupted"] = True
+        f["run"].attrs["exit_code"] = 130
+    app = ReplayApp(ReplayModel(p))
+
+    async def body(pilot: Pilot) -> None:
+        assert "[run interrupted]" in str(app.query_one("#status").render())
+
+    drive(app, body)

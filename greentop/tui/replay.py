@@ -424,8 +424,10 @@ class ReplayApp(App[int]):
             chart.title = f"{label}  {b.average_w:.0f} W avg · {b.peak_w:.0f} W peak (window)"
             chart.set_minmax(b.t_ns, b.min_w, b.max_w, t0, t1, bin_ns=b.bin_ns, origin_ns=o)
         self.charts_drawn += 1
+        ended = self.model.trace.status  # a run that did not end well says so on every screen
         self.query_one("#status", Static).update(
-            f" {self.model.path.name}  window {(t0 - o) * 1e-9:.2f} s – {(t1 - o) * 1e-9:.2f} s "
+            f" {self.model.path.name}{'' if ended == 'ok' else f'  [run {ended}]'}"
+            f"  window {(t0 - o) * 1e-9:.2f} s – {(t1 - o) * 1e-9:.2f} s "
             f"of {self.model.duration_s:.2f} s   ←/→ move  +/- zoom  enter jump  c compare  ? help  q quit")
 
     # -- detail pane ---------------------------------------------------------------------------
