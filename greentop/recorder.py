@@ -356,12 +356,13 @@ class Recorder:
     def _store_overview(self) -> None:
         """Write the replay view's power overview into the finished trace now, while its samples
         are still in the page cache: the first ``greentop replay`` then opens at once instead of
-        reading every sample (3.4 s for an hour at 1 kHz). Best effort: a trace without one still
-        replays, building it on first open."""
-        from greentop.overview import ensure_overview
+        reading every sample (3.4 s for an hour at 1 kHz). The recorder is the only writer of a
+        trace: readers never add to it. Best effort: a trace without one still replays, building
+        it on first open (into the user's cache, not the trace)."""
+        from greentop.overview import build_overviews, write_overview
 
         try:
-            ensure_overview(self.path)
+            write_overview(self.path, build_overviews(self.path))
         except Exception as exc:  # noqa: BLE001 -- the trace is complete; this is only a cache
             print(f"greentop: {self.path}: overview not stored ({exc}); replay builds it on first open", file=sys.stderr)
 

@@ -24,7 +24,7 @@ SIZE = (140, 50)
 
 @pytest.fixture(scope="module")
 def trace_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the committed trace: opening it writes its overview into the file."""
+    """A copy of the committed trace (which has no overview: the first open builds one into the cache)."""
     p = tmp_path_factory.mktemp("replay") / "run.h5"
     shutil.copy(DATA, p)
     return p

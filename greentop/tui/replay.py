@@ -105,8 +105,9 @@ class ReplayModel:
     """A recorded trace opened for replay, its samples left on disk.
 
     Args:
-        path: the trace (HDF5). Its overview is written into it the first time (unless the file
-            is read-only), so later opens read a few hundred kB.
+        path: the trace (HDF5), only ever read. Its overview is the one the recorder stored, or
+            one built on the first open and kept in the user's cache (``overview.ensure_overview``),
+            so later opens read a few hundred kB.
         carbon: (gCO2e/kWh, source) for the summary; None: the intensity stored in the trace.
 
     Raises ``greentop.trace.TraceError`` (one line) for a missing, corrupt or foreign file.
