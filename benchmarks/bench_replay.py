@@ -3,12 +3,13 @@
     python benchmarks/bench_replay.py [--trace /tmp/hour.h5] [--repeat 3] [--size 160x50]
 
 Works on a copy of the trace (made by ``benchmarks/bench_trace.py --keep PATH`` when PATH is
-missing: about 15 s), because the first open writes ``/overview`` into it. Measures, each in this
+missing: about 15 s), whose ``/overview`` it deletes first. Measures, each in this
 process and timed from before ``ReplayModel(path)`` to the app mounted with every chart given
 data and painted once (``App.run_test``, headless):
 
-- ``cold``: the copy has no overview yet: ``ensure_overview`` reads every sample and writes it.
-- ``warm``: the overview is stored: the screen is drawn from a few coarse levels (median of
+- ``cold``: the copy has no overview yet: ``ensure_overview`` reads every sample and writes it
+  to the user's cache (never into the trace).
+- ``warm``: the overview is in the cache: the screen is drawn from a few coarse levels (median of
   ``--repeat`` runs, each from a new model, so no level is cached in memory between runs).
 
 The per-phase summary is computed in a worker thread after the first screen and is not part of
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -74,6 +76,7 @@ def main() -> int:
     if not args.trace.exists():
         subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_trace.py"), "--keep", str(args.trace)], check=True)
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["XDG_CACHE_HOME"] = tmp  # the overview cache of this run only
         copy = Path(tmp) / "replay.h5"
         shutil.copy(args.trace, copy)
         import h5py

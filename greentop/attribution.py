@@ -170,7 +170,7 @@ class PhaseSummary:
     parent: int  # parent phase index; -1 at top level and for the other kinds
     depth: int  # 0 at top level (and for the other kinds)
     pid: int  # -1 for the other kinds
-    status: str  # "ok", "crashed", "unclosed" (phases), "incomplete" (run of a trace whose recorder died)
+    status: str  # phases: "ok", "crashed", "unclosed", "interrupted"; the run: tracedata.run_status
     phase_id: str
     attrs: dict[str, Any]
     start_ns: int
@@ -633,8 +633,7 @@ def summarise(trace: TraceData, carbon_g_per_kwh: float, carbon_source: str = ""
                           ph.phase_id, dict(ph.attrs), int(ph.start_ns), int(ph.end_ns)))
         elif kind == KIND_RUN:
             row_counts.append(dict(all_counts))
-            heads.append((kind, NAME_RUN, -1, -1, 0, -1, "ok" if trace.complete else "incomplete", "", {}, run_lo,
-                          run_hi))
+            heads.append((kind, NAME_RUN, -1, -1, 0, -1, trace.status, "", {}, run_lo, run_hi))
         elif kind == KIND_BASELINE:
             row_counts.append({})
             b0, b1 = trace.baseline or (0, 0)

@@ -21,15 +21,19 @@ Why a factor of 4: the pyramid costs 1/3 more than level 0 (a factor of 2 double
 half as many levels, and a screen of C columns gets between C and 4C bins (plus the two that
 the window cuts), a few thousand at most, which a chart reduces per column in microseconds.
 
-The summary is cached in the trace file, in ``/overview`` (see ``TRACE_FORMAT_DOC``), so that
-opening a trace reads a few hundred kB instead of every sample.
+The recorder stores the summary in the trace it has just finished, in ``/overview`` (see
+``TRACE_FORMAT_DOC``), so that opening a trace reads a few hundred kB instead of every sample.
+Reading never writes a trace (it is evidence): a trace without a current ``/overview`` gets one
+built from its samples and kept in the user's cache (``cache_dir()``), keyed by the file's
+identity, so that only the first open pays for the build.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-import stat
+import tempfile
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -56,6 +60,8 @@ DISK_DTYPE = np.float32  # min/max/mean on disk: 7 significant digits, 1 mW at 1
 _CHUNK = 65536  # bins per compressed chunk
 _COMPRESSION: dict[str, object] = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
 _MIN_COMPRESS = 1024  # smaller datasets are stored plain
+CACHE_MAX_FILES = 64  # overviews kept in the cache; the least recently written go first
+CACHE_ENV = "XDG_CACHE_HOME"
 
 
 class OverviewError(Exception):
@@ -287,33 +293,38 @@ def write_overview(path: str | Path, overviews: Mapping[str, Overview] | Iterabl
             raise OverviewError(f"{p}: an overview needs every channel; missing {', '.join(missing)}")
         if GROUP in f:
             del f[GROUP]
-        top = f.create_group(GROUP)
-        factors = {o.factor for o in items if o.levels}
-        bins = {o.bin_ns for o in items if o.levels}
-        top.attrs["factor"] = factors.pop() if len(factors) == 1 else FACTOR
-        top.attrs["bin_ns"] = bins.pop() if len(bins) == 1 else 0
-        top.attrs["power_unit"] = "W"
-        for o in items:
-            key = keys[o.channel.name]
-            g = top.create_group(key)
-            g.attrs.update({"channel": o.channel.name, "source": f"/channels/{key}", "quantity": o.channel.quantity.value,
-                            "estimated": o.channel.estimated, "t_first_ns": o.t_first_ns, "t_last_ns": o.t_last_ns,
-                            "n_samples": o.n_samples, "energy_j": o.energy_j, "bin_ns": o.bin_ns, "factor": o.factor,
-                            "levels": len(o.levels),
-                            # Every level's shape in three attributes: a reader learns them without opening the levels.
-                            "level_bin_ns": np.array([lv.bin_ns for lv in o.levels], np.int64),
-                            "level_first_bin": np.array([lv.first_bin for lv in o.levels], np.int64),
-                            "level_n_bins": np.array([len(lv) for lv in o.levels], np.int64)})
-            for k, lv in enumerate(o.levels):
-                lg = g.create_group(f"L{k:02d}")
-                lg.attrs.update({"bin_ns": lv.bin_ns, "first_bin": lv.first_bin, "t_start_ns": lv.first_bin * lv.bin_ns,
-                                 "n_bins": len(lv)})
-                _dataset(lg, "mean_w", lv.mean_w)
-                if k:
-                    _dataset(lg, "min_w", lv.min_w)
-                    _dataset(lg, "max_w", lv.max_w)
-        top.attrs["overview_version"] = OVERVIEW_VERSION
+        _write_group(f, keys, items)
         f.flush()
+
+
+def _write_group(f: h5py.File, keys: Mapping[str, str], items: list[Overview]) -> None:
+    """``/overview`` in ``f`` (a trace, or a cache file): one group per channel under its trace key."""
+    top = f.create_group(GROUP)
+    factors = {o.factor for o in items if o.levels}
+    bins = {o.bin_ns for o in items if o.levels}
+    top.attrs["factor"] = factors.pop() if len(factors) == 1 else FACTOR
+    top.attrs["bin_ns"] = bins.pop() if len(bins) == 1 else 0
+    top.attrs["power_unit"] = "W"
+    for o in items:
+        key = keys[o.channel.name]
+        g = top.create_group(key)
+        g.attrs.update({"channel": o.channel.name, "source": f"/channels/{key}", "quantity": o.channel.quantity.value,
+                        "estimated": o.channel.estimated, "t_first_ns": o.t_first_ns, "t_last_ns": o.t_last_ns,
+                        "n_samples": o.n_samples, "energy_j": o.energy_j, "bin_ns": o.bin_ns, "factor": o.factor,
+                        "levels": len(o.levels),
+                        # Every level's shape in three attributes: a reader learns them without opening the levels.
+                        "level_bin_ns": np.array([lv.bin_ns for lv in o.levels], np.int64),
+                        "level_first_bin": np.array([lv.first_bin for lv in o.levels], np.int64),
+                        "level_n_bins": np.array([len(lv) for lv in o.levels], np.int64)})
+        for k, lv in enumerate(o.levels):
+            lg = g.create_group(f"L{k:02d}")
+            lg.attrs.update({"bin_ns": lv.bin_ns, "first_bin": lv.first_bin, "t_start_ns": lv.first_bin * lv.bin_ns,
+                             "n_bins": len(lv)})
+            _dataset(lg, "mean_w", lv.mean_w)
+            if k:
+                _dataset(lg, "min_w", lv.min_w)
+                _dataset(lg, "max_w", lv.max_w)
+    top.attrs["overview_version"] = OVERVIEW_VERSION
 
 
 def _load_level(path: Path, key: str, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -328,10 +339,12 @@ def _load_level(path: Path, key: str, k: int) -> tuple[np.ndarray, np.ndarray, n
         raise OverviewError(f"{path}: cannot read the overview of /channels/{key} ({type(exc).__name__}: {exc})") from None
 
 
-def _read_group(f: h5py.File, path: Path) -> dict[str, Overview] | None:
+def _read_group(f: h5py.File, path: Path, top: h5py.Group | None = None) -> dict[str, Overview] | None:
+    """The overviews of trace ``f`` in ``top`` (default: its own ``/overview``; else a cache file's,
+    ``path`` being that file: levels are loaded from ``path``), or None when not current."""
     from greentop.trace import _channel_from_attrs
 
-    top = f.get(GROUP)
+    top = f.get(GROUP) if top is None else top
     if top is None or int(top.attrs.get("overview_version", -1)) != OVERVIEW_VERSION:
         return None
     chans = f["channels"]
@@ -374,19 +387,79 @@ def read_overview(path: str | Path) -> dict[str, Overview] | None:
             return None
 
 
-def _writable(path: Path) -> bool:
-    """Whether we may add to the file: it allows writing, and its mode says so (a trace made
-    read-only stays untouched, even for root)."""
+def build_overviews(path: str | Path, bin_ns: int = DEFAULT_BIN_NS) -> dict[str, Overview]:
+    """Every channel's overview, built from the trace's samples (one channel in memory at a time).
+    Reads only. Raises ``TraceError`` for a file that is not a trace."""
+    from greentop.trace import iter_channels, open_trace
+
+    with open_trace(Path(path)) as f:
+        return {c.channel.name: build_overview(c.t_ns, c.raw, c.channel, bin_ns) for c in iter_channels(f)}
+
+
+def cache_dir() -> Path:
+    """Where overviews of traces that lack one are kept: ``$XDG_CACHE_HOME/greentop/overview``
+    (``~/.cache/greentop/overview`` by default)."""
+    base = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "greentop" / "overview"
+
+
+def _identity(path: Path, bin_ns: int) -> str:
+    """The trace file as it is now (where it lives, which file, its size and last change) and what
+    the overview is built with; any change gives another key, so a cached overview is never stale."""
+    st = path.stat()
+    ident = f"{path}\0{st.st_dev}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0{bin_ns}\0{OVERVIEW_VERSION}"
+    return hashlib.sha256(ident.encode()).hexdigest()
+
+
+def cache_path(path: str | Path, bin_ns: int = DEFAULT_BIN_NS) -> Path:
+    """The cache file of trace ``path``'s overview (which need not exist)."""
+    p = Path(path).resolve()
+    return cache_dir() / f"{_identity(p, bin_ns)[:40]}.h5"
+
+
+def _read_cache(f: h5py.File, trace_path: Path, bin_ns: int) -> dict[str, Overview] | None:
     try:
-        return os.access(path, os.W_OK) and bool(path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
-    except OSError:
-        return False
+        cached = cache_path(trace_path, bin_ns)
+        if not cached.is_file():
+            return None
+        with h5py.File(cached, "r") as c:
+            if _str(c.attrs.get("identity", "")) != _identity(trace_path, bin_ns):
+                return None
+            return _read_group(f, cached, c.get(GROUP))
+    except (KeyError, OSError, ValueError) as exc:
+        log.info("%s: cached overview ignored (%s: %s)", trace_path, type(exc).__name__, exc)
+        return None
+
+
+def _write_cache(trace_path: Path, keys: Mapping[str, str], overviews: Mapping[str, Overview], bin_ns: int) -> None:
+    """Write the cache file whole under a temporary name, then rename it: a reader never sees half of one."""
+    target = cache_path(trace_path, bin_ns)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".overview-", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w", libver="latest") as c:
+            c.attrs["identity"] = _identity(trace_path, bin_ns)
+            c.attrs["trace"] = str(trace_path)
+            _write_group(c, keys, list(overviews.values()))
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    _prune_cache(target.parent)
+
+
+def _prune_cache(folder: Path) -> None:
+    files = sorted(folder.glob("*.h5"), key=lambda q: q.stat().st_mtime_ns)
+    for old in files[:-CACHE_MAX_FILES]:
+        old.unlink(missing_ok=True)
 
 
 def ensure_overview(path: str | Path, bin_ns: int = DEFAULT_BIN_NS) -> dict[str, Overview]:
-    """The trace's overviews: read from ``/overview`` when current, else built from the samples and
-    stored in the file for next time. A trace that is read-only, unfinished or open elsewhere is
-    left as it is and the overviews are kept in memory only."""
+    """The trace's overviews; the trace itself is only read, never written. In order: the one the
+    recorder stored in ``/overview`` when current; else the one kept in the user's cache
+    (``cache_path``) for this very file; else built from the samples and, for a finished trace,
+    kept in the cache for next time (best effort: an unwritable cache keeps it in memory only)."""
     from greentop.trace import iter_channels, open_trace
 
     p = Path(path).resolve()
@@ -397,13 +470,17 @@ def ensure_overview(path: str | Path, bin_ns: int = DEFAULT_BIN_NS) -> dict[str,
             stored = None
         if stored is not None:
             return stored
-        complete = "run" in f and "phases" in f
+        complete = "run" in f and "phases" in f  # an unfinished trace may still grow: nothing cached
+        cached = _read_cache(f, p, bin_ns) if complete else None
+        if cached is not None:
+            return cached
+        keys = _channel_keys(f)
         # One channel in memory at a time.
         built = {c.channel.name: build_overview(c.t_ns, c.raw, c.channel, bin_ns) for c in iter_channels(f)}
-    if complete and _writable(p):
+    if complete:
         try:
-            write_overview(p, built)
-        except (OSError, OverviewError) as exc:
+            _write_cache(p, keys, built, bin_ns)
+        except (OSError, OverviewError, ValueError) as exc:
             log.info("%s: overview kept in memory (%s)", p, exc)
     return built
 
@@ -411,12 +488,15 @@ def ensure_overview(path: str | Path, bin_ns: int = DEFAULT_BIN_NS) -> dict[str,
 TRACE_FORMAT_DOC = """\
 ## `/overview`: a multi-resolution summary of each channel's power (optional)
 
-Added to a finished trace by `greentop.overview.ensure_overview` the first time a replay opens
-it, so that later opens draw the whole run without reading every sample. It is derived data:
-delete it and it is rebuilt from `/channels`; a trace without it is complete. A trace whose file
-is read-only (no write bit), or whose recorder died, is never modified: its overview is built in
-memory each time. Rebuilding it (after a version change) does not give back the old group's
-space in the file; `h5repack` does.
+Written by the recorder when it finishes a trace, so that `greentop replay` draws the whole run
+without reading every sample. It is derived data: a trace without it is complete. Reading a
+trace never writes it: for a trace without a current `/overview` (an older trace, one whose
+recorder died, or one whose overview was deleted) the replay builds one from `/channels` and
+keeps it in the user's cache (`$XDG_CACHE_HOME/greentop/overview/`, by default
+`~/.cache/greentop/overview/`), in a file of the same `/overview` layout named after the trace's
+identity (path, device, inode, size, modification time): a changed trace never meets a stale
+overview. The cache keeps the 64 most recently written; deleting it costs only a rebuild. A
+trace whose recorder died gets its overview in memory only.
 
 Attributes of `/overview`: `overview_version` (`1`; written last, so a group without it is an
 unfinished write; a reader ignores a group of another version), `bin_ns` (width of a level-0 bin,

@@ -51,6 +51,12 @@ send_failures: int = 0
 invalid_dropped: int = 0
 """Calls whose arguments could not make an event (e.g. ``count(x="abc")``); skipped, not raised."""
 
+sync_failures: int = 0
+"""Device synchronisations at phase edges (``phase(..., sync=...)``) that raised; skipped, not raised."""
+
+SyncSpec = str | Callable[[], object] | None
+"""What ``phase(..., sync=...)`` takes: ``"torch"``, a callable of no arguments, or None."""
+
 # The id of the innermost open phase in this thread / asyncio task ("" at top level). A
 # ContextVar gives every thread and task its own stack; a forked child copies the forking
 # thread's context, so phases in data-loader workers nest under the phase open at fork time.
@@ -237,6 +243,38 @@ def _exc_name(exc_type: type[BaseException]) -> str:
         return "?"
 
 
+# ---- device synchronisation at phase edges ----------------------------------------------------
+
+
+def torch_sync() -> None:
+    """``torch.cuda.synchronize()`` (the current device) when torch is already imported and CUDA
+    is initialised; otherwise nothing: greentop never imports torch nor creates a CUDA context."""
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None) if torch is not None else None
+    if cuda is not None and cuda.is_initialized():
+        cuda.synchronize()
+
+
+def _sync_function(sync: SyncSpec) -> Callable[[], object] | None:
+    """The function ``sync`` names; ValueError for anything else (a programming error, raised
+    inside and outside a launcher alike, so it shows on the first run)."""
+    if sync is None:
+        return None
+    if sync == "torch":
+        return torch_sync
+    if callable(sync):
+        return sync
+    raise ValueError(f"greentop.phase: sync must be 'torch', a callable or None, got {sync!r}")
+
+
+def _run_sync(fn: Callable[[], object]) -> None:
+    global sync_failures
+    try:
+        fn()
+    except Exception:  # noqa: BLE001 -- a failing sync must not break the workload
+        sync_failures += 1
+
+
 # ---- phases ------------------------------------------------------------------------------------
 
 
@@ -265,11 +303,12 @@ class _LivePhase(PhaseScope):
     """A phase inside a launcher. One ``with`` at a time per object (the decorator makes a fresh
     one per call, so recursive and concurrent calls are fine)."""
 
-    __slots__ = ("_name_json", "_attrs_json", "_id", "_pid", "_token", "_parent")
+    __slots__ = ("_name_json", "_attrs_json", "_sync", "_id", "_pid", "_token", "_parent")
 
-    def __init__(self, name_json: str, attrs_json: str) -> None:
+    def __init__(self, name_json: str, attrs_json: str, sync: Callable[[], object] | None = None) -> None:
         self._name_json = name_json
         self._attrs_json = attrs_json
+        self._sync = sync
         self._id = ""
         self._pid = 0
         self._parent = ""
@@ -279,6 +318,8 @@ class _LivePhase(PhaseScope):
         client = _get_client()
         if client is None:  # decorated inside a launcher, called in a child outside one
             return None
+        if self._sync is not None:  # work queued before the phase finishes before it starts
+            _run_sync(self._sync)
         parent = _current.get()
         self._parent = parent
         self._id = pid_id = client.new_id()
@@ -288,6 +329,8 @@ class _LivePhase(PhaseScope):
         return None
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._sync is not None and self._token is not None:  # the phase's queued work ends inside it
+            _run_sync(self._sync)
         t_ns = time.monotonic_ns()  # before anything else: the boundary is when the block ended
         token, self._token = self._token, None
         if token is None:
@@ -310,32 +353,44 @@ class _LivePhase(PhaseScope):
         import functools
         import inspect
 
-        name_json, attrs_json = self._name_json, self._attrs_json
+        name_json, attrs_json, sync = self._name_json, self._attrs_json, self._sync
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                with _LivePhase(name_json, attrs_json):
+                with _LivePhase(name_json, attrs_json, sync):
                     return await fn(*args, **kwargs)
 
             return async_wrapper  # type: ignore[return-value]
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with _LivePhase(name_json, attrs_json):
+            with _LivePhase(name_json, attrs_json, sync):
                 return fn(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
 
 
-def phase(name: str, /, **attrs: Any) -> PhaseScope:
+def phase(name: str, /, *, sync: SyncSpec = None, **attrs: Any) -> PhaseScope:
     """A named, nestable interval of the workload: ``with greentop.phase("training", epoch=3):``
     or ``@greentop.phase("inference")`` (plain and ``async def`` functions; a generator
     function's phase covers only the call that creates the generator).
 
     ``attrs`` values are str, int, float or bool; anything else is sent as ``str(value)``.
-    Outside a launcher this returns one shared no-op object."""
+    Outside a launcher this returns one shared no-op object.
+
+    ``sync``: GPU work is asynchronous, so without it a phase ends when Python leaves the block,
+    while kernels it queued may still run and be charged to the next phase. ``sync="torch"``
+    calls ``torch.cuda.synchronize()`` (current device) at entry, before the start is stamped,
+    and at exit, before the end is stamped, but only when torch is already imported and CUDA is
+    initialised; a callable of no arguments is called instead (e.g. to synchronise several
+    devices or another framework). Use it for phases shorter than a few hundred ms or whose
+    boundaries matter (a step, a request); leave it off around long phases and in hot loops:
+    each synchronisation drains the GPU's queue and can slow the workload. Only inside a launcher
+    (outside one nothing is measured and nothing is synchronised); a sync that raises is counted
+    in ``sync_failures`` and skipped. Raises ValueError for any other ``sync`` value."""
     global invalid_dropped
+    sync_fn = _sync_function(sync) if sync is not None else None
     client = _client  # inlined _get_client(): this is the whole cost outside a launcher
     if client is None:
         return _NOOP
@@ -344,7 +399,7 @@ def phase(name: str, /, **attrs: Any) -> PhaseScope:
         if client is None:
             return _NOOP
     try:
-        return _LivePhase(client.json_str(_clean_name(name)), _encode_attrs(attrs, _ATTR_BUDGET_BYTES) if attrs else "{}")
+        return _LivePhase(client.json_str(_clean_name(name)), _encode_attrs(attrs, _ATTR_BUDGET_BYTES) if attrs else "{}", sync_fn)
     except Exception:  # noqa: BLE001 -- odd attrs (e.g. a __str__ that raises) must not crash the workload
         invalid_dropped += 1
         return _NOOP

@@ -303,7 +303,7 @@ class Recorder:
         until ``interrupted`` is set) between the baseline's start and end events. ``carried``:
         events seen before this recording began (their open phases are carried into it)."""
         self.meta["start_wall_ns"], self.meta["start_mono_ns"] = time.time_ns(), time.monotonic_ns()
-        lanes = sorted({c.lane.value for c in self.channels}, key=lambda lane: 0 if lane == "fast" else 1)
+        lanes = list(self.sampler.health().lanes)  # the sampler's threads, as _snapshot stores them
         writer = TraceWriter(self.path, self.channels, self.meta, lanes)
         self._pump = _Pump(self.sampler, self.listener, writer, self.channels, self.tap)
         self._pump.log(_open_phase_starts(carried, self.meta["start_mono_ns"]))
@@ -356,12 +356,13 @@ class Recorder:
     def _store_overview(self) -> None:
         """Write the replay view's power overview into the finished trace now, while its samples
         are still in the page cache: the first ``greentop replay`` then opens at once instead of
-        reading every sample (3.4 s for an hour at 1 kHz). Best effort: a trace without one still
-        replays, building it on first open."""
-        from greentop.overview import ensure_overview
+        reading every sample (3.4 s for an hour at 1 kHz). The recorder is the only writer of a
+        trace: readers never add to it. Best effort: a trace without one still replays, building
+        it on first open (into the user's cache, not the trace)."""
+        from greentop.overview import build_overviews, write_overview
 
         try:
-            ensure_overview(self.path)
+            write_overview(self.path, build_overviews(self.path))
         except Exception as exc:  # noqa: BLE001 -- the trace is complete; this is only a cache
             print(f"greentop: {self.path}: overview not stored ({exc}); replay builds it on first open", file=sys.stderr)
 

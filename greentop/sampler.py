@@ -84,6 +84,34 @@ class SamplerHealth:
         return sum(c.errors for c in self.channels.values())
 
 
+def lane_name(channel: Channel) -> str:
+    """The sampler thread that reads ``channel``: ``"fast"`` / ``"slow"`` for file and MSR
+    readers, ``"gpuN"`` / ``"gpuN-slow"`` for GPU N's NVML readers.
+
+    Every GPU gets lanes of its own because an NVML call can block for milliseconds (7.4 ms has
+    been seen for a power read): on a shared lane it would delay every RAPL read behind it, and
+    the other GPUs' reads too. A stalled driver call now costs only that GPU's samples."""
+    if channel.reader.kind in _NVML_KINDS:
+        gpu = f"gpu{channel.reader.gpu_index}"
+        return gpu if channel.lane is Lane.FAST else f"{gpu}-slow"
+    return channel.lane.value
+
+
+def lane_plan(channels: Sequence[Channel], rate_hz: float, slow_rate_hz: float) -> list[tuple[str, float, list[Channel]]]:
+    """``(lane name, rate in Hz, channels)`` for each sampler thread, in start order: the fast
+    lane, then each GPU's fast lane, the slow lane, then each GPU's slow lane."""
+    plan: list[tuple[str, float, list[Channel]]] = []
+    for lane, rate in ((Lane.FAST, rate_hz), (Lane.SLOW, slow_rate_hz)):
+        groups: dict[str, list[Channel]] = {}
+        for c in channels:
+            if c.lane is lane:
+                groups.setdefault(lane_name(c), []).append(c)
+        # The file/MSR lane first, then the GPUs by index (gpu10 after gpu9).
+        order = sorted(groups, key=lambda n: (n != lane.value, len(n), n))
+        plan += [(name, rate, groups[name]) for name in order]
+    return plan
+
+
 def describe_error(code: int) -> str:
     if code == 0:
         return ""
@@ -96,7 +124,8 @@ def describe_error(code: int) -> str:
 
 @dataclass
 class Sampler:
-    """Samples ``channels`` on two lanes: fast ones at ``rate_hz``, slow ones at ``slow_rate_hz``."""
+    """Samples ``channels`` on lanes (one thread each, see ``lane_plan``): fast ones at ``rate_hz``,
+    slow ones at ``slow_rate_hz``; each GPU's NVML channels on lanes of their own."""
 
     channels: Sequence[Channel]
     rate_hz: float = DEFAULT_RATE_HZ
@@ -140,14 +169,11 @@ class Sampler:
                 raise SamplerError(f"NVML: {exc}") from exc
             self._nvml_open = True
         lanes = []
-        for lane, rate in ((Lane.FAST, self.rate_hz), (Lane.SLOW, self.slow_rate_hz)):
-            members = [c for c in self.channels if c.lane is lane]
-            if not members:
-                continue
+        for name, rate, members in lane_plan(self.channels, self.rate_hz, self.slow_rate_hz):
             capacity = max(int(rate * self.buffer_s), 64)
             lanes.append((int(round(1e9 / rate)), [self._spec(c, capacity) for c in members]))
             self._order += members
-            self._lanes.append((lane.value, rate))
+            self._lanes.append((name, rate))
         try:
             return _sampler.Core(lanes)
         except OSError as exc:

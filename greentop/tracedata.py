@@ -6,8 +6,9 @@ Plain data, no I/O: the HDF5 layout lives in ``trace.py``, the energy arithmetic
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import numpy.typing as npt
@@ -82,6 +83,11 @@ class TraceData:
     health: dict[str, Any] = field(default_factory=dict)  # overruns, missed ticks, read errors, dropped events
     complete: bool = True  # False when the recorder died before finalising the file
 
+    @property
+    def status(self) -> str:
+        """How the recorded run ended (``run_status`` of ``meta["run"]``)."""
+        return run_status(self.meta.get("run") or {}, self.complete)
+
     def channel(self, name: str) -> ChannelData:
         for c in self.channels:
             if c.channel.name == name:
@@ -126,3 +132,24 @@ class TraceData:
         from greentop.summary_format import format_summary
 
         return pd.read_csv(io.StringIO(format_summary(self.summary(carbon_g_per_kwh), "csv")))
+
+
+def run_status(run: Mapping[str, Any], complete: bool = True) -> str:
+    """How a recorded run ended, from the trace's ``/run`` attributes: ``"ok"``; ``"interrupted"``
+    (Ctrl-C); ``"killed (SIGTERM)"`` (the workload died of a signal: exit code 128 + N);
+    ``"failed (exit N)"`` (any other non-zero exit code); ``"incomplete"`` (the recorder died
+    before finalising the trace). A recording stopped from the live view while the workload went
+    on (``workload_running``) is ``"ok"``: the recording ended as asked."""
+    if not complete:
+        return "incomplete"
+    if bool(run.get("interrupted", False)):
+        return "interrupted"
+    code = int(run.get("exit_code", 0))
+    if code == 0 or bool(run.get("workload_running", False)):
+        return "ok"
+    if 128 < code <= 128 + 64:
+        try:
+            return f"killed ({signal.Signals(code - 128).name})"
+        except ValueError:
+            return f"killed (signal {code - 128})"
+    return f"failed (exit {code})"

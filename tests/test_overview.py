@@ -20,6 +20,9 @@ from greentop.overview import (
     Overview,
     OverviewError,
     build_overview,
+    build_overviews,
+    cache_dir,
+    cache_path,
     ensure_overview,
     read_overview,
     write_overview,
@@ -316,7 +319,7 @@ def test_write_and_read_round_trip_on_a_recorded_trace(tmp_path: Path) -> None:
 def test_reading_the_overview_never_reads_samples_and_loads_levels_on_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "run.h5"
     write_trace(path)
-    ensure_overview(path)
+    write_overview(path, build_overviews(path))  # as the recorder stores it
     read: list[str] = []
     original = h5py.Dataset.__getitem__
 
@@ -342,28 +345,57 @@ def test_read_overview_is_none_for_a_trace_without_one(tmp_path: Path) -> None:
     assert read_overview(path) is None
 
 
-def test_ensure_overview_builds_writes_then_reads(tmp_path: Path) -> None:
+def test_ensure_overview_builds_once_into_the_cache_and_never_writes_the_trace(tmp_path: Path) -> None:
     path = tmp_path / "run.h5"
     data = write_trace(path)
+    before = path.read_bytes()
     first = ensure_overview(path)
     assert all(lv.loaded for ov in first.values() for lv in ov.levels)  # built in memory
-    stored = read_overview(path)
-    assert stored is not None
-    assert_same(first, stored)
+    assert path.read_bytes() == before and read_overview(path) is None  # the trace is evidence
+    assert cache_path(path).is_file() and cache_path(path).parent == cache_dir()
     again = ensure_overview(path)
-    assert not any(lv.loaded for ov in again.values() for lv in ov.levels)  # read back, lazily
+    assert not any(lv.loaded for ov in again.values() for lv in ov.levels)  # read back from the cache, lazily
+    assert_same(first, again)
     t, raw = data[COUNTER.name]
     assert again[COUNTER.name].energy_j == pytest.approx(float(converter_for(COUNTER).feed(t, raw).energy_j[-1]), rel=1e-12)
+    assert path.read_bytes() == before
+
+
+def test_a_changed_trace_never_meets_its_old_cached_overview(tmp_path: Path) -> None:
+    path = tmp_path / "run.h5"
+    write_trace(path, seconds=5)
+    ensure_overview(path)
+    old_cache = cache_path(path)
+    other = tmp_path / "other.h5"
+    write_trace(other, seconds=2)
+    os.replace(other, path)  # another recording under the same name
+    assert cache_path(path) != old_cache
+    ovs = ensure_overview(path)
+    assert all(lv.loaded for ov in ovs.values() for lv in ov.levels)  # rebuilt, not the 5 s one
+    assert ovs[COUNTER.name].t_last_ns - ovs[COUNTER.name].t_first_ns < 3_000 * MS
+
+
+def test_an_unwritable_cache_keeps_the_overview_in_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "run.h5"
+    write_trace(path, seconds=2)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # the cache cannot be created under a file
+    before = path.read_bytes()
+    ovs = ensure_overview(path)
+    assert set(ovs) == {c.name for c in TRACE_CHANNELS} and path.read_bytes() == before
 
 
 def test_an_overview_of_another_version_or_another_recording_is_not_current(tmp_path: Path) -> None:
     path = tmp_path / "run.h5"
     write_trace(path, seconds=5)
-    ensure_overview(path)
+    write_overview(path, build_overviews(path))
     with h5py.File(path, "r+") as f:
         f["overview"].attrs["overview_version"] = OVERVIEW_VERSION + 1
     assert read_overview(path) is None
-    ensure_overview(path)  # rebuilt and rewritten
+    assert ensure_overview(path)  # rebuilt (into the cache: the trace is left as it is)
+    assert read_overview(path) is None
+    write_overview(path, build_overviews(path))
     assert read_overview(path) is not None
     with h5py.File(path, "r+") as f:
         f["overview/000"].attrs["n_samples"] = 12
@@ -371,7 +403,7 @@ def test_an_overview_of_another_version_or_another_recording_is_not_current(tmp_
     with h5py.File(path, "r+") as f:  # a write cut short: no version attribute yet
         del f["overview"].attrs["overview_version"]
     assert read_overview(path) is None
-    assert read_overview(path) is None and ensure_overview(path) and read_overview(path) is not None
+    assert read_overview(path) is None and ensure_overview(path) and read_overview(path) is None
 
 
 def test_a_read_only_trace_is_left_untouched(tmp_path: Path) -> None:
@@ -408,9 +440,35 @@ def test_write_overview_refuses_a_missing_file_unknown_channels_and_missing_ones
     other = Channel("nvml:gpu9:power", "nvml", "gpu-9", Quantity.POWER, "mW", 1e-3, Reader(ReaderKind.NVML_POWER, gpu_index=9))
     with pytest.raises(OverviewError):
         write_overview(path, [build_overview(np.arange(10, dtype=np.int64) * MS, np.ones(10, np.int64), other)])
-    some = {name: ov for name, ov in ensure_overview(path).items() if name != GAUGE.name}
-    with h5py.File(path, "r+") as f:
-        del f["overview"]
+    some = {name: ov for name, ov in build_overviews(path).items() if name != GAUGE.name}
     with pytest.raises(OverviewError, match="every channel"):
         write_overview(path, some)
     assert read_overview(path) is None
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("fixture", ["tests/data/h200_resnet50.h5", "docs/results/cnn-h200/points/resnet50-bs512-bf16-3b05646d.h5"])
+def test_replay_and_summary_never_change_a_byte_of_the_trace(tmp_path: Path, fixture: str) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    from greentop.tui.replay import ReplayModel
+
+    repo = Path(__file__).resolve().parent.parent
+    path = tmp_path / "run.h5"
+    shutil.copy(repo / fixture, path)
+    before, stat_before = _sha256(path), path.stat()
+    for _ in range(2):  # the first open builds the overview, the second finds it (in the cache)
+        ReplayModel(path).summarise()
+    for fmt in ("table", "json"):
+        out = subprocess.run([sys.executable, "-m", "greentop", "summary", str(path), "--format", fmt],
+                             capture_output=True, text=True, cwd=repo, timeout=120)
+        assert out.returncode == 0, out.stderr
+    assert _sha256(path) == before
+    assert path.stat().st_mtime_ns == stat_before.st_mtime_ns and path.stat().st_size == stat_before.st_size

@@ -575,3 +575,97 @@ def test_a_forked_copy_of_the_launcher_exiting_leaves_the_socket_alone() -> None
                 os._exit(0)
         os.waitpid(pid, 0)
         assert Path(lst.path).exists()
+
+
+# ---- device synchronisation at phase edges ---------------------------------------------------
+
+
+class _FakeCuda:
+    """Stands in for ``torch.cuda``: a "GPU" whose queued work ends ``queued_s`` after it was queued."""
+
+    def __init__(self, initialized: bool) -> None:
+        self.initialized = initialized
+        self.busy_until_ns = 0
+        self.synced_at_ns: list[int] = []
+
+    def is_initialized(self) -> bool:
+        return self.initialized
+
+    def queue(self, queued_s: float) -> None:
+        self.busy_until_ns = max(self.busy_until_ns, time.monotonic_ns()) + int(queued_s * 1e9)
+
+    def synchronize(self) -> None:
+        while time.monotonic_ns() < self.busy_until_ns:
+            time.sleep(0.001)
+        self.synced_at_ns.append(time.monotonic_ns())
+
+
+@pytest.fixture
+def fake_torch(monkeypatch: pytest.MonkeyPatch) -> _FakeCuda:
+    import types
+
+    cuda = _FakeCuda(initialized=True)
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=cuda))
+    return cuda
+
+
+def test_sync_torch_ends_a_phase_when_its_queued_gpu_work_ends(listener: EventListener, fake_torch: _FakeCuda) -> None:
+    with greentop.phase("warm"):
+        fake_torch.queue(0.1)  # queued, not finished: an unsynchronised phase ends at once
+    warm_work_end_ns = fake_torch.busy_until_ns
+    with greentop.phase("step", sync="torch"):
+        fake_torch.queue(0.1)
+    events = {(e.kind, e.name): e for e in collect(listener, 4)}
+    assert events["end", "warm"].t_ns < warm_work_end_ns  # without sync the work of "warm" spills past its end ...
+    # ... with sync the entry waits for them (so "step" starts after the previous work is done)
+    # and the exit waits for the step's own work, which therefore lies inside the phase.
+    entry, exit_ = fake_torch.synced_at_ns
+    assert events["start", "step"].t_ns >= entry >= events["end", "warm"].t_ns + 0.09e9
+    assert events["end", "step"].t_ns >= exit_ >= events["start", "step"].t_ns + 0.09e9
+
+
+def test_sync_torch_does_nothing_until_cuda_is_initialised(listener: EventListener, fake_torch: _FakeCuda) -> None:
+    fake_torch.initialized = False
+    with greentop.phase("cpu-only", sync="torch"):
+        pass
+    assert fake_torch.synced_at_ns == []
+    assert len(collect(listener, 2)) == 2
+
+
+def test_sync_torch_without_torch_imported_imports_nothing(listener: EventListener, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    with greentop.phase("no-torch", sync="torch"):
+        pass
+    assert "torch" not in sys.modules
+    assert len(collect(listener, 2)) == 2
+
+
+def test_sync_callable_runs_at_entry_and_exit_also_for_decorated_calls(listener: EventListener) -> None:
+    calls: list[str] = []
+
+    @greentop.phase("infer", sync=lambda: calls.append("sync"))
+    def infer() -> None:
+        calls.append("body")
+
+    infer()
+    assert calls == ["sync", "body", "sync"]
+
+
+def test_a_failing_sync_is_counted_and_never_breaks_the_workload(listener: EventListener) -> None:
+    def broken() -> None:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    before = phases.sync_failures
+    with greentop.phase("p", sync=broken):
+        pass
+    assert phases.sync_failures == before + 2
+    assert [e.kind for e in collect(listener, 2)] == ["start", "end"]
+
+
+def test_outside_a_launcher_sync_is_not_called_but_a_bad_value_is_refused(no_launcher: None) -> None:
+    calls: list[int] = []
+    with greentop.phase("p", sync=lambda: calls.append(1)):
+        pass
+    assert calls == []
+    with pytest.raises(ValueError, match="sync must be"):
+        greentop.phase("p", sync="jax")  # type: ignore[arg-type]

@@ -132,6 +132,9 @@ def test_ctrl_c_stops_the_workload_and_still_writes_a_complete_trace(tmp_path: P
     tr = load(out)
     assert tr.complete and tr.meta["run"]["interrupted"] is True
     assert [(p.name, p.status) for p in tr.phases] == [("serving", "crashed")]
+    summary = subprocess.run([sys.executable, "-m", "greentop", "summary", str(out), "--format", "json"],
+                             env=host_env, capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert next(r for r in json.loads(summary.stdout)["rows"] if r["name"] == "run")["status"] == "interrupted"
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -98,3 +98,29 @@ def test_formats_cope_with_a_run_without_baseline_or_counts() -> None:
     rows = list(csv.DictReader(io.StringIO(format_summary(s, "csv"))))
     assert rows[0]["above_baseline_j"] == "" and "j_per_sample" not in rows[0]
     assert json.loads(format_summary(s, "json"))["baseline"] is None
+
+
+@pytest.mark.parametrize("run, status", [
+    ({"exit_code": 130, "interrupted": True}, "interrupted"),
+    ({"exit_code": 137, "interrupted": False}, "killed (SIGKILL)"),
+    ({"exit_code": 3, "interrupted": False}, "failed (exit 3)"),
+])
+def test_a_run_that_did_not_end_well_says_so_in_every_format(run: dict[str, object], status: str) -> None:
+    trace = build_trace()
+    trace.meta["run"] = run
+    s = summarise(trace, 100.0, carbon_source="test")
+    assert s.row("run").status == status
+    table = format_summary(s, "table")
+    assert any(line.startswith("run") and f"[{status}]" in line for line in table.splitlines())
+    csv_rows = [r for r in csv.DictReader(io.StringIO(format_summary(s, "csv"))) if r["phase"] == "run"]
+    assert csv_rows and {r["status"] for r in csv_rows} == {status}
+    doc = json.loads(format_summary(s, "json"))
+    assert next(r for r in doc["rows"] if r["name"] == "run")["status"] == status
+    md_run = [line for line in format_summary(s, "md").splitlines() if line.startswith("| run")]
+    assert md_run and status in md_run[0]
+
+
+def test_a_run_that_exited_0_is_ok() -> None:
+    trace = build_trace()
+    trace.meta["run"] = {"exit_code": 0, "interrupted": False}
+    assert summarise(trace, 100.0, carbon_source="test").row("run").status == "ok"

@@ -24,7 +24,7 @@ SIZE = (140, 50)
 
 @pytest.fixture(scope="module")
 def trace_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the committed trace: opening it writes its overview into the file."""
+    """A copy of the committed trace (which has no overview: the first open builds one into the cache)."""
     p = tmp_path_factory.mktemp("replay") / "run.h5"
     shutil.copy(DATA, p)
     return p
@@ -308,5 +308,21 @@ def test_click_on_a_chart_selects_the_innermost_phase_there(model: ReplayModel) 
         await pilot.click(chart, offset=(_x_of(chart, (p.start_ns + p.end_ns) // 2), 3))
         assert app.cursor_key() == f"p{epoch}"  # the epoch, not the training phase around it
         assert "epoch" in app.detail_text()[0]
+
+    drive(app, body)
+
+
+def test_replay_of_an_interrupted_run_says_so_in_the_status_line(tmp_path: Path) -> None:
+    import h5py
+
+    p = tmp_path / "interrupted.h5"
+    shutil.copy(DATA, p)
+    with h5py.File(p, "r+") as f:  # as `greentop record` stores a run stopped with Ctrl-C
+        f["run"].attrs["interrupted"] = True
+        f["run"].attrs["exit_code"] = 130
+    app = ReplayApp(ReplayModel(p))
+
+    async def body(pilot: Pilot) -> None:
+        assert "[run interrupted]" in str(app.query_one("#status").render())
 
     drive(app, body)

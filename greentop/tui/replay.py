@@ -105,8 +105,9 @@ class ReplayModel:
     """A recorded trace opened for replay, its samples left on disk.
 
     Args:
-        path: the trace (HDF5). Its overview is written into it the first time (unless the file
-            is read-only), so later opens read a few hundred kB.
+        path: the trace (HDF5), only ever read. Its overview is the one the recorder stored, or
+            one built on the first open and kept in the user's cache (``overview.ensure_overview``),
+            so later opens read a few hundred kB.
         carbon: (gCO2e/kWh, source) for the summary; None: the intensity stored in the trace.
 
     Raises ``greentop.trace.TraceError`` (one line) for a missing, corrupt or foreign file.
@@ -424,8 +425,10 @@ class ReplayApp(App[int]):
             chart.title = f"{label}  {b.average_w:.0f} W avg · {b.peak_w:.0f} W peak (window)"
             chart.set_minmax(b.t_ns, b.min_w, b.max_w, t0, t1, bin_ns=b.bin_ns, origin_ns=o)
         self.charts_drawn += 1
+        ended = self.model.trace.status  # a run that did not end well says so on every screen
         self.query_one("#status", Static).update(
-            f" {self.model.path.name}  window {(t0 - o) * 1e-9:.2f} s – {(t1 - o) * 1e-9:.2f} s "
+            f" {self.model.path.name}{'' if ended == 'ok' else f'  [run {ended}]'}"
+            f"  window {(t0 - o) * 1e-9:.2f} s – {(t1 - o) * 1e-9:.2f} s "
             f"of {self.model.duration_s:.2f} s   ←/→ move  +/- zoom  enter jump  c compare  ? help  q quit")
 
     # -- detail pane ---------------------------------------------------------------------------

@@ -126,6 +126,7 @@ struct fake_device {
     unsigned int mig;             /* current (and pending) MIG mode */
     unsigned int power_limit_mw;  /* mW */
     unsigned long long energy_start_mj; /* counter at the epoch, mJ */
+    long long power_stall_us;     /* sleep inside this device's power and field reads, µs */
     int nseg;                     /* segments of the profile, cycling for ever */
     double *seg_duration_s;       /* [nseg] */
     double *seg_power_w;          /* [nseg] */
@@ -169,6 +170,16 @@ static void busy_wait_us(long long us)
         return;
     long long deadline = now_ns() + us * 1000LL;
     while (now_ns() < deadline) {
+    }
+}
+
+/* A driver call blocked in the kernel (waiting on the GPU), not a busy CPU: it sleeps. */
+static void sleep_us(long long us)
+{
+    if (us <= 0)
+        return;
+    struct timespec ts = {(time_t)(us / 1000000LL), (long)(us % 1000000LL) * 1000L};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
     }
 }
 
@@ -334,7 +345,7 @@ static int parse_config(const char *path, struct fake_state *s)
             continue;
         }
         if (strcmp(key, "mig") && strcmp(key, "name") && strcmp(key, "power_limit_mw") &&
-            strcmp(key, "energy_start_mj") && strcmp(key, "profile"))
+            strcmp(key, "energy_start_mj") && strcmp(key, "profile") && strcmp(key, "power_stall_us"))
             CONFIG_FAIL("unknown directive '%s'", key);
         if (parse_ll(next_word(&cur), &dev) || dev < 0 || dev >= FAKE_MAX_DEVICES)
             CONFIG_FAIL("%s needs a device index 0..%d first", key, FAKE_MAX_DEVICES - 1);
@@ -397,6 +408,10 @@ static int parse_config(const char *path, struct fake_state *s)
                 if (v < 0 || v > 0xFFFFFFFFLL)
                     CONFIG_FAIL("power_limit_mw out of range");
                 d->power_limit_mw = (unsigned int)v;
+            } else if (!strcmp(key, "power_stall_us")) {
+                if (v < 0)
+                    CONFIG_FAIL("power_stall_us must be >= 0");
+                d->power_stall_us = v;
             } else {
                 if (v < 0)
                     CONFIG_FAIL("energy_start_mj must be >= 0");
@@ -792,6 +807,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t device, unsigned int *p
         return NVML_ERROR_INVALID_ARGUMENT;
     *power = window_power_mw(d, refresh_q_ns(s, t), s->update_ns);
     busy_wait_us(s->power_cost_us);
+    sleep_us(d->power_stall_us);
     return NVML_SUCCESS;
 }
 
@@ -851,6 +867,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int valuesCoun
         v->latencyUsec = (now_ns() - t0) / 1000;
         v->nvmlReturn = NVML_SUCCESS;
     }
+    sleep_us(d->power_stall_us);
     return NVML_SUCCESS;
 }
 

@@ -32,6 +32,8 @@ directive a line, ``#`` starts a comment, so a name cannot contain ``#``::
     name DEV NVIDIA H200             # rest of the line (default "Fake GPU DEV")
     power_limit_mw DEV 700000        # power management and enforced limit, mW (default 700000)
     energy_start_mj DEV 1000000000   # energy counter at the epoch, mJ (default 0)
+    power_stall_us DEV 7400          # DEV's power and field reads sleep this long (µs; default 0):
+                                     #   a driver call blocked in the kernel, not a busy CPU
     profile DEV d1 p1 d2 p2 ...      # (duration s, power W) segments, cycling for ever
                                      #   (default: constant 100 W)
 
@@ -207,6 +209,9 @@ class FakeNvmlConfig:
     """Energy counter at the epoch per device, mJ; default 0."""
     profiles: dict[int, PowerProfile] = field(default_factory=dict)
     """Power profile per device (must have ``repeat=True``); default constant 100 W."""
+    power_stall_us: dict[int, int] = field(default_factory=dict)
+    """Per device: every ``nvmlDeviceGetPowerUsage`` and ``nvmlDeviceGetFieldValues`` call sleeps
+    this long after reading, µs (a slow driver call; 7.4 ms has been seen); default 0."""
 
     @property
     def update_ns(self) -> int:
@@ -228,7 +233,7 @@ class FakeNvmlConfig:
         if self.update_ms <= 0:
             raise ValueError("update_ms must be positive")
         per_device: list[Mapping[int, object]] = [
-            self.mig, self.names, self.power_limit_mw, self.energy_start_mj, self.profiles,
+            self.mig, self.names, self.power_limit_mw, self.energy_start_mj, self.profiles, self.power_stall_us,
         ]
         for mapping in per_device:
             for dev in mapping:
@@ -243,6 +248,9 @@ class FakeNvmlConfig:
         for dev, mj in self.energy_start_mj.items():
             if mj < 0:
                 raise ValueError(f"device {dev}: energy_start_mj must be >= 0")
+        for dev, us in self.power_stall_us.items():
+            if us < 0:
+                raise ValueError(f"device {dev}: power_stall_us must be >= 0")
 
     def to_text(self) -> str:
         """The config file's text."""
@@ -269,6 +277,8 @@ class FakeNvmlConfig:
             lines.append(f"energy_start_mj {dev} {mj}")
         for dev, profile in sorted(self.profiles.items()):
             lines.append(f"profile {dev} {profile.to_config()}")
+        for dev, us in sorted(self.power_stall_us.items()):
+            lines.append(f"power_stall_us {dev} {us}")
         return "\n".join(lines) + "\n"
 
     def write(self, path: Path) -> Path:
