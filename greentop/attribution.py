@@ -76,14 +76,15 @@ for a channel with fewer than two samples.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 from greentop.channel import Channel, Quantity
-from greentop.energy import Converter, CounterUnwrapper, converter_for, primary_channels
+from greentop.domains import CPU_TOTAL_PACKAGES, describe_total, plan_domains
+from greentop.energy import Converter, CounterUnwrapper, converter_for
 from greentop.energy import PEAK_WINDOW_S, update_period_s
 from greentop.tracedata import ChannelData, Phase, TraceData
 
@@ -136,6 +137,8 @@ class DomainInfo:
     wraps: int
     backwards: int  # counter steps backwards that no wrap explains (held, never integrated)
     note: str
+    in_total: bool = True  # added into the machine total (psys beside the packages is shown, not added)
+    alternatives: list[str] = field(default_factory=list)  # other channels of the same domain, not taken
 
 
 @dataclass(slots=True)  # not frozen: a long run has tens of thousands, and frozen init is slow
@@ -207,6 +210,8 @@ class RunSummary:
     meta: dict[str, Any]  # the trace's own metadata
     health: dict[str, Any]  # sampler health (overruns, read errors, dropped events ...)
     notes: list[str]
+    cpu_total: str = CPU_TOTAL_PACKAGES  # what the CPU side of the machine total is ("packages" or "psys")
+    machine_total: str = ""  # one line: what the "total" domain contains
 
     def row(self, name: str) -> PhaseSummary:
         """The first row with this name ("run", "idle baseline", "(untagged)", or a phase name)."""
@@ -474,21 +479,28 @@ class _Spans:
 
 
 def summarise(trace: TraceData, carbon_g_per_kwh: float, carbon_source: str = "",
-              channels: Iterable[ChannelData] | None = None) -> RunSummary:
+              channels: Iterable[ChannelData] | None = None, cpu_total: str = CPU_TOTAL_PACKAGES,
+              every_channel: Sequence[Channel] | None = None) -> RunSummary:
     """Per-phase, per-domain energy, power, carbon and work figures of a recorded run.
 
     ``carbon_g_per_kwh`` is the grid intensity (gCO2e/kWh) to apply and ``carbon_source`` where it
     comes from (``carbon.intensity_for`` returns both). See the module docstring for the model.
 
-    ``channels``, when given, replaces ``trace.channels``: the primary channels' data, in
-    ``energy.primary_channels`` order, taken one at a time and each let go before the next is
-    asked for, so a long trace's samples need never all be in memory::
+    ``cpu_total`` picks the CPU side of the machine total ("packages": packages + DRAM, the default;
+    "psys": the platform domain); see ``greentop.domains``. Every domain of
+    ``plan_domains(..., cpu_total).shown`` gets a column; the "total" adds those ``in_total``.
+
+    ``channels``, when given, replaces ``trace.channels``: the shown channels' data, in
+    ``domains.plan_domains(...).shown`` order, taken one at a time and each let go before the next is
+    asked for, so a long trace's samples need never all be in memory (``every_channel``, the
+    descriptions of all the trace's channels, lets the summary name the sources it did not take)::
 
         with open_trace(path) as f:
             trace = load(f, channels=())  # everything but the samples
             every = [cd.channel for cd in iter_channels(f, ends_only=True)]
-            names = [c.name for c in primary_channels(every)]
-            summary = summarise(trace, intensity, source, channels=iter_channels(f, names, read_ahead=True))
+            names = [c.name for c in plan_domains(every).shown]
+            summary = summarise(trace, intensity, source, channels=iter_channels(f, names, read_ahead=True),
+                                every_channel=every)
 
     gives what ``summarise(load(path), intensity, source)`` gives.
     """
@@ -566,18 +578,29 @@ def summarise(trace: TraceData, carbon_g_per_kwh: float, carbon_source: str = ""
     grid = _peak_grid(iv_span, iv_a, iv_b, row_spans, nsp)
     queries, bounds = _sorted_unique(np.concatenate((both_t, grid.edges))), _sorted_unique(both_t)
     streamed = channels is not None
+    every = list(every_channel) if every_channel is not None else [cd.channel for cd in trace.channels]
     if channels is None:
         by_name = {cd.channel.name: cd for cd in trace.channels}
-        channels = [by_name[c.name] for c in primary_channels([cd.channel for cd in trace.channels])]
+        channels = [by_name[c.name] for c in plan_domains(every, cpu_total).shown]
     series: list[_Series] = []
     seen: list[Channel] = []
     for cd in channels:
         series.append(_series(cd, origin, queries, bounds))
         seen.append(cd.channel)
         del cd  # a streamed channel's samples go before the next channel's are read
-    if streamed and [c.name for c in primary_channels(seen)] != [c.name for c in seen]:
-        raise ValueError("summarise(channels=...) takes primary channels only (energy.primary_channels): "
+    plan = plan_domains(every if every_channel is not None else seen, cpu_total)
+    if streamed and [c.name for c in plan.shown] != [c.name for c in seen]:
+        raise ValueError("summarise(channels=...) takes the primary (shown) channels only (domains.plan_domains(...).shown): "
                          "the others are inside them and would be counted twice")
+    for k, (sr, add) in enumerate(zip(series, plan.in_total)):
+        sr.info = replace(sr.info, in_total=add, alternatives=list(plan.alternatives.get(sr.info.channel, [])))
+        if sr.info.alternatives:
+            notes.append(f"{sr.info.domain}: {sr.info.channel} ({sr.info.source}) taken; "
+                         f"also read, not added: {', '.join(sr.info.alternatives)}")
+    machine_total = describe_total(cpu_total, [sr.info.domain for sr in series if sr.info.in_total])
+    if any(not sr.info.in_total for sr in series):
+        notes.append("shown beside the total, not added to it: "
+                     + ", ".join(sr.info.domain for sr in series if not sr.info.in_total))
     if not series:
         notes.insert(0, "no primary energy channel: every energy figure is 0")
 
@@ -661,7 +684,7 @@ def summarise(trace: TraceData, carbon_g_per_kwh: float, carbon_source: str = ""
         schema_version=SCHEMA_VERSION, carbon_g_per_kwh=ci, carbon_source=carbon_source or "given to summarise()",
         peak_window_s=PEAK_WINDOW_S, run_start_ns=run_lo, run_end_ns=run_hi, baseline=trace.baseline,
         complete=trace.complete, domains=[s.info for s in series], rows=rows, meta=dict(trace.meta),
-        health=dict(trace.health), notes=notes,
+        health=dict(trace.health), notes=notes, cpu_total=cpu_total, machine_total=machine_total,
     )
 
 
@@ -752,7 +775,8 @@ def _peaks(series: list[_Series], grid: _PeakGrid, nsp: int) -> tuple[F64, F64]:
     total = np.zeros(grid.order.size)
     for c, sr in enumerate(series):
         p = (np.diff(sr.at(grid.edges))[grid.inner] / w)[grid.order]
-        total += p
+        if sr.info.in_total:
+            total += p
         peak[c, grid.spans_with] = np.maximum.reduceat(p, grid.first)
     peak_total[grid.spans_with] = np.maximum.reduceat(total, grid.first)
     return peak, peak_total
@@ -776,14 +800,15 @@ class _RowFigures:
         x[:, :c] = np.maximum(np.minimum(energy[:, exc].T, e[:, :c]), 0.0)  # clamp: see module docstring
         xu[:, :c] = unc[:, exc].T
         pk[:, :c], pk[:, c] = peak[:, inc].T, peak_total[inc]
+        add = np.array([s.info.in_total for s in series], dtype=bool)
         for m in (e, u, x, xu):
-            m[:, c] = m[:, :c].sum(axis=1)
+            m[:, c] = m[:, :c][:, add].sum(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             avg = np.where(dur[:, None] > 0, e / dur[:, None], np.nan)
         pk = np.where(np.isnan(pk), avg, pk)  # shorter than one peak window: its average is its peak
         self.names = [s.info.domain for s in series] + [TOTAL]
         est = [s.info.estimated for s in series]
-        self.estimated = est + [any(est)]
+        self.estimated = est + [any(e and s.info.in_total for e, s in zip(est, series))]
         self.dur, self.xdur = dur.tolist(), xdur.tolist()
         self.e, self.u, self.x, self.xu = e.tolist(), u.tolist(), x.tolist(), xu.tolist()
         self.wh, self.avg, self.pk = (e / J_PER_WH).tolist(), avg.tolist(), pk.tolist()
@@ -794,8 +819,8 @@ class _RowFigures:
         self.above: list[list[float]] = []
         self.above_u: list[list[float]] = []
         if bw is not None and bw_unc is not None:
-            bwd = np.append(bw, bw.sum())
-            bwud = np.append(bw_unc, bw_unc.sum())
+            bwd = np.append(bw, bw[add].sum())
+            bwud = np.append(bw_unc, bw_unc[add].sum())
             above = e - bwd[None, :] * dur[:, None]
             self.bw, self.above = bwd.tolist(), above.tolist()
             self.above_u = (u + bwud[None, :] * dur[:, None]).tolist()
@@ -814,7 +839,7 @@ class _RowFigures:
         c = len(series)
         sh, out = short[:, inc].T.tolist(), outside[:, inc].T.tolist()
         no_data = [not s.has_data for s in series]
-        any_est = any(self.estimated[:c])
+        any_est = self.estimated[c]
         result: list[list[str]] = []
         for r in range(inc.size):
             base = [FLAG_OVERLAP] if overlap[r] else []
@@ -825,7 +850,7 @@ class _RowFigures:
                 for on, name in ((no_data[k], FLAG_NO_DATA), (sh[r][k], FLAG_SHORT), (out[r][k], FLAG_OUTSIDE)):
                     if on:
                         f.append(name)
-                        if name not in tot:
+                        if series[k].info.in_total and name not in tot:
                             tot.append(name)
                 if self.estimated[k]:
                     f.append(FLAG_ESTIMATED)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
 from greentop import __version__
-from greentop.energy import primary_channels
+from greentop.domains import CPU_TOTAL_PACKAGES, CPU_TOTALS, plan_domains
 from greentop.measure import ChannelSummary, measure
 from greentop.sampler import DEFAULT_RATE_HZ, DEFAULT_SLOW_RATE_HZ, MAX_RATE_HZ, SamplerError, SamplerHealth
 from greentop.sources import DiscoveryOptions, SourceResult, discover
@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rate", type=_rate, default=DEFAULT_RATE_HZ, metavar="HZ", help="fast-lane rate (default 1000)")
     s.add_argument("--slow-rate", type=_rate, default=DEFAULT_SLOW_RATE_HZ, metavar="HZ", help="slow-lane rate (default 10)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_cpu_total_option(s)
     _add_discovery_options(s)
 
     r = sub.add_parser("record", help="run a command and record every sensor to an HDF5 trace",
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("trace", metavar="RUN.h5")
     m.add_argument("--format", choices=["table", "csv", "json", "md"], default="table")
     m.add_argument("-o", "--output", metavar="FILE", help="write there instead of standard output")
+    _add_cpu_total_option(m)
     _add_carbon_options(m)
 
     rp = sub.add_parser("replay", help="browse a recorded trace: power over time, phases, per-phase energy")
@@ -116,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_parser(sub)
     return parser
+
+
+def _add_cpu_total_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cpu-total", choices=list(CPU_TOTALS), default=CPU_TOTAL_PACKAGES,
+                   help="CPU side of the machine total: packages = CPU packages + DRAM (default), "
+                        "psys = the platform domain instead")
 
 
 def _add_carbon_options(p: argparse.ArgumentParser) -> None:
@@ -304,9 +312,11 @@ def _print_summary(path: Path, fmt: str, carbon: tuple[float, str] | None, args:
         trace = load(f, channels=())
         stored = (float(trace.meta.get("carbon_g_per_kwh", 0.0)), str(trace.meta.get("carbon_source", "")))
         intensity, source = carbon if carbon is not None else _carbon(args, stored)  # type: ignore[arg-type]
-        primary = primary_channels([cd.channel for cd in iter_channels(f, ends_only=True)])
-        streamed = iter_channels(f, [c.name for c in primary], read_ahead=True)
-        summary = summarise(trace, intensity, source, channels=streamed)
+        cpu_total = getattr(args, "cpu_total", CPU_TOTAL_PACKAGES) if args is not None else CPU_TOTAL_PACKAGES
+        every = [cd.channel for cd in iter_channels(f, ends_only=True)]
+        shown = plan_domains(every, cpu_total).shown
+        streamed = iter_channels(f, [c.name for c in shown], read_ahead=True)
+        summary = summarise(trace, intensity, source, channels=streamed, cpu_total=cpu_total, every_channel=every)
     print(format_summary(summary, fmt), file=out, end="" if fmt in ("csv", "json") else "\n")
 
 

@@ -163,30 +163,13 @@ def power_series_w(chunk: EnergyChunk) -> F64:
     return np.concatenate(([np.nan], p))
 
 
-_QUANTITY_RANK = {Quantity.ENERGY: 0, Quantity.POWER: 1, Quantity.CPU_BUSY: 2}
+def primary_channels(channels: list[Channel], cpu_total: str = "packages") -> list[Channel]:
+    """The channels whose energies add up to the machine's total without double counting: one per
+    physical domain, sub-zones and psys left out (see ``greentop.domains``, which also says which
+    domains are shown beside the total)."""
+    from greentop.domains import plan_domains
 
-
-def primary_channels(channels: list[Channel]) -> list[Channel]:
-    """One channel per domain whose energies add up to the machine's total without double counting.
-
-    Sub-zones (a package's core or DRAM share) are inside their parent; psys covers the packages,
-    so it counts only where no package channel exists; within a domain an energy counter beats a
-    power gauge (no integration error), which beats an estimate.
-    """
-    top = [c for c in channels if not c.parent]
-    has_package = any(c.domain.startswith("cpu-package") for c in top)
-    best: dict[str, Channel] = {}
-    for c in top:
-        if c.domain == "psys" and has_package:
-            continue
-        if c.domain == "cpu" and has_package:
-            continue
-        if c.domain.startswith("cpu-core") and has_package:
-            continue
-        cur = best.get(c.domain)
-        if cur is None or _QUANTITY_RANK[c.quantity] < _QUANTITY_RANK[cur.quantity]:
-            best[c.domain] = c
-    return list(best.values())
+    return plan_domains(channels, cpu_total).total
 
 
 def update_period_s(t_ns: npt.NDArray[np.int64], raw: npt.NDArray[np.int64]) -> float | None:
