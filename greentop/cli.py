@@ -246,13 +246,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
     print(f"Sampling {len(found.channels)} channels for {args.duration:g} s at {args.rate:g} Hz ...", file=sys.stderr)
     result = measure(found.channels, args.duration, args.rate, args.slow_rate)
     summaries = result.summaries()
-    primary = {c.name for c in primary_channels(found.channels)}
+    plan = plan_domains(found.channels, args.cpu_total)
+    primary = {c.name for c in plan.total}
     total_j = sum(s.energy_j for s in summaries if s.name in primary)
     duration_s = max((s.duration_s for s in summaries), default=0.0)
     if args.json:
         print(json.dumps({
             "channels": [s.__dict__ for s in summaries],
-            "total": {"energy_j": total_j, "average_w": total_j / duration_s if duration_s else None, "channels": sorted(primary)},
+            "total": {"energy_j": total_j, "average_w": total_j / duration_s if duration_s else None, "channels": sorted(primary),
+                      "cpu_total": plan.cpu_total, "machine_total": plan.describe()},
             "health": {"lanes": {k: v.__dict__ for k, v in result.health.lanes.items()},
                        "channels": {k: v.__dict__ for k, v in result.health.channels.items()}},
         }, indent=2, default=float))
@@ -261,6 +263,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     estimated = any(s.estimated for s in summaries if s.name in primary)
     print(f"\nTotal ({', '.join(sorted(primary))}): {total_j:.3f} J = {total_j / 3600:.6f} Wh over {duration_s:.2f} s, "
           f"{total_j / duration_s if duration_s else 0:.2f} W average" + (" (includes estimates)" if estimated else ""))
+    print(plan.describe())
     for s in summaries:
         if s.backwards:
             print(f"{s.name}: {s.backwards} backward steps that no wrap explains were held, not integrated")

@@ -74,8 +74,11 @@ def test_sample_totals_one_channel_per_domain(machine: tuple[FakeHost, dict[str,
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     by = {c["name"]: c for c in doc["channels"]}
-    assert doc["total"]["channels"] == ["nvml:gpu0:energy", "rapl:package-0"]
-    assert doc["total"]["energy_j"] == pytest.approx(by["nvml:gpu0:energy"]["energy_j"] + by["rapl:package-0"]["energy_j"])
+    # DRAM is outside the package domain: its own domain in the machine total.
+    assert doc["total"]["channels"] == ["nvml:gpu0:energy", "rapl:package-0", "rapl:package-0:dram"]
+    assert doc["total"]["energy_j"] == pytest.approx(by["nvml:gpu0:energy"]["energy_j"] + by["rapl:package-0"]["energy_j"]
+                                                     + by["rapl:package-0:dram"]["energy_j"])
+    assert doc["total"]["cpu_total"] == "packages" and "CPU packages + DRAM" in doc["total"]["machine_total"]
     assert by["nvml:gpu0:power"]["average_w"] == pytest.approx(300.0, rel=0.01)
     assert doc["health"]["channels"]["rapl:package-0"]["overruns"] == 0
 
@@ -84,7 +87,8 @@ def test_sample_table_reports_health(machine: tuple[FakeHost, dict[str, str]]) -
     _host, env = machine
     out = greentop("sample", "-d", "0.5", env=env)
     assert out.returncode == 0, out.stderr
-    assert "Total (nvml:gpu0:energy, rapl:package-0)" in out.stdout
+    assert "Total (nvml:gpu0:energy, rapl:package-0, rapl:package-0:dram)" in out.stdout
+    assert "machine total = CPU packages + DRAM" in out.stdout
     assert "fast lane:" in out.stdout and "overruns: 0" in out.stdout
 
 
