@@ -110,6 +110,18 @@ FLAG_INCLUDES_ESTIMATE = "includes estimate"
 FLAG_OVERLAP = "overlapping children"
 FLAG_OUTSIDE = "partly outside sensor data"
 FLAG_NO_DATA = "no sensor data"
+FLAG_RESET = "counter reset"
+FLAG_GLITCH = "counter glitch skipped"
+FLAG_STALLED = "counter stalled"
+FLAG_GAP = "sensor gap"
+
+# A channel silent for this many of its median sample intervals (and at least GAP_MIN_S) has a gap:
+# the sensor disappeared or its reads failed. A counter that has moved before and then does not move
+# for STALL_UPDATES of its update periods (and at least STALL_MIN_S) while still read is stalled.
+GAP_INTERVALS = 20
+GAP_MIN_S = 0.5
+STALL_UPDATES = 100
+STALL_MIN_S = 2.0
 
 # Counters sampled at least this much faster than they update get their interpolation knots thinned
 # to the update instants (see module docstring); below it every sample is an update anyway.
@@ -138,6 +150,12 @@ class DomainInfo:
     backwards: int  # counter steps backwards that no wrap explains (held, never integrated)
     note: str
     in_total: bool = True  # added into the machine total (psys beside the packages is shown, not added)
+    resets: int = 0  # counter restarts (a step backwards no wrap explains): counted from the new value
+    glitches: int = 0  # readings off the counter's track (implausible power), skipped
+    reset_t_ns: list[int] = field(default_factory=list)
+    glitch_t_ns: list[int] = field(default_factory=list)
+    gaps_ns: list[tuple[int, int]] = field(default_factory=list)  # no readings (sensor gone or failing)
+    stalls_ns: list[tuple[int, int]] = field(default_factory=list)  # read, but the counter did not move
     alternatives: list[str] = field(default_factory=list)  # other channels of the same domain, not taken
 
 
@@ -244,6 +262,7 @@ class _Series:
     update_s: float | None
     t_first_s: float
     t_last_s: float
+    blind_s: F64 = field(default_factory=lambda: np.zeros((0, 2)))  # (start, end) s: energy not seen there
 
     @property
     def has_data(self) -> bool:
@@ -388,7 +407,7 @@ def _feed_at(conv: Converter, t_ns: I64, raw: I64, keep: I64 | None) -> tuple[I6
     return np.concatenate(found), np.concatenate(energy)
 
 
-def _series(cd: ChannelData, origin_ns: int, queries_s: F64, bounds_s: F64) -> _Series:
+def _series(cd: ChannelData, origin_ns: int, queries_s: F64, bounds_s: F64, run_ns: tuple[int, int]) -> _Series:
     """A channel's knots for the lookups a summary makes: energy at ``queries_s`` and uncertainty
     windows around ``bounds_s`` (both s since ``origin_ns``). One pass of the converter over the
     samples, and nothing as long as the channel is made: an hour at 1 kHz costs that one pass."""
@@ -407,15 +426,104 @@ def _series(cd: ChannelData, origin_ns: int, queries_s: F64, bounds_s: F64) -> _
         keep = np.arange(n)
     knots, energy = _feed_at(conv, t_ns, raw, keep)
     res_j, res_w = _resolution(c)
-    wraps = conv.wraps if isinstance(conv, CounterUnwrapper) else 0
-    backwards = conv.backwards if isinstance(conv, CounterUnwrapper) else 0
+    counter = conv if isinstance(conv, CounterUnwrapper) else None
+    gap_ns = max(GAP_INTERVALS * (dt_s or 0.0), GAP_MIN_S) * 1e9
+    stall_ns = max(STALL_UPDATES * u_s, STALL_MIN_S) * 1e9 if c.quantity is Quantity.ENERGY and u_s else 0.0
+    gaps, stalls = _gaps_and_stalls(t_ns, raw, gap_ns, stall_ns, run_ns)
     info = DomainInfo(
         domain=_domain_name(c), channel=c.name, source=c.source, quantity=c.quantity.value, unit=c.unit,
         estimated=c.estimated, samples=n, sample_interval_s=dt_s, update_period_s=u_s, resolution_j=res_j,
-        resolution_w=res_w, wraps=wraps, backwards=backwards, note=c.note,
+        resolution_w=res_w, wraps=counter.wraps if counter else 0, backwards=counter.resets if counter else 0,
+        note=c.note, resets=counter.resets if counter else 0, glitches=counter.glitches if counter else 0,
+        reset_t_ns=list(counter.reset_t_ns) if counter else [], glitch_t_ns=list(counter.glitch_t_ns) if counter else [],
+        gaps_ns=gaps, stalls_ns=stalls,
     )
     first_s, last_s = _seconds(t_ns[[0, -1]], origin_ns).tolist() if n else (0.0, 0.0)
-    return _Series(info, _seconds(t_ns[knots], origin_ns), energy, u_s, first_s, last_s)
+    # Where the energy was not seen: every gap of a gauge or the estimate (held values stand in for
+    # readings), a counter's stalls and the edges it was not read at all (a counter read across a
+    # gap still counted the energy inside it).
+    blind = stalls + (gaps if c.quantity is not Quantity.ENERGY else
+                      [g for g in gaps if g[0] < int(t_ns[0]) or g[1] > int(t_ns[-1])] if n else gaps)
+    blind_s = (np.array(sorted(blind), dtype=np.int64).reshape(-1, 2) - origin_ns) * 1e-9
+    return _Series(info, _seconds(t_ns[knots], origin_ns), energy, u_s, first_s, last_s, blind_s)
+
+
+def _anomaly_notes(info: DomainInfo, origin_ns: int) -> list[str]:
+    """One note per kind of trouble a channel had, with when (s since the run start)."""
+    def at(ts: list[int]) -> str:
+        shown = ", ".join(f"{(t - origin_ns) * 1e-9:.3f} s" for t in ts[:5])
+        return shown + (f" and {len(ts) - 5} more" if len(ts) > 5 else "")
+
+    def spans(iv: list[tuple[int, int]]) -> str:
+        shown = ", ".join(f"{(a - origin_ns) * 1e-9:.3f}-{(b - origin_ns) * 1e-9:.3f} s" for a, b in iv[:5])
+        return shown + (f" and {len(iv) - 5} more" if len(iv) > 5 else "")
+
+    out: list[str] = []
+    name = f"{info.domain} ({info.channel})"
+    if info.resets:
+        out.append(f"{name}: {info.resets} counter reset(s) at {at(info.reset_t_ns)}: counted from the new value, "
+                   "one sample interval lost each")
+    if info.glitches:
+        out.append(f"{name}: {info.glitches} counter glitch(es) (implausible power) skipped at {at(info.glitch_t_ns)}")
+    if info.stalls_ns:
+        out.append(f"{name}: counter stalled (read, not moving) over {spans(info.stalls_ns)}: "
+                   "the rows over it carry its average power there in their uncertainty")
+    if info.gaps_ns:
+        out.append(f"{name}: no readings over {spans(info.gaps_ns)} (sensor gone or failing): "
+                   "the rows over it carry it in their uncertainty")
+    return out
+
+
+def _gaps_and_stalls(t_ns: I64, raw: I64, gap_ns: float, stall_ns: float,
+                     run_ns: tuple[int, int]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Gaps (no reading for longer than ``gap_ns``, the run's edges included) and stalls (readings
+    that do not change for longer than ``stall_ns``; 0: not checked), as (start_ns, end_ns)."""
+    n = int(t_ns.size)
+    lo, hi = run_ns
+    if n == 0:
+        return ([(lo, hi)] if hi > lo else []), []
+    gaps: list[tuple[int, int]] = []
+    stalls: list[tuple[int, int]] = []
+    if int(t_ns[0]) - lo > gap_ns:
+        gaps.append((lo, int(t_ns[0])))
+    last_move: int | None = None  # time of the counter's last move (None: not yet moved)
+    for a in range(0, n, _FEED_CHUNK):
+        b = min(a + _FEED_CHUNK + 1, n)  # one sample of overlap: every interval seen once
+        tt, rr = t_ns[a:b], raw[a:b]
+        for k in np.flatnonzero(np.diff(tt) > gap_ns).tolist():
+            gaps.append((int(tt[k]), int(tt[k + 1])))
+        if stall_ns:
+            moves = tt[1:][np.diff(rr) != 0]
+            if moves.size:
+                times = moves if last_move is None else np.concatenate(([last_move], moves))
+                for k in np.flatnonzero(np.diff(times) > stall_ns).tolist():
+                    stalls.append((int(times[k]), int(times[k + 1])))
+                last_move = int(times[-1])
+    if stall_ns and last_move is not None and int(t_ns[-1]) - last_move > stall_ns:
+        stalls.append((last_move, int(t_ns[-1])))
+    if hi - int(t_ns[-1]) > gap_ns:
+        gaps.append((int(t_ns[-1]), hi))
+    return gaps, stalls
+
+
+def _covered_s(blind_s: F64, a: F64, b: F64) -> F64:
+    """Length (s) of each interval [a, b] covered by the disjoint sorted intervals ``blind_s``."""
+    if blind_s.size == 0:
+        return np.zeros(a.shape)
+    edges = blind_s.ravel()
+    cum = np.concatenate(([0.0], np.cumsum(blind_s[:, 1] - blind_s[:, 0])))
+    level = np.repeat(cum, 2)[1:-1]  # covered length up to each edge
+    cover = lambda x: np.interp(x, edges, level, left=0.0, right=cum[-1])  # noqa: E731
+    return np.maximum(cover(b) - cover(a), 0.0)
+
+
+def _events_in(t_ns: list[int], origin_ns: int, lead_s: float, a: F64, b: F64) -> npt.NDArray[np.bool_]:
+    """Whether each interval [a, b] (s since ``origin_ns``) overlaps one of the sample intervals
+    ``(t - lead_s, t]`` ending at the times ``t_ns`` (the interval a reset or glitch lost)."""
+    if not t_ns:
+        return np.zeros(a.shape, dtype=bool)
+    ev = np.sort((np.asarray(t_ns, dtype=np.int64) - origin_ns) * 1e-9)
+    return np.searchsorted(ev, b + lead_s, "left") > np.searchsorted(ev, a, "right")
 
 
 # ------------------------------------------------------------------------------------- intervals
@@ -585,7 +693,7 @@ def summarise(trace: TraceData, carbon_g_per_kwh: float, carbon_source: str = ""
     series: list[_Series] = []
     seen: list[Channel] = []
     for cd in channels:
-        series.append(_series(cd, origin, queries, bounds))
+        series.append(_series(cd, origin, queries, bounds, (run_lo, run_hi)))
         seen.append(cd.channel)
         del cd  # a streamed channel's samples go before the next channel's are read
     plan = plan_domains(every if every_channel is not None else seen, cpu_total)
@@ -597,6 +705,8 @@ def summarise(trace: TraceData, carbon_g_per_kwh: float, carbon_source: str = ""
         if sr.info.alternatives:
             notes.append(f"{sr.info.domain}: {sr.info.channel} ({sr.info.source}) taken; "
                          f"also read, not added: {', '.join(sr.info.alternatives)}")
+    for sr in series:
+        notes.extend(_anomaly_notes(sr.info, origin))
     machine_total = describe_total(cpu_total, [sr.info.domain for sr in series if sr.info.in_total])
     if any(not sr.info.in_total for sr in series):
         notes.append("shown beside the total, not added to it: "
@@ -609,6 +719,7 @@ def summarise(trace: TraceData, carbon_g_per_kwh: float, carbon_source: str = ""
     unc = np.zeros((len(series), nsp))
     short = np.zeros((len(series), nsp), dtype=bool)
     outside = np.zeros((len(series), nsp), dtype=bool)
+    anomalies: list[dict[str, npt.NDArray[np.bool_]]] = []
     for k, sr in enumerate(series):
         energy[k] = np.bincount(iv_span, weights=sr.at(iv_b) - sr.at(iv_a), minlength=nsp)
         unc[k] = np.bincount(both_span, weights=sr.boundary_uncertainty_j(both_t), minlength=nsp)
@@ -619,6 +730,20 @@ def summarise(trace: TraceData, carbon_g_per_kwh: float, carbon_source: str = ""
             tol = 2.0 * max(sr.update_s or 0.0, sr.info.sample_interval_s or 0.0)
             out = (iv_a < sr.t_first_s - tol) | (iv_b > sr.t_last_s + tol)
             outside[k] = np.bincount(iv_span, weights=out.astype(np.float64), minlength=nsp) > 0
+        # Energy not seen (gaps, stalls): a row over it is uncertain by the channel's average power there.
+        info = sr.info
+        run_avg_w = (sr.energy_j[-1] - sr.energy_j[0]) / max(sr.t_s[-1] - sr.t_s[0], 1e-9) if sr.has_data else 0.0
+        blind = _covered_s(sr.blind_s, iv_a, iv_b)
+        unc[k] += np.bincount(iv_span, weights=blind * run_avg_w, minlength=nsp)
+        per_span = lambda hit: np.bincount(iv_span, weights=hit.astype(np.float64), minlength=nsp) > 0  # noqa: E731
+        gap_s = (np.array(info.gaps_ns, dtype=np.int64).reshape(-1, 2) - origin) * 1e-9
+        stall_s = (np.array(info.stalls_ns, dtype=np.int64).reshape(-1, 2) - origin) * 1e-9
+        anomalies.append({
+            FLAG_RESET: per_span(_events_in(info.reset_t_ns, origin, info.sample_interval_s or 0.0, iv_a, iv_b)),
+            FLAG_GLITCH: per_span(_events_in(info.glitch_t_ns, origin, info.sample_interval_s or 0.0, iv_a, iv_b)),
+            FLAG_GAP: per_span(_covered_s(gap_s, iv_a, iv_b) > 0),
+            FLAG_STALLED: per_span(_covered_s(stall_s, iv_a, iv_b) > 0),
+        })
     energy = np.maximum(energy, 0.0)  # cumulative energy never decreases; guard float noise
 
     peak, peak_total = _peaks(series, grid, nsp)
@@ -669,7 +794,7 @@ def summarise(trace: TraceData, carbon_g_per_kwh: float, carbon_source: str = ""
     inc_i = np.array([r[2] for r in rows_spec], dtype=np.int64)
     exc_i = np.array([r[3] for r in rows_spec], dtype=np.int64)
     fig = _RowFigures(series, energy, unc, peak, peak_total, bw, bw_unc, dur_s, inc_i, exc_i, row_counts, ci,
-                       short, outside, row_overlap)
+                       short, outside, row_overlap, anomalies)
     rows: list[PhaseSummary] = []
     for r, h in enumerate(heads):
         rows.append(PhaseSummary(
@@ -790,7 +915,8 @@ class _RowFigures:
 
     def __init__(self, series: list[_Series], energy: F64, unc: F64, peak: F64, peak_total: F64, bw: F64 | None,
                  bw_unc: F64 | None, dur_s: F64, inc: I64, exc: I64, counts: list[dict[str, float]], ci: float,
-                 short: npt.NDArray[np.bool_], outside: npt.NDArray[np.bool_], overlap: list[bool]) -> None:
+                 short: npt.NDArray[np.bool_], outside: npt.NDArray[np.bool_], overlap: list[bool],
+                 anomalies: list[dict[str, npt.NDArray[np.bool_]]]) -> None:
         c = len(series)
         nrow = inc.size
         dur, xdur = dur_s[inc], dur_s[exc]
@@ -832,12 +958,14 @@ class _RowFigures:
             self.pua: list[list[list[float]]] | None = (
                 (above[:, :, None] / cm[:, None, :]).tolist() if above is not None else None)
         self.pos = [[k for k, v in enumerate(row) if v > 0] for row in cm.tolist()]
-        self.flags = self._flags(series, inc, short, outside, overlap)
+        self.flags = self._flags(series, inc, short, outside, overlap, anomalies)
 
     def _flags(self, series: list[_Series], inc: I64, short: npt.NDArray[np.bool_], outside: npt.NDArray[np.bool_],
-               overlap: list[bool]) -> list[list[str]]:
+               overlap: list[bool], anomalies: list[dict[str, npt.NDArray[np.bool_]]]) -> list[list[str]]:
         c = len(series)
         sh, out = short[:, inc].T.tolist(), outside[:, inc].T.tolist()
+        # Only anomalies that happened are looked at per row: a clean run pays nothing here.
+        odd = [[(name, hit[inc].tolist()) for name, hit in a.items() if hit.any()] for a in anomalies]
         no_data = [not s.has_data for s in series]
         any_est = self.estimated[c]
         result: list[list[str]] = []
@@ -847,7 +975,9 @@ class _RowFigures:
             tot: list[str] = list(base)
             for k in range(c):
                 f = list(base)
-                for on, name in ((no_data[k], FLAG_NO_DATA), (sh[r][k], FLAG_SHORT), (out[r][k], FLAG_OUTSIDE)):
+                checks = [(no_data[k], FLAG_NO_DATA), (sh[r][k], FLAG_SHORT), (out[r][k], FLAG_OUTSIDE)]
+                checks += [(hit[r], name) for name, hit in odd[k]]
+                for on, name in checks:
                     if on:
                         f.append(name)
                         if series[k].info.in_total and name not in tot:
