@@ -66,11 +66,16 @@ class DomainPlan:
 
 
 def describe_total(cpu_total: str, total_domains: list[str]) -> str:
-    kinds = {domain_kind(d) for d in total_domains}
+    kinds = {domain_kind(d.removesuffix(" (estimated)")) for d in total_domains}
     what = {"packages": "CPU packages + DRAM", "psys": "psys (platform)"}[cpu_total]
     used = ", ".join(total_domains) if total_domains else "nothing"
     if cpu_total == CPU_TOTAL_PACKAGES and "package" not in kinds:
-        what += " (no package counter here)"
+        for kind, instead in (("psys", "psys"), ("core", "CPU cores"), ("cpu", "the CPU estimate")):
+            if kind in kinds:
+                what = f"{instead} (no CPU package counter here)"
+                break
+        else:
+            what = "no CPU domain"
     return f"machine total = {what} + GPUs and other top-level domains (--cpu-total {cpu_total}): {used}"
 
 

@@ -185,14 +185,21 @@ class PowerIntegrator:
 
 @dataclass
 class CpuEstimator:
-    """Estimated energy from busy CPU time through a linear power model."""
+    """Estimated energy from busy CPU time through a linear power model.
+
+    The model is linear, so energy needs no per-interval utilisation: E(t) = idle_w * (t - t0) +
+    (max_w - idle_w) / n_cpus * busy_s(t), whatever the sampling rate. /proc/stat moves in whole
+    jiffies (10 ms) per CPU, so at 1 kHz most intervals see none and a few see a whole jiffy:
+    clipping each interval's utilisation at 1 threw those away (the estimate collapsed toward idle
+    as the rate rose). Only the run's cumulative busy time is capped, at n_cpus x wall time, which
+    no accounting jitter can make a real machine exceed.
+    """
 
     scale: float  # s of busy time per raw unit (1/USER_HZ)
     model: CpuPowerModel
     _inner: CounterUnwrapper = field(init=False)
-    _last_busy_s: float | None = None
-    _last_t_ns: int = 0
-    _energy_j: float = 0.0
+    _t0_ns: int | None = None
+    _busy0_s: float = 0.0
 
     def __post_init__(self) -> None:
         self._inner = CounterUnwrapper(scale=self.scale, wrap_raw=0)
@@ -200,18 +207,13 @@ class CpuEstimator:
     def feed(self, t_ns: I64, raw: I64) -> EnergyChunk:
         if raw.size == 0:
             return EnergyChunk(t_ns, np.zeros(0))
-        busy_s = self._inner.feed(t_ns, raw).energy_j  # cumulative busy seconds
-        if self._last_busy_s is None:
-            self._last_busy_s, self._last_t_ns = float(busy_s[0]), int(t_ns[0])
-        dt_s = np.diff(t_ns, prepend=self._last_t_ns).astype(np.float64) * 1e-9
-        dbusy_s = np.diff(busy_s, prepend=self._last_busy_s)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            util = np.where(dt_s > 0, dbusy_s / (dt_s * self.model.n_cpus), 0.0)
-        util = np.clip(util, 0.0, 1.0)
-        power_w = self.model.idle_w + util * (self.model.max_w - self.model.idle_w)
-        energy = self._energy_j + np.cumsum(power_w * dt_s)
-        self._energy_j = float(energy[-1])
-        self._last_busy_s, self._last_t_ns = float(busy_s[-1]), int(t_ns[-1])
+        busy_s = self._inner.feed(t_ns, raw).energy_j  # cumulative busy seconds since the first sample
+        if self._t0_ns is None:
+            self._t0_ns, self._busy0_s = int(t_ns[0]), float(busy_s[0])
+        m = self.model
+        wall_s = (t_ns - self._t0_ns).astype(np.float64) * 1e-9
+        busy = np.minimum(busy_s - self._busy0_s, wall_s * max(m.n_cpus, 1))
+        energy = m.idle_w * wall_s + (m.max_w - m.idle_w) / max(m.n_cpus, 1) * busy
         return EnergyChunk(t_ns, energy)
 
 

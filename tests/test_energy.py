@@ -149,3 +149,27 @@ def test_primary_channels_never_double_count() -> None:
     assert sorted(c.name for c in primary_channels(chans)) == ["nvml:gpu0:energy", "rapl:package-0"]
     only_psys = [c for c in chans if c.domain in ("psys", "gpu-0")]
     assert "rapl:psys" in {c.name for c in primary_channels(only_psys)}
+
+
+def test_cpu_estimate_gives_the_same_watts_at_any_sampling_rate(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The fake host's /proc/stat (whole jiffies, 2 CPUs at 30 %) read at 10 Hz, 1 kHz and 5 kHz:
+    the estimate is 10 + 0.3 x 40 = 22 W at every rate (it was 6.3 W at 10 Hz and 2.2 W at 5 kHz
+    on a real machine while each interval's utilisation was clipped)."""
+    from tests.fakes.host import FakeHost, PowerProfile
+
+    host = FakeHost(tmp_path / "host")
+    stat = host.set_proc_stat(PowerProfile.constant(0.3), n_cpus=2)
+    host.start(writer="none")
+    try:
+        model = CpuPowerModel(idle_w=10.0, max_w=50.0, n_cpus=2)
+        t_start = int(host.epoch_ns or 0) + 10**9
+        watts = []
+        for rate in (10, 1000, 5000):
+            t = t_start + np.arange(int(4 * rate) + 1, dtype=np.int64) * (10**9 // rate)
+            busy = np.array([stat.jiffies_at(int(x))[0] for x in t], dtype=np.int64)
+            est = CpuEstimator(scale=0.01, model=model)
+            e = np.concatenate([est.feed(t[a:a + 997], busy[a:a + 997]).energy_j for a in range(0, t.size, 997)])
+            watts.append(e[-1] / ((t[-1] - t[0]) * 1e-9))
+    finally:
+        host.stop()
+    assert watts == pytest.approx([22.0] * 3, abs=0.05)
