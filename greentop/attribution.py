@@ -82,7 +82,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from greentop.channel import Channel, Quantity
+from greentop.channel import Channel, CpuPowerModel, Quantity
 from greentop.domains import CPU_TOTAL_PACKAGES, describe_total, plan_domains
 from greentop.energy import Converter, CounterUnwrapper, converter_for
 from greentop.energy import PEAK_WINDOW_S, update_period_s
@@ -263,6 +263,7 @@ class _Series:
     t_first_s: float
     t_last_s: float
     blind_s: F64 = field(default_factory=lambda: np.zeros((0, 2)))  # (start, end) s: energy not seen there
+    model: CpuPowerModel | None = None  # the CPU estimate's model
 
     @property
     def has_data(self) -> bool:
@@ -445,7 +446,7 @@ def _series(cd: ChannelData, origin_ns: int, queries_s: F64, bounds_s: F64, run_
     blind = stalls + (gaps if c.quantity is not Quantity.ENERGY else
                       [g for g in gaps if g[0] < int(t_ns[0]) or g[1] > int(t_ns[-1])] if n else gaps)
     blind_s = (np.array(sorted(blind), dtype=np.int64).reshape(-1, 2) - origin_ns) * 1e-9
-    return _Series(info, _seconds(t_ns[knots], origin_ns), energy, u_s, first_s, last_s, blind_s)
+    return _Series(info, _seconds(t_ns[knots], origin_ns), energy, u_s, first_s, last_s, blind_s, c.model)
 
 
 def _anomaly_notes(info: DomainInfo, origin_ns: int) -> list[str]:
@@ -805,12 +806,49 @@ def summarise(trace: TraceData, carbon_g_per_kwh: float, carbon_source: str = ""
 
     if not trace.complete:
         notes.append("the recorder died before finalising the trace: phases were rebuilt from the event log")
+    notes.extend(_baseline_warnings(series, rows))
     return RunSummary(
         schema_version=SCHEMA_VERSION, carbon_g_per_kwh=ci, carbon_source=carbon_source or "given to summarise()",
         peak_window_s=PEAK_WINDOW_S, run_start_ns=run_lo, run_end_ns=run_hi, baseline=trace.baseline,
         complete=trace.complete, domains=[s.info for s in series], rows=rows, meta=dict(trace.meta),
         health=dict(trace.health), notes=notes, cpu_total=cpu_total, machine_total=machine_total,
     )
+
+
+# A baseline is not idle when some stretch of the run at least this long draws less than it (by more
+# than the figures' uncertainty), when it swings (its peak this far above its average), or when the
+# CPU estimate saw the CPUs this busy during it.
+_BASELINE_CHECK_MIN_S = 1.0
+_BASELINE_PEAK_RATIO = 1.5
+_BASELINE_MAX_UTILISATION = 0.5
+
+
+def _baseline_warnings(series: list[_Series], rows: list[PhaseSummary]) -> list[str]:
+    """Warnings that the idle baseline was taken on a machine that was not idle: every "above
+    baseline" figure then understates the workload (and may go negative)."""
+    base = next((r for r in rows if r.kind == KIND_BASELINE), None)
+    if base is None or base.total.baseline_w is None or base.duration_s <= 0:
+        return []
+    why: list[str] = []
+    bw = base.total.baseline_w
+    bw_unc = base.total.energy_uncertainty_j / base.duration_s
+    below = [r for r in rows if r.kind != KIND_BASELINE and r.duration_s >= _BASELINE_CHECK_MIN_S
+             and r.total.average_w < bw - bw_unc - r.total.energy_uncertainty_j / r.duration_s]
+    if below:
+        lowest = min(below, key=lambda r: r.total.average_w)
+        why.append(f"{lowest.name!r} averaged {lowest.total.average_w:.1f} W, below the baseline's {bw:.1f} W")
+    if base.total.peak_w > _BASELINE_PEAK_RATIO * base.total.average_w > 0:
+        why.append(f"its power swung to {base.total.peak_w:.1f} W against {base.total.average_w:.1f} W on average")
+    for sr, d in zip(series, base.domains):
+        m = sr.model
+        if m is not None and d.baseline_w is not None and m.max_w > m.idle_w:
+            u = (d.baseline_w - m.idle_w) / (m.max_w - m.idle_w)
+            if u > _BASELINE_MAX_UTILISATION:
+                why.append(f"the CPUs were {100 * u:.0f} % busy during it")
+    if not why:
+        return []
+    return ["warning: the idle baseline does not look idle (" + "; ".join(why) + "): \"above baseline\" figures "
+            "understate the workload's energy; record again with the machine idle, or read energy_j instead"]
 
 
 def _tree_order(phases: list[Phase], top: list[int], children: dict[int, list[int]]) -> list[tuple[int, int]]:

@@ -98,3 +98,26 @@ def test_sensor_gap_is_recorded_with_start_end_and_widens_the_uncertainty() -> N
     assert _phase(s, "second").total.energy_uncertainty_j >= 0.6 * 200 * 0.99
     assert _phase(s, "first").total.energy_uncertainty_j < 10
     _flags_everywhere(s, FLAG_GAP, "second")
+
+
+def test_a_baseline_taken_on_a_busy_machine_is_warned_about() -> None:
+    from greentop.channel import CpuPowerModel, Lane
+
+    model = CpuPowerModel(idle_w=10.0, max_w=50.0, n_cpus=4)
+    est = Channel("estimate:cpu", "cpu-estimate", "cpu", Quantity.CPU_BUSY, "jiffies", 0.01,
+                  Reader(ReaderKind.PROC_STAT_BUSY), estimated=True, lane=Lane.SLOW, model=model)
+    t = T0 + np.arange(0, 6001, 100, dtype=np.int64) * MS  # 10 Hz for 6 s
+    # Fully busy during the 2 s baseline, 20 % busy afterwards.
+    rate = np.where(np.arange(t.size) <= 20, 40, 8)  # jiffies per 100 ms on 4 CPUs
+    busy = np.concatenate(([0], np.cumsum(rate[1:])))
+    tr = TraceData(meta={}, channels=[ChannelData(est, t, busy)], phases=[], marks=[], counts=[], run_start_ns=T0,
+                   run_end_ns=T0 + 6000 * MS, baseline=(T0, T0 + 2000 * MS))
+    s = summarise(tr, 0.0)
+    assert s.row("run").total.above_baseline_j < 0
+    warning = [n for n in s.notes if n.startswith("warning: the idle baseline")]
+    assert warning and "busy" in warning[0]
+    table = format_summary(s, "table")
+    assert "does not look idle" in table and "± above" in table
+    clean = TraceData(meta={}, channels=[ChannelData(est, t, np.arange(t.size, dtype=np.int64) * 8)], phases=[],
+                      marks=[], counts=[], run_start_ns=T0, run_end_ns=T0 + 6000 * MS, baseline=(T0, T0 + 2000 * MS))
+    assert not [n for n in summarise(clean, 0.0).notes if n.startswith("warning")]
