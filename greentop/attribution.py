@@ -83,7 +83,7 @@ import numpy as np
 import numpy.typing as npt
 
 from greentop.channel import Channel, CpuPowerModel, Quantity
-from greentop.domains import CPU_TOTAL_PACKAGES, describe_total, plan_domains
+from greentop.domains import CPU_TOTAL_PACKAGES, DomainPlan, describe_total, plan_domains
 from greentop.energy import Converter, CounterUnwrapper, converter_for
 from greentop.energy import PEAK_WINDOW_S, update_period_s
 from greentop.tracedata import ChannelData, Phase, TraceData
@@ -589,7 +589,7 @@ class _Spans:
 
 def summarise(trace: TraceData, carbon_g_per_kwh: float, carbon_source: str = "",
               channels: Iterable[ChannelData] | None = None, cpu_total: str = CPU_TOTAL_PACKAGES,
-              every_channel: Sequence[Channel] | None = None) -> RunSummary:
+              every_channel: Sequence[Channel] | None = None, plan: DomainPlan | None = None) -> RunSummary:
     """Per-phase, per-domain energy, power, carbon and work figures of a recorded run.
 
     ``carbon_g_per_kwh`` is the grid intensity (gCO2e/kWh) to apply and ``carbon_source`` where it
@@ -612,6 +612,9 @@ def summarise(trace: TraceData, carbon_g_per_kwh: float, carbon_source: str = ""
                                 every_channel=every)
 
     gives what ``summarise(load(path), intensity, source)`` gives.
+
+    ``plan``, when given, replaces ``plan_domains``: its ``shown`` channels get a column each and its
+    ``in_total`` ones make the total (``greentop sample`` shows every channel this way).
     """
     origin = int(trace.run_start_ns)
     run_lo, run_hi = origin, max(int(trace.run_end_ns), origin)
@@ -690,14 +693,15 @@ def summarise(trace: TraceData, carbon_g_per_kwh: float, carbon_source: str = ""
     every = list(every_channel) if every_channel is not None else [cd.channel for cd in trace.channels]
     if channels is None:
         by_name = {cd.channel.name: cd for cd in trace.channels}
-        channels = [by_name[c.name] for c in plan_domains(every, cpu_total).shown]
+        channels = [by_name[c.name] for c in (plan or plan_domains(every, cpu_total)).shown]
     series: list[_Series] = []
     seen: list[Channel] = []
     for cd in channels:
         series.append(_series(cd, origin, queries, bounds, (run_lo, run_hi)))
         seen.append(cd.channel)
         del cd  # a streamed channel's samples go before the next channel's are read
-    plan = plan_domains(every if every_channel is not None else seen, cpu_total)
+    plan = plan or plan_domains(every if every_channel is not None else seen, cpu_total)
+    cpu_total = plan.cpu_total
     if streamed and [c.name for c in plan.shown] != [c.name for c in seen]:
         raise ValueError("summarise(channels=...) takes the primary (shown) channels only (domains.plan_domains(...).shown): "
                          "the others are inside them and would be counted twice")

@@ -245,28 +245,31 @@ def cmd_sample(args: argparse.Namespace) -> int:
         return 1
     print(f"Sampling {len(found.channels)} channels for {args.duration:g} s at {args.rate:g} Hz ...", file=sys.stderr)
     result = measure(found.channels, args.duration, args.rate, args.slow_rate)
-    summaries = result.summaries()
-    plan = plan_domains(found.channels, args.cpu_total)
-    primary = {c.name for c in plan.total}
-    total_j = sum(s.energy_j for s in summaries if s.name in primary)
-    duration_s = max((s.duration_s for s in summaries), default=0.0)
+    ledger = result.account(args.cpu_total)  # the one ledger: the same figures as greentop summary
+    summaries = result.summaries(ledger)
+    run = ledger.row("run")
+    primary = {s.name for s in summaries if s.in_total}
+    total_j, duration_s = run.total.energy_j, run.duration_s
     if args.json:
         print(json.dumps({
             "channels": [s.__dict__ for s in summaries],
-            "total": {"energy_j": total_j, "average_w": total_j / duration_s if duration_s else None, "channels": sorted(primary),
-                      "cpu_total": plan.cpu_total, "machine_total": plan.describe()},
+            "total": {"energy_j": total_j, "average_w": total_j / duration_s if duration_s else None,
+                      "peak_w": run.total.peak_w, "energy_uncertainty_j": run.total.energy_uncertainty_j,
+                      "channels": sorted(primary), "cpu_total": ledger.cpu_total, "machine_total": ledger.machine_total},
             "health": {"lanes": {k: v.__dict__ for k, v in result.health.lanes.items()},
                        "channels": {k: v.__dict__ for k, v in result.health.channels.items()}},
+            "notes": ledger.notes,
         }, indent=2, default=float))
         return 0
     print(_table([_summary_row(s) for s in summaries], ["CHANNEL", "DOMAIN", "SAMPLES", "RATE", "ENERGY", "AVG", "PEAK", "WRAPS"]))
     estimated = any(s.estimated for s in summaries if s.name in primary)
     print(f"\nTotal ({', '.join(sorted(primary))}): {total_j:.3f} J = {total_j / 3600:.6f} Wh over {duration_s:.2f} s, "
-          f"{total_j / duration_s if duration_s else 0:.2f} W average" + (" (includes estimates)" if estimated else ""))
-    print(plan.describe())
+          f"{total_j / duration_s if duration_s else 0:.2f} W average, {run.total.peak_w:.2f} W peak"
+          + (" (includes estimates)" if estimated else ""))
+    print(ledger.machine_total)
     for s in summaries:
-        if s.backwards:
-            print(f"{s.name}: {s.backwards} backward steps that no wrap explains were held, not integrated")
+        if s.backwards or s.glitches:
+            print(f"{s.name}: {s.backwards} counter resets (counted from the new value), {s.glitches} glitches skipped")
     for line in _health_lines(result.health):
         print(line)
     return 0

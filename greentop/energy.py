@@ -272,14 +272,3 @@ def update_period_s(t_ns: npt.NDArray[np.int64], raw: npt.NDArray[np.int64]) -> 
     if changes.size < 2:
         return None
     return float(np.median(np.diff(t_ns[changes + 1]))) * 1e-9
-
-
-def peak_power_w(t_ns: npt.NDArray[np.int64], energy_j: npt.NDArray[np.float64], window_s: float = PEAK_WINDOW_S) -> float:
-    if t_ns.size < 2:
-        return float("nan")
-    span_s = (t_ns[-1] - t_ns[0]) * 1e-9
-    if span_s < window_s:
-        return float((energy_j[-1] - energy_j[0]) / span_s) if span_s > 0 else float("nan")
-    grid = np.arange(t_ns[0], t_ns[-1] + 1, int(window_s * 1e9), dtype=np.int64)
-    e = np.interp(grid.astype(np.float64), t_ns.astype(np.float64), energy_j)
-    return float(np.max(np.diff(e)) / window_s)
