@@ -121,3 +121,43 @@ def test_a_baseline_taken_on_a_busy_machine_is_warned_about() -> None:
     clean = TraceData(meta={}, channels=[ChannelData(est, t, np.arange(t.size, dtype=np.int64) * 8)], phases=[],
                       marks=[], counts=[], run_start_ns=T0, run_end_ns=T0 + 6000 * MS, baseline=(T0, T0 + 2000 * MS))
     assert not [n for n in summarise(clean, 0.0).notes if n.startswith("warning")]
+
+
+def test_a_sensor_that_starts_failing_mid_run_leaves_a_recorded_gap(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """On the fake host, a RAPL file that answers garbage for 0.6 s mid-run: the sampler goes on
+    (read errors counted, no samples), and the ledger records the gap with its start and end and
+    flags the run; the counter kept counting, so the run's energy is still whole."""
+    import time
+
+    from greentop.ledger import account
+    from greentop.sampler import Sampler
+    from greentop.sources import rapl_sysfs
+    from tests.fakes.host import FakeHost, PowerProfile
+
+    host = FakeHost(tmp_path / "host")
+    zone = host.add_rapl_zone("0", "package-0", PowerProfile.constant(50.0))
+    monkeypatch.setenv("GREENTOP_SYSFS_ROOT", str(host.root))
+    try:
+        host.start(writer="none")
+        (c,) = rapl_sysfs.discover().channels
+        sampler = Sampler([c], rate_hz=1000, slow_rate_hz=10)
+        first = time.monotonic_ns()
+        host.update(first)
+        with sampler:
+            while (t := time.monotonic_ns()) < first + 1_800_000_000:
+                if first + 600_000_000 <= t < first + 1_200_000_000:
+                    zone._sink.write(b"gone\n")  # the driver answers nonsense: every read fails
+                else:
+                    host.update(t)
+                time.sleep(0.002)
+        got = sampler.drain()[c.name]
+        errors = sampler.health().channels[c.name].errors
+    finally:
+        host.stop()
+    assert errors > 100
+    t, raw = got.t_ns, got.raw
+    s = account([ChannelData(c, t, raw)], int(t[0]), int(t[-1]))
+    (a, b), = s.domains[0].gaps_ns
+    assert (a - first) * 1e-9 == pytest.approx(0.6, abs=0.05) and (b - first) * 1e-9 == pytest.approx(1.2, abs=0.05)
+    assert FLAG_GAP in s.row("run").total.flag
+    assert s.row("run").total.energy_j == pytest.approx(zone.energy_between_j(int(t[0]), int(t[-1])), rel=0.02)
