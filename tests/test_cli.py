@@ -140,3 +140,22 @@ def test_greentop_starts_without_importing_the_heavy_libraries() -> None:
             "print(sorted(m for m in ('pandas', 'matplotlib', 'textual', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_sample_shows_psys_beside_the_total_and_cpu_total_psys_uses_it(tmp_path: Path) -> None:
+    host = FakeHost(tmp_path / "host")
+    host.add_cpus(2)
+    host.add_rapl_zone("0", "package-0", PowerProfile.constant(40.0))
+    host.add_rapl_zone("0:0", "dram", PowerProfile.constant(5.0))
+    host.add_rapl_zone("1", "psys", PowerProfile.constant(70.0))
+    env = {"GREENTOP_SYSFS_ROOT": str(host.root), "GREENTOP_NVML_LIB": str(tmp_path / "no-nvml.so")}
+    with host:
+        default = greentop("sample", "-d", "0.5", "--json", env=env)
+        psys = greentop("sample", "-d", "0.5", "--json", "--cpu-total", "psys", env=env)
+    assert default.returncode == 0 and psys.returncode == 0, default.stderr + psys.stderr
+    d, p = json.loads(default.stdout), json.loads(psys.stdout)
+    assert d["total"]["channels"] == ["rapl:package-0", "rapl:package-0:dram"]
+    assert d["total"]["average_w"] == pytest.approx(45.0, rel=0.05)
+    assert p["total"]["channels"] == ["rapl:psys"] and p["total"]["cpu_total"] == "psys"
+    assert p["total"]["average_w"] == pytest.approx(70.0, rel=0.05)
+    assert {c["name"]: c["in_total"] for c in d["channels"]}["rapl:psys"] is False
