@@ -3,8 +3,10 @@
 ``summarise(trace, carbon_g_per_kwh)`` turns a :class:`~greentop.tracedata.TraceData` into a
 :class:`RunSummary`: one :class:`PhaseSummary` per row (the whole run, the idle baseline, every
 tagged phase in tree order, and the untagged remainder), each holding one :class:`DomainSummary`
-per primary domain (``primary_channels``: one channel per domain, no double counting) plus a
-``"total"`` domain that is their sum.
+per shown domain (``domains.plan_domains``: one channel per physical domain) plus a ``"total"``
+domain, the sum of those ``in_total`` (psys is shown beside the packages, never added to them;
+``cpu_total`` picks the CPU side). This is the one ledger: ``greentop.ledger.account`` wraps it for
+samples held in memory, and ``greentop sample`` and the live view total energy through it.
 
 How the numbers are made
 ------------------------
@@ -70,7 +72,13 @@ Flags (``flag``, joined with "; "): "shorter than sensor update period" when a r
 uncertainty exceeds its energy, and that is the honest answer); "estimated" for the CPU estimate's
 domain ("includes estimate" on the total); "overlapping children"; "partly outside sensor data" when
 a row extends beyond a channel's samples (that channel contributes nothing there); "no sensor data"
-for a channel with fewer than two samples.
+for a channel with fewer than two samples; "counter reset" / "counter glitch skipped" when the
+sample interval a counter lost to a reset or glitch (``energy.CounterUnwrapper``) lies in the row;
+"counter stalled" (a counter read but not moving for ``STALL_UPDATES`` update periods) and "sensor
+gap" (no readings for ``GAP_INTERVALS`` sample intervals: the sensor vanished or its reads failed)
+when the row overlaps one. Energy not seen there (a stall, a gauge's gap, the run's edges a sensor
+missed) adds the channel's average power over the overlap to the row's uncertainty. A baseline that
+does not look idle (a long row below it, a swinging baseline, busy CPUs) gets a warning note.
 """
 
 from __future__ import annotations
@@ -147,7 +155,7 @@ class DomainInfo:
     resolution_j: float  # energy of one raw unit, per boundary (counters, CPU estimate); 0 for gauges
     resolution_w: float  # power of one raw unit (gauges); 0 otherwise
     wraps: int
-    backwards: int  # counter steps backwards that no wrap explains (held, never integrated)
+    backwards: int  # counter steps backwards that no wrap explains: resets (the same as ``resets``)
     note: str
     in_total: bool = True  # added into the machine total (psys beside the packages is shown, not added)
     resets: int = 0  # counter restarts (a step backwards no wrap explains): counted from the new value

@@ -2,8 +2,10 @@
 
 Each channel kind has a converter fed with drained ``(t_ns, raw)`` chunks in order; it keeps the
 state that spans chunks and returns the cumulative energy since its first sample, in joules, at
-every sample's time. Counters are unwrapped across any number of wraps; a counter that steps
-backwards by more than a wrap could explain is counted as a glitch and held, never integrated.
+every sample's time. Counters are unwrapped across any number of wraps; a step backwards that no
+wrap explains is a reset (counting goes on from the new value) and a step implying more power than
+the domain can draw is a glitch (skipped): see ``CounterUnwrapper``. Which channels add up to a
+machine total is ``greentop.domains``'s business; the totals themselves are ``greentop.ledger``'s.
 """
 
 from __future__ import annotations
