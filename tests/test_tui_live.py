@@ -964,6 +964,10 @@ def test_a_counter_reset_is_flagged_live_and_the_energy_after_it_kept() -> None:
         model.feed(sampler.drain())
     assert model.counter_trouble() == ["rapl:package-0 (1 reset)"]
     assert model.stats(0).avg_w == pytest.approx(30.0, rel=1e-2)  # one interval lost, not the rest
+    sampler.power_w["rapl:package-0"] = 0.0  # the counter freezes while it is still read
+    for _ in range(50):  # 2.5 s
+        model.feed(sampler.drain())
+    assert model.counter_trouble() == ["rapl:package-0 (1 reset, stalled)"]
 
     async def go() -> None:
         app, sampler2 = make_app()

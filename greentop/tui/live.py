@@ -29,7 +29,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from greentop.channel import Channel
+from greentop.channel import Channel, Quantity
 from greentop.energy import Converter, CounterUnwrapper, converter_for, primary_channels
 from greentop.listener import Event, build_phases
 from greentop.sampler import Samples
@@ -37,6 +37,7 @@ from greentop.sampler import Samples
 GRID_NS = 10_000_000  # display resolution: 10 ms
 NOW_WINDOW_NS = 500_000_000  # "now" power is the average over the last 0.5 s
 STALE_S = 2.0
+STALL_S = 2.0  # a counter that moved before and then not for this long is stalled (attribution.STALL_MIN_S)
 DEFAULT_RETAIN_S = 960.0
 
 I64 = npt.NDArray[np.int64]
@@ -101,6 +102,8 @@ class _Lane:
     e_start: float = 0.0  # cumulative J at the first grid point
     last_t_ns: int | None = None
     energy_j: float = 0.0  # since the channel's first sample
+    last_raw: int | None = None
+    last_move_ns: int | None = None  # when a counter's reading last changed (None: never seen to)
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,11 @@ class LiveModel:
             lane.pending_t = np.concatenate((lane.pending_t, s.t_ns))
             lane.pending_e = np.concatenate((lane.pending_e, e))
             lane.last_t_ns = int(s.t_ns[-1])
+            if lane.channel.quantity is Quantity.ENERGY:
+                moved = np.flatnonzero(np.diff(s.raw, prepend=s.raw[0] if lane.last_raw is None else lane.last_raw))
+                if moved.size:
+                    lane.last_move_ns = int(s.t_ns[moved[-1]])
+                lane.last_raw = int(s.raw[-1])
             lane.energy_j = float(e[-1])
         self._advance_grid()
 
@@ -327,14 +335,18 @@ class LiveModel:
         return [self._lanes[i].channel.name for i, t in last.items() if newest - t > STALE_S * 1e9]
 
     def counter_trouble(self) -> list[str]:
-        """Channels whose counters reset or glitched (counted from the new value / skipped), for
-        the view to flag, as ``greentop summary`` flags the rows they touch."""
+        """Channels whose counters reset or glitched (counted from the new value / skipped) or
+        stalled (read, but not moving for ``STALL_S``), for the view to flag, as ``greentop
+        summary`` flags the rows they touch."""
         out: list[str] = []
         for lane in self._lanes:
             conv = lane.converter
-            if isinstance(conv, CounterUnwrapper) and (conv.resets or conv.glitches):
+            stalled = (lane.last_move_ns is not None and lane.last_t_ns is not None
+                       and lane.last_t_ns - lane.last_move_ns > STALL_S * 1e9)
+            if isinstance(conv, CounterUnwrapper) and (conv.resets or conv.glitches or stalled):
                 bits = [f"{conv.resets} reset{'s' if conv.resets != 1 else ''}"] if conv.resets else []
                 bits += [f"{conv.glitches} glitch{'es' if conv.glitches != 1 else ''} skipped"] if conv.glitches else []
+                bits += ["stalled"] if stalled else []
                 out.append(f"{lane.channel.name} ({', '.join(bits)})")
         return out
 
