@@ -3,8 +3,10 @@
 ``summarise(trace, carbon_g_per_kwh)`` turns a :class:`~greentop.tracedata.TraceData` into a
 :class:`RunSummary`: one :class:`PhaseSummary` per row (the whole run, the idle baseline, every
 tagged phase in tree order, and the untagged remainder), each holding one :class:`DomainSummary`
-per primary domain (``primary_channels``: one channel per domain, no double counting) plus a
-``"total"`` domain that is their sum.
+per shown domain (``domains.plan_domains``: one channel per physical domain) plus a ``"total"``
+domain, the sum of those ``in_total`` (psys is shown beside the packages, never added to them;
+``cpu_total`` picks the CPU side). This is the one ledger: ``greentop.ledger.account`` wraps it for
+samples held in memory, and ``greentop sample`` and the live view total energy through it.
 
 How the numbers are made
 ------------------------
@@ -70,20 +72,27 @@ Flags (``flag``, joined with "; "): "shorter than sensor update period" when a r
 uncertainty exceeds its energy, and that is the honest answer); "estimated" for the CPU estimate's
 domain ("includes estimate" on the total); "overlapping children"; "partly outside sensor data" when
 a row extends beyond a channel's samples (that channel contributes nothing there); "no sensor data"
-for a channel with fewer than two samples.
+for a channel with fewer than two samples; "counter reset" / "counter glitch skipped" when the
+sample interval a counter lost to a reset or glitch (``energy.CounterUnwrapper``) lies in the row;
+"counter stalled" (a counter read but not moving for ``STALL_UPDATES`` update periods) and "sensor
+gap" (no readings for ``GAP_INTERVALS`` sample intervals: the sensor vanished or its reads failed)
+when the row overlaps one. Energy not seen there (a stall, a gauge's gap, the run's edges a sensor
+missed) adds the channel's average power over the overlap to the row's uncertainty. A baseline that
+does not look idle (a long row below it, a swinging baseline, busy CPUs) gets a warning note.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
-from greentop.channel import Channel, Quantity
-from greentop.energy import Converter, CounterUnwrapper, converter_for, primary_channels
+from greentop.channel import Channel, CpuPowerModel, Quantity
+from greentop.domains import CPU_TOTAL_PACKAGES, DomainPlan, describe_total, plan_domains
+from greentop.energy import Converter, CounterUnwrapper, converter_for
 from greentop.energy import PEAK_WINDOW_S, update_period_s
 from greentop.tracedata import ChannelData, Phase, TraceData
 
@@ -109,6 +118,18 @@ FLAG_INCLUDES_ESTIMATE = "includes estimate"
 FLAG_OVERLAP = "overlapping children"
 FLAG_OUTSIDE = "partly outside sensor data"
 FLAG_NO_DATA = "no sensor data"
+FLAG_RESET = "counter reset"
+FLAG_GLITCH = "counter glitch skipped"
+FLAG_STALLED = "counter stalled"
+FLAG_GAP = "sensor gap"
+
+# A channel silent for this many of its median sample intervals (and at least GAP_MIN_S) has a gap:
+# the sensor disappeared or its reads failed. A counter that has moved before and then does not move
+# for STALL_UPDATES of its update periods (and at least STALL_MIN_S) while still read is stalled.
+GAP_INTERVALS = 20
+GAP_MIN_S = 0.5
+STALL_UPDATES = 100
+STALL_MIN_S = 2.0
 
 # Counters sampled at least this much faster than they update get their interpolation knots thinned
 # to the update instants (see module docstring); below it every sample is an update anyway.
@@ -134,8 +155,16 @@ class DomainInfo:
     resolution_j: float  # energy of one raw unit, per boundary (counters, CPU estimate); 0 for gauges
     resolution_w: float  # power of one raw unit (gauges); 0 otherwise
     wraps: int
-    backwards: int  # counter steps backwards that no wrap explains (held, never integrated)
+    backwards: int  # counter steps backwards that no wrap explains: resets (the same as ``resets``)
     note: str
+    in_total: bool = True  # added into the machine total (psys beside the packages is shown, not added)
+    resets: int = 0  # counter restarts (a step backwards no wrap explains): counted from the new value
+    glitches: int = 0  # readings off the counter's track (implausible power), skipped
+    reset_t_ns: list[int] = field(default_factory=list)
+    glitch_t_ns: list[int] = field(default_factory=list)
+    gaps_ns: list[tuple[int, int]] = field(default_factory=list)  # no readings (sensor gone or failing)
+    stalls_ns: list[tuple[int, int]] = field(default_factory=list)  # read, but the counter did not move
+    alternatives: list[str] = field(default_factory=list)  # other channels of the same domain, not taken
 
 
 @dataclass(slots=True)  # not frozen: a long run has tens of thousands, and frozen init is slow
@@ -207,6 +236,8 @@ class RunSummary:
     meta: dict[str, Any]  # the trace's own metadata
     health: dict[str, Any]  # sampler health (overruns, read errors, dropped events ...)
     notes: list[str]
+    cpu_total: str = CPU_TOTAL_PACKAGES  # what the CPU side of the machine total is ("packages" or "psys")
+    machine_total: str = ""  # one line: what the "total" domain contains
 
     def row(self, name: str) -> PhaseSummary:
         """The first row with this name ("run", "idle baseline", "(untagged)", or a phase name)."""
@@ -239,6 +270,8 @@ class _Series:
     update_s: float | None
     t_first_s: float
     t_last_s: float
+    blind_s: F64 = field(default_factory=lambda: np.zeros((0, 2)))  # (start, end) s: energy not seen there
+    model: CpuPowerModel | None = None  # the CPU estimate's model
 
     @property
     def has_data(self) -> bool:
@@ -383,7 +416,7 @@ def _feed_at(conv: Converter, t_ns: I64, raw: I64, keep: I64 | None) -> tuple[I6
     return np.concatenate(found), np.concatenate(energy)
 
 
-def _series(cd: ChannelData, origin_ns: int, queries_s: F64, bounds_s: F64) -> _Series:
+def _series(cd: ChannelData, origin_ns: int, queries_s: F64, bounds_s: F64, run_ns: tuple[int, int]) -> _Series:
     """A channel's knots for the lookups a summary makes: energy at ``queries_s`` and uncertainty
     windows around ``bounds_s`` (both s since ``origin_ns``). One pass of the converter over the
     samples, and nothing as long as the channel is made: an hour at 1 kHz costs that one pass."""
@@ -402,15 +435,104 @@ def _series(cd: ChannelData, origin_ns: int, queries_s: F64, bounds_s: F64) -> _
         keep = np.arange(n)
     knots, energy = _feed_at(conv, t_ns, raw, keep)
     res_j, res_w = _resolution(c)
-    wraps = conv.wraps if isinstance(conv, CounterUnwrapper) else 0
-    backwards = conv.backwards if isinstance(conv, CounterUnwrapper) else 0
+    counter = conv if isinstance(conv, CounterUnwrapper) else None
+    gap_ns = max(GAP_INTERVALS * (dt_s or 0.0), GAP_MIN_S) * 1e9
+    stall_ns = max(STALL_UPDATES * u_s, STALL_MIN_S) * 1e9 if c.quantity is Quantity.ENERGY and u_s else 0.0
+    gaps, stalls = _gaps_and_stalls(t_ns, raw, gap_ns, stall_ns, run_ns)
     info = DomainInfo(
         domain=_domain_name(c), channel=c.name, source=c.source, quantity=c.quantity.value, unit=c.unit,
         estimated=c.estimated, samples=n, sample_interval_s=dt_s, update_period_s=u_s, resolution_j=res_j,
-        resolution_w=res_w, wraps=wraps, backwards=backwards, note=c.note,
+        resolution_w=res_w, wraps=counter.wraps if counter else 0, backwards=counter.resets if counter else 0,
+        note=c.note, resets=counter.resets if counter else 0, glitches=counter.glitches if counter else 0,
+        reset_t_ns=list(counter.reset_t_ns) if counter else [], glitch_t_ns=list(counter.glitch_t_ns) if counter else [],
+        gaps_ns=gaps, stalls_ns=stalls,
     )
     first_s, last_s = _seconds(t_ns[[0, -1]], origin_ns).tolist() if n else (0.0, 0.0)
-    return _Series(info, _seconds(t_ns[knots], origin_ns), energy, u_s, first_s, last_s)
+    # Where the energy was not seen: every gap of a gauge or the estimate (held values stand in for
+    # readings), a counter's stalls and the edges it was not read at all (a counter read across a
+    # gap still counted the energy inside it).
+    blind = stalls + (gaps if c.quantity is not Quantity.ENERGY else
+                      [g for g in gaps if g[0] < int(t_ns[0]) or g[1] > int(t_ns[-1])] if n else gaps)
+    blind_s = (np.array(sorted(blind), dtype=np.int64).reshape(-1, 2) - origin_ns) * 1e-9
+    return _Series(info, _seconds(t_ns[knots], origin_ns), energy, u_s, first_s, last_s, blind_s, c.model)
+
+
+def _anomaly_notes(info: DomainInfo, origin_ns: int) -> list[str]:
+    """One note per kind of trouble a channel had, with when (s since the run start)."""
+    def at(ts: list[int]) -> str:
+        shown = ", ".join(f"{(t - origin_ns) * 1e-9:.3f} s" for t in ts[:5])
+        return shown + (f" and {len(ts) - 5} more" if len(ts) > 5 else "")
+
+    def spans(iv: list[tuple[int, int]]) -> str:
+        shown = ", ".join(f"{(a - origin_ns) * 1e-9:.3f}-{(b - origin_ns) * 1e-9:.3f} s" for a, b in iv[:5])
+        return shown + (f" and {len(iv) - 5} more" if len(iv) > 5 else "")
+
+    out: list[str] = []
+    name = f"{info.domain} ({info.channel})"
+    if info.resets:
+        out.append(f"{name}: {info.resets} counter reset(s) at {at(info.reset_t_ns)}: counted from the new value, "
+                   "one sample interval lost each")
+    if info.glitches:
+        out.append(f"{name}: {info.glitches} counter glitch(es) (implausible power) skipped at {at(info.glitch_t_ns)}")
+    if info.stalls_ns:
+        out.append(f"{name}: counter stalled (read, not moving) over {spans(info.stalls_ns)}: "
+                   "the rows over it carry its average power there in their uncertainty")
+    if info.gaps_ns:
+        out.append(f"{name}: no readings over {spans(info.gaps_ns)} (sensor gone or failing): "
+                   "the rows over it carry it in their uncertainty")
+    return out
+
+
+def _gaps_and_stalls(t_ns: I64, raw: I64, gap_ns: float, stall_ns: float,
+                     run_ns: tuple[int, int]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Gaps (no reading for longer than ``gap_ns``, the run's edges included) and stalls (readings
+    that do not change for longer than ``stall_ns``; 0: not checked), as (start_ns, end_ns)."""
+    n = int(t_ns.size)
+    lo, hi = run_ns
+    if n == 0:
+        return ([(lo, hi)] if hi > lo else []), []
+    gaps: list[tuple[int, int]] = []
+    stalls: list[tuple[int, int]] = []
+    if int(t_ns[0]) - lo > gap_ns:
+        gaps.append((lo, int(t_ns[0])))
+    last_move: int | None = None  # time of the counter's last move (None: not yet moved)
+    for a in range(0, n, _FEED_CHUNK):
+        b = min(a + _FEED_CHUNK + 1, n)  # one sample of overlap: every interval seen once
+        tt, rr = t_ns[a:b], raw[a:b]
+        for k in np.flatnonzero(np.diff(tt) > gap_ns).tolist():
+            gaps.append((int(tt[k]), int(tt[k + 1])))
+        if stall_ns:
+            moves = tt[1:][np.diff(rr) != 0]
+            if moves.size:
+                times = moves if last_move is None else np.concatenate(([last_move], moves))
+                for k in np.flatnonzero(np.diff(times) > stall_ns).tolist():
+                    stalls.append((int(times[k]), int(times[k + 1])))
+                last_move = int(times[-1])
+    if stall_ns and last_move is not None and int(t_ns[-1]) - last_move > stall_ns:
+        stalls.append((last_move, int(t_ns[-1])))
+    if hi - int(t_ns[-1]) > gap_ns:
+        gaps.append((int(t_ns[-1]), hi))
+    return gaps, stalls
+
+
+def _covered_s(blind_s: F64, a: F64, b: F64) -> F64:
+    """Length (s) of each interval [a, b] covered by the disjoint sorted intervals ``blind_s``."""
+    if blind_s.size == 0:
+        return np.zeros(a.shape)
+    edges = blind_s.ravel()
+    cum = np.concatenate(([0.0], np.cumsum(blind_s[:, 1] - blind_s[:, 0])))
+    level = np.repeat(cum, 2)[1:-1]  # covered length up to each edge
+    cover = lambda x: np.interp(x, edges, level, left=0.0, right=cum[-1])  # noqa: E731
+    return np.maximum(cover(b) - cover(a), 0.0)
+
+
+def _events_in(t_ns: list[int], origin_ns: int, lead_s: float, a: F64, b: F64) -> npt.NDArray[np.bool_]:
+    """Whether each interval [a, b] (s since ``origin_ns``) overlaps one of the sample intervals
+    ``(t - lead_s, t]`` ending at the times ``t_ns`` (the interval a reset or glitch lost)."""
+    if not t_ns:
+        return np.zeros(a.shape, dtype=bool)
+    ev = np.sort((np.asarray(t_ns, dtype=np.int64) - origin_ns) * 1e-9)
+    return np.searchsorted(ev, b + lead_s, "left") > np.searchsorted(ev, a, "right")
 
 
 # ------------------------------------------------------------------------------------- intervals
@@ -474,23 +596,33 @@ class _Spans:
 
 
 def summarise(trace: TraceData, carbon_g_per_kwh: float, carbon_source: str = "",
-              channels: Iterable[ChannelData] | None = None) -> RunSummary:
+              channels: Iterable[ChannelData] | None = None, cpu_total: str = CPU_TOTAL_PACKAGES,
+              every_channel: Sequence[Channel] | None = None, plan: DomainPlan | None = None) -> RunSummary:
     """Per-phase, per-domain energy, power, carbon and work figures of a recorded run.
 
     ``carbon_g_per_kwh`` is the grid intensity (gCO2e/kWh) to apply and ``carbon_source`` where it
     comes from (``carbon.intensity_for`` returns both). See the module docstring for the model.
 
-    ``channels``, when given, replaces ``trace.channels``: the primary channels' data, in
-    ``energy.primary_channels`` order, taken one at a time and each let go before the next is
-    asked for, so a long trace's samples need never all be in memory::
+    ``cpu_total`` picks the CPU side of the machine total ("packages": packages + DRAM, the default;
+    "psys": the platform domain); see ``greentop.domains``. Every domain of
+    ``plan_domains(..., cpu_total).shown`` gets a column; the "total" adds those ``in_total``.
+
+    ``channels``, when given, replaces ``trace.channels``: the shown channels' data, in
+    ``domains.plan_domains(...).shown`` order, taken one at a time and each let go before the next is
+    asked for, so a long trace's samples need never all be in memory (``every_channel``, the
+    descriptions of all the trace's channels, lets the summary name the sources it did not take)::
 
         with open_trace(path) as f:
             trace = load(f, channels=())  # everything but the samples
             every = [cd.channel for cd in iter_channels(f, ends_only=True)]
-            names = [c.name for c in primary_channels(every)]
-            summary = summarise(trace, intensity, source, channels=iter_channels(f, names, read_ahead=True))
+            names = [c.name for c in plan_domains(every).shown]
+            summary = summarise(trace, intensity, source, channels=iter_channels(f, names, read_ahead=True),
+                                every_channel=every)
 
     gives what ``summarise(load(path), intensity, source)`` gives.
+
+    ``plan``, when given, replaces ``plan_domains``: its ``shown`` channels get a column each and its
+    ``in_total`` ones make the total (``greentop sample`` shows every channel this way).
     """
     origin = int(trace.run_start_ns)
     run_lo, run_hi = origin, max(int(trace.run_end_ns), origin)
@@ -566,18 +698,32 @@ def summarise(trace: TraceData, carbon_g_per_kwh: float, carbon_source: str = ""
     grid = _peak_grid(iv_span, iv_a, iv_b, row_spans, nsp)
     queries, bounds = _sorted_unique(np.concatenate((both_t, grid.edges))), _sorted_unique(both_t)
     streamed = channels is not None
+    every = list(every_channel) if every_channel is not None else [cd.channel for cd in trace.channels]
     if channels is None:
         by_name = {cd.channel.name: cd for cd in trace.channels}
-        channels = [by_name[c.name] for c in primary_channels([cd.channel for cd in trace.channels])]
+        channels = [by_name[c.name] for c in (plan or plan_domains(every, cpu_total)).shown]
     series: list[_Series] = []
     seen: list[Channel] = []
     for cd in channels:
-        series.append(_series(cd, origin, queries, bounds))
+        series.append(_series(cd, origin, queries, bounds, (run_lo, run_hi)))
         seen.append(cd.channel)
         del cd  # a streamed channel's samples go before the next channel's are read
-    if streamed and [c.name for c in primary_channels(seen)] != [c.name for c in seen]:
-        raise ValueError("summarise(channels=...) takes primary channels only (energy.primary_channels): "
+    plan = plan or plan_domains(every if every_channel is not None else seen, cpu_total)
+    cpu_total = plan.cpu_total
+    if streamed and [c.name for c in plan.shown] != [c.name for c in seen]:
+        raise ValueError("summarise(channels=...) takes the primary (shown) channels only (domains.plan_domains(...).shown): "
                          "the others are inside them and would be counted twice")
+    for k, (sr, add) in enumerate(zip(series, plan.in_total)):
+        sr.info = replace(sr.info, in_total=add, alternatives=list(plan.alternatives.get(sr.info.channel, [])))
+        if sr.info.alternatives:
+            notes.append(f"{sr.info.domain}: {sr.info.channel} ({sr.info.source}) taken; "
+                         f"also read, not added: {', '.join(sr.info.alternatives)}")
+    for sr in series:
+        notes.extend(_anomaly_notes(sr.info, origin))
+    machine_total = describe_total(cpu_total, [sr.info.domain for sr in series if sr.info.in_total])
+    if any(not sr.info.in_total for sr in series):
+        notes.append("shown beside the total, not added to it: "
+                     + ", ".join(sr.info.domain for sr in series if not sr.info.in_total))
     if not series:
         notes.insert(0, "no primary energy channel: every energy figure is 0")
 
@@ -586,6 +732,7 @@ def summarise(trace: TraceData, carbon_g_per_kwh: float, carbon_source: str = ""
     unc = np.zeros((len(series), nsp))
     short = np.zeros((len(series), nsp), dtype=bool)
     outside = np.zeros((len(series), nsp), dtype=bool)
+    anomalies: list[dict[str, npt.NDArray[np.bool_]]] = []
     for k, sr in enumerate(series):
         energy[k] = np.bincount(iv_span, weights=sr.at(iv_b) - sr.at(iv_a), minlength=nsp)
         unc[k] = np.bincount(both_span, weights=sr.boundary_uncertainty_j(both_t), minlength=nsp)
@@ -596,6 +743,20 @@ def summarise(trace: TraceData, carbon_g_per_kwh: float, carbon_source: str = ""
             tol = 2.0 * max(sr.update_s or 0.0, sr.info.sample_interval_s or 0.0)
             out = (iv_a < sr.t_first_s - tol) | (iv_b > sr.t_last_s + tol)
             outside[k] = np.bincount(iv_span, weights=out.astype(np.float64), minlength=nsp) > 0
+        # Energy not seen (gaps, stalls): a row over it is uncertain by the channel's average power there.
+        info = sr.info
+        run_avg_w = (sr.energy_j[-1] - sr.energy_j[0]) / max(sr.t_s[-1] - sr.t_s[0], 1e-9) if sr.has_data else 0.0
+        blind = _covered_s(sr.blind_s, iv_a, iv_b)
+        unc[k] += np.bincount(iv_span, weights=blind * run_avg_w, minlength=nsp)
+        per_span = lambda hit: np.bincount(iv_span, weights=hit.astype(np.float64), minlength=nsp) > 0  # noqa: E731
+        gap_s = (np.array(info.gaps_ns, dtype=np.int64).reshape(-1, 2) - origin) * 1e-9
+        stall_s = (np.array(info.stalls_ns, dtype=np.int64).reshape(-1, 2) - origin) * 1e-9
+        anomalies.append({
+            FLAG_RESET: per_span(_events_in(info.reset_t_ns, origin, info.sample_interval_s or 0.0, iv_a, iv_b)),
+            FLAG_GLITCH: per_span(_events_in(info.glitch_t_ns, origin, info.sample_interval_s or 0.0, iv_a, iv_b)),
+            FLAG_GAP: per_span(_covered_s(gap_s, iv_a, iv_b) > 0),
+            FLAG_STALLED: per_span(_covered_s(stall_s, iv_a, iv_b) > 0),
+        })
     energy = np.maximum(energy, 0.0)  # cumulative energy never decreases; guard float noise
 
     peak, peak_total = _peaks(series, grid, nsp)
@@ -645,7 +806,7 @@ def summarise(trace: TraceData, carbon_g_per_kwh: float, carbon_source: str = ""
     inc_i = np.array([r[2] for r in rows_spec], dtype=np.int64)
     exc_i = np.array([r[3] for r in rows_spec], dtype=np.int64)
     fig = _RowFigures(series, energy, unc, peak, peak_total, bw, bw_unc, dur_s, inc_i, exc_i, row_counts, ci,
-                       short, outside, row_overlap)
+                       short, outside, row_overlap, anomalies)
     rows: list[PhaseSummary] = []
     for r, h in enumerate(heads):
         rows.append(PhaseSummary(
@@ -656,12 +817,49 @@ def summarise(trace: TraceData, carbon_g_per_kwh: float, carbon_source: str = ""
 
     if not trace.complete:
         notes.append("the recorder died before finalising the trace: phases were rebuilt from the event log")
+    notes.extend(_baseline_warnings(series, rows))
     return RunSummary(
         schema_version=SCHEMA_VERSION, carbon_g_per_kwh=ci, carbon_source=carbon_source or "given to summarise()",
         peak_window_s=PEAK_WINDOW_S, run_start_ns=run_lo, run_end_ns=run_hi, baseline=trace.baseline,
         complete=trace.complete, domains=[s.info for s in series], rows=rows, meta=dict(trace.meta),
-        health=dict(trace.health), notes=notes,
+        health=dict(trace.health), notes=notes, cpu_total=cpu_total, machine_total=machine_total,
     )
+
+
+# A baseline is not idle when some stretch of the run at least this long draws less than it (by more
+# than the figures' uncertainty), when it swings (its peak this far above its average), or when the
+# CPU estimate saw the CPUs this busy during it.
+_BASELINE_CHECK_MIN_S = 1.0
+_BASELINE_PEAK_RATIO = 1.5
+_BASELINE_MAX_UTILISATION = 0.5
+
+
+def _baseline_warnings(series: list[_Series], rows: list[PhaseSummary]) -> list[str]:
+    """Warnings that the idle baseline was taken on a machine that was not idle: every "above
+    baseline" figure then understates the workload (and may go negative)."""
+    base = next((r for r in rows if r.kind == KIND_BASELINE), None)
+    if base is None or base.total.baseline_w is None or base.duration_s <= 0:
+        return []
+    why: list[str] = []
+    bw = base.total.baseline_w
+    bw_unc = base.total.energy_uncertainty_j / base.duration_s
+    below = [r for r in rows if r.kind != KIND_BASELINE and r.duration_s >= _BASELINE_CHECK_MIN_S
+             and r.total.average_w < bw - bw_unc - r.total.energy_uncertainty_j / r.duration_s]
+    if below:
+        lowest = min(below, key=lambda r: r.total.average_w)
+        why.append(f"{lowest.name!r} averaged {lowest.total.average_w:.1f} W, below the baseline's {bw:.1f} W")
+    if base.total.peak_w > _BASELINE_PEAK_RATIO * base.total.average_w > 0:
+        why.append(f"its power swung to {base.total.peak_w:.1f} W against {base.total.average_w:.1f} W on average")
+    for sr, d in zip(series, base.domains):
+        m = sr.model
+        if m is not None and d.baseline_w is not None and m.max_w > m.idle_w:
+            u = (d.baseline_w - m.idle_w) / (m.max_w - m.idle_w)
+            if u > _BASELINE_MAX_UTILISATION:
+                why.append(f"the CPUs were {100 * u:.0f} % busy during it")
+    if not why:
+        return []
+    return ["warning: the idle baseline does not look idle (" + "; ".join(why) + "): \"above baseline\" figures "
+            "understate the workload's energy; record again with the machine idle, or read energy_j instead"]
 
 
 def _tree_order(phases: list[Phase], top: list[int], children: dict[int, list[int]]) -> list[tuple[int, int]]:
@@ -751,7 +949,8 @@ def _peaks(series: list[_Series], grid: _PeakGrid, nsp: int) -> tuple[F64, F64]:
     total = np.zeros(grid.order.size)
     for c, sr in enumerate(series):
         p = (np.diff(sr.at(grid.edges))[grid.inner] / w)[grid.order]
-        total += p
+        if sr.info.in_total:
+            total += p
         peak[c, grid.spans_with] = np.maximum.reduceat(p, grid.first)
     peak_total[grid.spans_with] = np.maximum.reduceat(total, grid.first)
     return peak, peak_total
@@ -765,7 +964,8 @@ class _RowFigures:
 
     def __init__(self, series: list[_Series], energy: F64, unc: F64, peak: F64, peak_total: F64, bw: F64 | None,
                  bw_unc: F64 | None, dur_s: F64, inc: I64, exc: I64, counts: list[dict[str, float]], ci: float,
-                 short: npt.NDArray[np.bool_], outside: npt.NDArray[np.bool_], overlap: list[bool]) -> None:
+                 short: npt.NDArray[np.bool_], outside: npt.NDArray[np.bool_], overlap: list[bool],
+                 anomalies: list[dict[str, npt.NDArray[np.bool_]]]) -> None:
         c = len(series)
         nrow = inc.size
         dur, xdur = dur_s[inc], dur_s[exc]
@@ -775,14 +975,15 @@ class _RowFigures:
         x[:, :c] = np.maximum(np.minimum(energy[:, exc].T, e[:, :c]), 0.0)  # clamp: see module docstring
         xu[:, :c] = unc[:, exc].T
         pk[:, :c], pk[:, c] = peak[:, inc].T, peak_total[inc]
+        add = np.array([s.info.in_total for s in series], dtype=bool)
         for m in (e, u, x, xu):
-            m[:, c] = m[:, :c].sum(axis=1)
+            m[:, c] = m[:, :c][:, add].sum(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             avg = np.where(dur[:, None] > 0, e / dur[:, None], np.nan)
         pk = np.where(np.isnan(pk), avg, pk)  # shorter than one peak window: its average is its peak
         self.names = [s.info.domain for s in series] + [TOTAL]
         est = [s.info.estimated for s in series]
-        self.estimated = est + [any(est)]
+        self.estimated = est + [any(e and s.info.in_total for e, s in zip(est, series))]
         self.dur, self.xdur = dur.tolist(), xdur.tolist()
         self.e, self.u, self.x, self.xu = e.tolist(), u.tolist(), x.tolist(), xu.tolist()
         self.wh, self.avg, self.pk = (e / J_PER_WH).tolist(), avg.tolist(), pk.tolist()
@@ -793,8 +994,8 @@ class _RowFigures:
         self.above: list[list[float]] = []
         self.above_u: list[list[float]] = []
         if bw is not None and bw_unc is not None:
-            bwd = np.append(bw, bw.sum())
-            bwud = np.append(bw_unc, bw_unc.sum())
+            bwd = np.append(bw, bw[add].sum())
+            bwud = np.append(bw_unc, bw_unc[add].sum())
             above = e - bwd[None, :] * dur[:, None]
             self.bw, self.above = bwd.tolist(), above.tolist()
             self.above_u = (u + bwud[None, :] * dur[:, None]).tolist()
@@ -806,14 +1007,16 @@ class _RowFigures:
             self.pua: list[list[list[float]]] | None = (
                 (above[:, :, None] / cm[:, None, :]).tolist() if above is not None else None)
         self.pos = [[k for k, v in enumerate(row) if v > 0] for row in cm.tolist()]
-        self.flags = self._flags(series, inc, short, outside, overlap)
+        self.flags = self._flags(series, inc, short, outside, overlap, anomalies)
 
     def _flags(self, series: list[_Series], inc: I64, short: npt.NDArray[np.bool_], outside: npt.NDArray[np.bool_],
-               overlap: list[bool]) -> list[list[str]]:
+               overlap: list[bool], anomalies: list[dict[str, npt.NDArray[np.bool_]]]) -> list[list[str]]:
         c = len(series)
         sh, out = short[:, inc].T.tolist(), outside[:, inc].T.tolist()
+        # Only anomalies that happened are looked at per row: a clean run pays nothing here.
+        odd = [[(name, hit[inc].tolist()) for name, hit in a.items() if hit.any()] for a in anomalies]
         no_data = [not s.has_data for s in series]
-        any_est = any(self.estimated[:c])
+        any_est = self.estimated[c]
         result: list[list[str]] = []
         for r in range(inc.size):
             base = [FLAG_OVERLAP] if overlap[r] else []
@@ -821,10 +1024,12 @@ class _RowFigures:
             tot: list[str] = list(base)
             for k in range(c):
                 f = list(base)
-                for on, name in ((no_data[k], FLAG_NO_DATA), (sh[r][k], FLAG_SHORT), (out[r][k], FLAG_OUTSIDE)):
+                checks = [(no_data[k], FLAG_NO_DATA), (sh[r][k], FLAG_SHORT), (out[r][k], FLAG_OUTSIDE)]
+                checks += [(hit[r], name) for name, hit in odd[k]]
+                for on, name in checks:
                     if on:
                         f.append(name)
-                        if name not in tot:
+                        if series[k].info.in_total and name not in tot:
                             tot.append(name)
                 if self.estimated[k]:
                     f.append(FLAG_ESTIMATED)

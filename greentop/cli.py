@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
 from greentop import __version__
-from greentop.energy import primary_channels
+from greentop.domains import CPU_TOTAL_PACKAGES, CPU_TOTALS, plan_domains
 from greentop.measure import ChannelSummary, measure
 from greentop.sampler import DEFAULT_RATE_HZ, DEFAULT_SLOW_RATE_HZ, MAX_RATE_HZ, SamplerError, SamplerHealth
 from greentop.sources import DiscoveryOptions, SourceResult, discover
@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rate", type=_rate, default=DEFAULT_RATE_HZ, metavar="HZ", help="fast-lane rate (default 1000)")
     s.add_argument("--slow-rate", type=_rate, default=DEFAULT_SLOW_RATE_HZ, metavar="HZ", help="slow-lane rate (default 10)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_cpu_total_option(s)
     _add_discovery_options(s)
 
     r = sub.add_parser("record", help="run a command and record every sensor to an HDF5 trace",
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("trace", metavar="RUN.h5")
     m.add_argument("--format", choices=["table", "csv", "json", "md"], default="table")
     m.add_argument("-o", "--output", metavar="FILE", help="write there instead of standard output")
+    _add_cpu_total_option(m)
     _add_carbon_options(m)
 
     rp = sub.add_parser("replay", help="browse a recorded trace: power over time, phases, per-phase energy")
@@ -116,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_parser(sub)
     return parser
+
+
+def _add_cpu_total_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cpu-total", choices=list(CPU_TOTALS), default=CPU_TOTAL_PACKAGES,
+                   help="CPU side of the machine total: packages = CPU packages + DRAM (default), "
+                        "psys = the platform domain instead")
 
 
 def _add_carbon_options(p: argparse.ArgumentParser) -> None:
@@ -237,25 +245,31 @@ def cmd_sample(args: argparse.Namespace) -> int:
         return 1
     print(f"Sampling {len(found.channels)} channels for {args.duration:g} s at {args.rate:g} Hz ...", file=sys.stderr)
     result = measure(found.channels, args.duration, args.rate, args.slow_rate)
-    summaries = result.summaries()
-    primary = {c.name for c in primary_channels(found.channels)}
-    total_j = sum(s.energy_j for s in summaries if s.name in primary)
-    duration_s = max((s.duration_s for s in summaries), default=0.0)
+    ledger = result.account(args.cpu_total)  # the one ledger: the same figures as greentop summary
+    summaries = result.summaries(ledger)
+    run = ledger.row("run")
+    primary = {s.name for s in summaries if s.in_total}
+    total_j, duration_s = run.total.energy_j, run.duration_s
     if args.json:
         print(json.dumps({
             "channels": [s.__dict__ for s in summaries],
-            "total": {"energy_j": total_j, "average_w": total_j / duration_s if duration_s else None, "channels": sorted(primary)},
+            "total": {"energy_j": total_j, "average_w": total_j / duration_s if duration_s else None,
+                      "peak_w": run.total.peak_w, "energy_uncertainty_j": run.total.energy_uncertainty_j,
+                      "channels": sorted(primary), "cpu_total": ledger.cpu_total, "machine_total": ledger.machine_total},
             "health": {"lanes": {k: v.__dict__ for k, v in result.health.lanes.items()},
                        "channels": {k: v.__dict__ for k, v in result.health.channels.items()}},
+            "notes": ledger.notes,
         }, indent=2, default=float))
         return 0
     print(_table([_summary_row(s) for s in summaries], ["CHANNEL", "DOMAIN", "SAMPLES", "RATE", "ENERGY", "AVG", "PEAK", "WRAPS"]))
     estimated = any(s.estimated for s in summaries if s.name in primary)
     print(f"\nTotal ({', '.join(sorted(primary))}): {total_j:.3f} J = {total_j / 3600:.6f} Wh over {duration_s:.2f} s, "
-          f"{total_j / duration_s if duration_s else 0:.2f} W average" + (" (includes estimates)" if estimated else ""))
+          f"{total_j / duration_s if duration_s else 0:.2f} W average, {run.total.peak_w:.2f} W peak"
+          + (" (includes estimates)" if estimated else ""))
+    print(ledger.machine_total)
     for s in summaries:
-        if s.backwards:
-            print(f"{s.name}: {s.backwards} backward steps that no wrap explains were held, not integrated")
+        if s.backwards or s.glitches:
+            print(f"{s.name}: {s.backwards} counter resets (counted from the new value), {s.glitches} glitches skipped")
     for line in _health_lines(result.health):
         print(line)
     return 0
@@ -304,9 +318,11 @@ def _print_summary(path: Path, fmt: str, carbon: tuple[float, str] | None, args:
         trace = load(f, channels=())
         stored = (float(trace.meta.get("carbon_g_per_kwh", 0.0)), str(trace.meta.get("carbon_source", "")))
         intensity, source = carbon if carbon is not None else _carbon(args, stored)  # type: ignore[arg-type]
-        primary = primary_channels([cd.channel for cd in iter_channels(f, ends_only=True)])
-        streamed = iter_channels(f, [c.name for c in primary], read_ahead=True)
-        summary = summarise(trace, intensity, source, channels=streamed)
+        cpu_total = getattr(args, "cpu_total", CPU_TOTAL_PACKAGES) if args is not None else CPU_TOTAL_PACKAGES
+        every = [cd.channel for cd in iter_channels(f, ends_only=True)]
+        shown = plan_domains(every, cpu_total).shown
+        streamed = iter_channels(f, [c.name for c in shown], read_ahead=True)
+        summary = summarise(trace, intensity, source, channels=streamed, cpu_total=cpu_total, every_channel=every)
     print(format_summary(summary, fmt), file=out, end="" if fmt in ("csv", "json") else "\n")
 
 

@@ -2,8 +2,10 @@
 
 Each channel kind has a converter fed with drained ``(t_ns, raw)`` chunks in order; it keeps the
 state that spans chunks and returns the cumulative energy since its first sample, in joules, at
-every sample's time. Counters are unwrapped across any number of wraps; a counter that steps
-backwards by more than a wrap could explain is counted as a glitch and held, never integrated.
+every sample's time. Counters are unwrapped across any number of wraps; a step backwards that no
+wrap explains is a reset (counting goes on from the new value) and a step implying more power than
+the domain can draw is a glitch (skipped): see ``CounterUnwrapper``. Which channels add up to a
+machine total is ``greentop.domains``'s business; the totals themselves are ``greentop.ledger``'s.
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ F64 = npt.NDArray[np.float64]
 # step backwards is a glitch. 20 kW per channel is far above any CPU package or GPU.
 MAX_PLAUSIBLE_POWER_W = 20_000.0
 PEAK_WINDOW_S = 0.1  # peak power is the highest average over a window this long
+# A forward step is judged over the time since the counter last moved, plus this much: the update
+# that made the step may have come up to a sample interval before the sample that saw it.
+GLITCH_SLACK_S = 0.005
+# A glitch is readings off the counter's track that come back to it within this long.
+GLITCH_LOOKAHEAD_S = 1.0
+_GLITCH_LOOKAHEAD_N = 8192
 
 
 @dataclass
@@ -32,56 +40,125 @@ class EnergyChunk:
 
 @dataclass
 class CounterUnwrapper:
-    """Monotonic energy from a wrapping energy counter (RAPL, hwmon energy, NVML mJ)."""
+    """Monotonic energy from a wrapping energy counter (RAPL, hwmon energy, NVML mJ).
+
+    Steps that are not energy are never integrated, and each is counted with its time:
+
+    - a step backwards that a wrap explains (it fits under ``max_power_w``) is a wrap;
+    - any other step backwards is a reset (driver reload, MSR cleared, NVML after a GPU reset): the
+      count restarts from the new value, so at most that one interval is lost (``resets``);
+    - a step forward implying more than ``glitch_power_w`` over the time since the counter last
+      moved is a glitch: the readings off the track are skipped and counting resumes at the first
+      one (within ``GLITCH_LOOKAHEAD_S``) that continues plausibly from the last good value; if none
+      does, the counter jumped and stays there: counting resumes from the new value, losing the jump
+      (``glitches`` either way);
+    - a dip (readings below the track that come back to it) is a glitch too, not a reset.
+    """
 
     scale: float  # J per raw unit
     wrap_raw: int  # counter wraps to 0 here; 0 = never wraps
     max_power_w: float = MAX_PLAUSIBLE_POWER_W
+    glitch_power_w: float = MAX_PLAUSIBLE_POWER_W
     wraps: int = 0
-    backwards: int = 0
-    _last_raw: int | None = None
+    resets: int = 0
+    glitches: int = 0
+    reset_t_ns: list[int] = field(default_factory=list)
+    glitch_t_ns: list[int] = field(default_factory=list)
+    _last_raw: int | None = None  # the last reading accepted as energy
     _last_t_ns: int = 0
+    _anchor_t_ns: int = 0  # time of the sample before the counter's last move
     _energy_raw: int = 0  # unwrapped raw units since the first sample
+
+    @property
+    def backwards(self) -> int:
+        """Steps backwards that no wrap explains and that were not a one-reading dip: resets."""
+        return self.resets
 
     def feed(self, t_ns: I64, raw: I64) -> EnergyChunk:
         if raw.size == 0:
             return EnergyChunk(t_ns, np.zeros(0))
         if self._last_raw is None:
-            prev_raw, prev_t = int(raw[0]), int(t_ns[0])
-        else:
-            prev_raw, prev_t = self._last_raw, self._last_t_ns
+            self._last_raw, self._last_t_ns, self._anchor_t_ns = int(raw[0]), int(t_ns[0]), int(t_ns[0])
+        prev_raw, prev_t = self._last_raw, self._last_t_ns
         d = np.diff(raw, prepend=prev_raw)
-        neg = np.flatnonzero(d < 0)
-        done = -1
-        for i in neg:
-            if i <= done:
-                continue
-            j = int(i)
-            while j < d.size and d[j] < 0:
-                self._resolve_step(d, j, t_ns, prev_t)
-                done = j
-                j += 1
-        # The last accepted raw value: a trailing glitch leaves it where it was.
+        t_prev = np.concatenate(([prev_t], t_ns[:-1]))
+        # The energy of a step accrued since the counter last moved (a slow counter sampled fast
+        # moves once per update): the plausibility window starts at the sample before that move.
+        moved = np.flatnonzero(d != 0)
+        last_move = np.full(d.size, -1, dtype=np.int64)
+        if moved.size:
+            mark = np.full(d.size, -1, dtype=np.int64)
+            mark[moved] = moved
+            last_move[1:] = np.maximum.accumulate(mark)[:-1]
+        anchor = np.where(last_move >= 0, t_prev[np.maximum(last_move, 0)], self._anchor_t_ns)
+        window_s = (t_ns - anchor).astype(np.float64) * 1e-9 + GLITCH_SLACK_S
+        limit = self.glitch_power_w * window_s / self.scale
+        bad = np.flatnonzero((d < 0) | (d > limit))
+        last = int(raw[-1])
+        if bad.size:
+            last = self._resolve(d, bad.tolist(), raw, t_ns, t_prev, limit, prev_raw)
         cum = self._energy_raw + np.cumsum(d)
         self._energy_raw = int(cum[-1])
-        self._last_raw = prev_raw + int(np.sum(d)) if self.wrap_raw == 0 else (prev_raw + int(np.sum(d))) % self.wrap_raw
+        if moved.size:
+            self._anchor_t_ns = int(t_prev[moved[-1]])
+        self._last_raw = last
         self._last_t_ns = int(t_ns[-1])
         return EnergyChunk(t_ns, cum.astype(np.float64) * self.scale)
 
-    def _resolve_step(self, d: I64, j: int, t_ns: I64, prev_t: int) -> None:
-        t_prev = int(t_ns[j - 1]) if j > 0 else prev_t
-        dt_s = max(int(t_ns[j]) - t_prev, 1) * 1e-9
-        if self.wrap_raw:
-            wrapped = int(d[j]) + self.wrap_raw
-            if 0 <= wrapped and wrapped * self.scale <= self.max_power_w * dt_s:
-                d[j] = wrapped
+    def _resolve(self, d: I64, bad: list[int], raw: I64, t_ns: I64, t_prev: I64, limit: F64, prev_raw: int) -> int:
+        """Walk the suspicious steps in order (few: wraps, resets, glitches), rewrite ``d`` in place
+        and return the last reading accepted as energy. A step not listed in ``bad`` follows an
+        accepted reading, so its ``d`` is right as it is."""
+        n = d.size
+        good, good_t = prev_raw, int(t_prev[0])  # the last reading accepted as energy (raw units, wrapped)
+        done = -1
+        for j in bad:
+            if j <= done:
+                continue
+            if j - 1 > done:
+                good, good_t = int(raw[j - 1]), int(t_ns[j - 1])  # readings since the last anomaly were accepted
+            r = int(raw[j])
+            step = r - good
+            dt_s = max(int(t_ns[j]) - int(t_prev[j]), 1) * 1e-9
+            if 0 <= step <= limit[j]:
+                d[j] = step
+            elif step < 0 and self.wrap_raw and 0 <= step + self.wrap_raw and \
+                    (step + self.wrap_raw) * self.scale <= self.max_power_w * dt_s:
+                d[j] = step + self.wrap_raw
                 self.wraps += 1
-                return
-        # Not a wrap: hold the last good value and measure the next step from it.
-        self.backwards += 1
-        if j + 1 < d.size:
-            d[j + 1] += d[j]
-        d[j] = 0
+            else:
+                back = self._back_on_track(raw, t_ns, j, good, good_t)
+                if back is not None:  # a spike or a dip: skip the readings off the track
+                    self.glitches += 1
+                    self.glitch_t_ns.append(int(t_ns[j]))
+                    d[j:back] = 0
+                    d[back] = int(raw[back]) - good
+                    j = back
+                elif step > 0:  # a jump that stays: resume from the new value
+                    self.glitches += 1
+                    self.glitch_t_ns.append(int(t_ns[j]))
+                    d[j] = 0
+                else:
+                    self.resets += 1
+                    self.reset_t_ns.append(int(t_ns[j]))
+                    d[j] = 0
+            good, good_t = int(raw[j]), int(t_ns[j])
+            done = j
+        if done < n - 1:
+            good = int(raw[n - 1])
+        return good
+
+    def _back_on_track(self, raw: I64, t_ns: I64, j: int, good: int, good_t: int) -> int | None:
+        """The first reading after ``j``, within ``GLITCH_LOOKAHEAD_S``, that continues plausibly from
+        the last good reading (so readings ``j`` up to it were off the track), or None."""
+        hi = min(raw.size, j + 1 + _GLITCH_LOOKAHEAD_N)
+        if hi <= j + 1:
+            return None
+        t = t_ns[j + 1:hi]
+        step = raw[j + 1:hi] - good
+        lim = self.glitch_power_w * ((t - good_t).astype(np.float64) * 1e-9 + GLITCH_SLACK_S) / self.scale
+        ok = np.flatnonzero((step >= 0) & (step <= lim) & (t - int(t_ns[j]) <= GLITCH_LOOKAHEAD_S * 1e9))
+        return j + 1 + int(ok[0]) if ok.size else None
 
 
 @dataclass
@@ -110,14 +187,21 @@ class PowerIntegrator:
 
 @dataclass
 class CpuEstimator:
-    """Estimated energy from busy CPU time through a linear power model."""
+    """Estimated energy from busy CPU time through a linear power model.
+
+    The model is linear, so energy needs no per-interval utilisation: E(t) = idle_w * (t - t0) +
+    (max_w - idle_w) / n_cpus * busy_s(t), whatever the sampling rate. /proc/stat moves in whole
+    jiffies (10 ms) per CPU, so at 1 kHz most intervals see none and a few see a whole jiffy:
+    clipping each interval's utilisation at 1 threw those away (the estimate collapsed toward idle
+    as the rate rose). Only the run's cumulative busy time is capped, at n_cpus x wall time, which
+    no accounting jitter can make a real machine exceed.
+    """
 
     scale: float  # s of busy time per raw unit (1/USER_HZ)
     model: CpuPowerModel
     _inner: CounterUnwrapper = field(init=False)
-    _last_busy_s: float | None = None
-    _last_t_ns: int = 0
-    _energy_j: float = 0.0
+    _t0_ns: int | None = None
+    _busy0_s: float = 0.0
 
     def __post_init__(self) -> None:
         self._inner = CounterUnwrapper(scale=self.scale, wrap_raw=0)
@@ -125,27 +209,39 @@ class CpuEstimator:
     def feed(self, t_ns: I64, raw: I64) -> EnergyChunk:
         if raw.size == 0:
             return EnergyChunk(t_ns, np.zeros(0))
-        busy_s = self._inner.feed(t_ns, raw).energy_j  # cumulative busy seconds
-        if self._last_busy_s is None:
-            self._last_busy_s, self._last_t_ns = float(busy_s[0]), int(t_ns[0])
-        dt_s = np.diff(t_ns, prepend=self._last_t_ns).astype(np.float64) * 1e-9
-        dbusy_s = np.diff(busy_s, prepend=self._last_busy_s)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            util = np.where(dt_s > 0, dbusy_s / (dt_s * self.model.n_cpus), 0.0)
-        util = np.clip(util, 0.0, 1.0)
-        power_w = self.model.idle_w + util * (self.model.max_w - self.model.idle_w)
-        energy = self._energy_j + np.cumsum(power_w * dt_s)
-        self._energy_j = float(energy[-1])
-        self._last_busy_s, self._last_t_ns = float(busy_s[-1]), int(t_ns[-1])
+        busy_s = self._inner.feed(t_ns, raw).energy_j  # cumulative busy seconds since the first sample
+        if self._t0_ns is None:
+            self._t0_ns, self._busy0_s = int(t_ns[0]), float(busy_s[0])
+        m = self.model
+        wall_s = (t_ns - self._t0_ns).astype(np.float64) * 1e-9
+        busy = np.minimum(busy_s - self._busy0_s, wall_s * max(m.n_cpus, 1))
+        energy = m.idle_w * wall_s + (m.max_w - m.idle_w) / max(m.n_cpus, 1) * busy
         return EnergyChunk(t_ns, energy)
 
 
 Converter = CounterUnwrapper | PowerIntegrator | CpuEstimator
 
 
+# The most a domain can draw, with a wide margin: a counter step implying more is a glitch. A GPU
+# board tops out near 1.2 kW (GB200), a CPU package near 500 W, a socket's DRAM near 200 W.
+_DOMAIN_MAX_POWER_W = (("gpu-", 3000.0), ("cpu-package", 2000.0), ("cpu-core", 2000.0), ("uncore-", 2000.0),
+                       ("dram-", 1000.0))
+
+
+def domain_max_power_w(channel: Channel) -> float:
+    """The power above which a counter step is a glitch, not energy (W)."""
+    given = channel.metadata.get("max_power_w") if channel.metadata else None
+    if isinstance(given, (int, float)) and given > 0:
+        return float(given)
+    for prefix, w in _DOMAIN_MAX_POWER_W:
+        if channel.domain.startswith(prefix):
+            return w
+    return MAX_PLAUSIBLE_POWER_W
+
+
 def converter_for(channel: Channel) -> Converter:
     if channel.quantity is Quantity.ENERGY:
-        return CounterUnwrapper(scale=channel.scale, wrap_raw=channel.wrap_raw)
+        return CounterUnwrapper(scale=channel.scale, wrap_raw=channel.wrap_raw, glitch_power_w=domain_max_power_w(channel))
     if channel.quantity is Quantity.POWER:
         return PowerIntegrator(scale=channel.scale)
     if channel.model is None:
@@ -163,30 +259,13 @@ def power_series_w(chunk: EnergyChunk) -> F64:
     return np.concatenate(([np.nan], p))
 
 
-_QUANTITY_RANK = {Quantity.ENERGY: 0, Quantity.POWER: 1, Quantity.CPU_BUSY: 2}
+def primary_channels(channels: list[Channel], cpu_total: str = "packages") -> list[Channel]:
+    """The channels whose energies add up to the machine's total without double counting: one per
+    physical domain, sub-zones and psys left out (see ``greentop.domains``, which also says which
+    domains are shown beside the total)."""
+    from greentop.domains import plan_domains
 
-
-def primary_channels(channels: list[Channel]) -> list[Channel]:
-    """One channel per domain whose energies add up to the machine's total without double counting.
-
-    Sub-zones (a package's core or DRAM share) are inside their parent; psys covers the packages,
-    so it counts only where no package channel exists; within a domain an energy counter beats a
-    power gauge (no integration error), which beats an estimate.
-    """
-    top = [c for c in channels if not c.parent]
-    has_package = any(c.domain.startswith("cpu-package") for c in top)
-    best: dict[str, Channel] = {}
-    for c in top:
-        if c.domain == "psys" and has_package:
-            continue
-        if c.domain == "cpu" and has_package:
-            continue
-        if c.domain.startswith("cpu-core") and has_package:
-            continue
-        cur = best.get(c.domain)
-        if cur is None or _QUANTITY_RANK[c.quantity] < _QUANTITY_RANK[cur.quantity]:
-            best[c.domain] = c
-    return list(best.values())
+    return plan_domains(channels, cpu_total).total
 
 
 def update_period_s(t_ns: npt.NDArray[np.int64], raw: npt.NDArray[np.int64]) -> float | None:
@@ -195,14 +274,3 @@ def update_period_s(t_ns: npt.NDArray[np.int64], raw: npt.NDArray[np.int64]) -> 
     if changes.size < 2:
         return None
     return float(np.median(np.diff(t_ns[changes + 1]))) * 1e-9
-
-
-def peak_power_w(t_ns: npt.NDArray[np.int64], energy_j: npt.NDArray[np.float64], window_s: float = PEAK_WINDOW_S) -> float:
-    if t_ns.size < 2:
-        return float("nan")
-    span_s = (t_ns[-1] - t_ns[0]) * 1e-9
-    if span_s < window_s:
-        return float((energy_j[-1] - energy_j[0]) / span_s) if span_s > 0 else float("nan")
-    grid = np.arange(t_ns[0], t_ns[-1] + 1, int(window_s * 1e9), dtype=np.int64)
-    e = np.interp(grid.astype(np.float64), t_ns.astype(np.float64), energy_j)
-    return float(np.max(np.diff(e)) / window_s)

@@ -1,7 +1,7 @@
 """A headless measurement: sample channels for a while and total each one's energy and power.
 
 Used by ``greentop sample`` and ``greentop devices``; the live view and the recorder drain the
-same sampler the same way.
+same sampler the same way. Energy and power come from the one ledger (``greentop.ledger``).
 """
 
 from __future__ import annotations
@@ -13,9 +13,13 @@ from typing import Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from greentop.attribution import RunSummary
 from greentop.channel import Channel
-from greentop.energy import Converter, converter_for, peak_power_w, update_period_s
+from greentop.domains import CPU_TOTAL_PACKAGES, DomainPlan, plan_domains
+from greentop.energy import Converter, converter_for, update_period_s
+from greentop.ledger import account
 from greentop.sampler import Sampler, SamplerHealth, Samples
+from greentop.tracedata import ChannelData
 
 DRAIN_HZ = 20.0
 
@@ -51,34 +55,15 @@ class ChannelSummary:
     estimated: bool
     samples: int
     rate_hz: float  # achieved
-    duration_s: float
-    energy_j: float
-    average_w: float
-    peak_w: float
+    duration_s: float  # between the channel's first and last sample
+    energy_j: float  # over the measurement (the ledger's run row)
+    average_w: float  # energy_j over the measurement's duration
+    peak_w: float  # highest PEAK_WINDOW_S average (the ledger's definition)
     update_period_s: float | None  # median time between changes of the raw value
     wraps: int
-    backwards: int
-
-
-def summarise(rec: ChannelRecord) -> ChannelSummary:
-    t, raw, energy = rec.arrays()
-    duration_s = (t[-1] - t[0]) * 1e-9 if t.size > 1 else 0.0
-    total = float(energy[-1] - energy[0]) if t.size > 1 else 0.0
-    conv = rec.converter
-    return ChannelSummary(
-        name=rec.channel.name,
-        domain=rec.channel.domain,
-        estimated=rec.channel.estimated,
-        samples=int(t.size),
-        rate_hz=(t.size - 1) / duration_s if duration_s > 0 else 0.0,
-        duration_s=duration_s,
-        energy_j=total,
-        average_w=total / duration_s if duration_s > 0 else float("nan"),
-        peak_w=peak_power_w(t, energy),
-        update_period_s=update_period_s(t, raw),
-        wraps=getattr(conv, "wraps", 0),
-        backwards=getattr(conv, "backwards", 0),
-    )
+    backwards: int  # counter resets (steps backwards no wrap explains)
+    glitches: int = 0  # counter readings off the track, skipped
+    in_total: bool = False  # added into the machine total
 
 
 @dataclass
@@ -86,8 +71,37 @@ class Measurement:
     records: dict[str, ChannelRecord]
     health: SamplerHealth
 
-    def summaries(self) -> list[ChannelSummary]:
-        return [summarise(r) for r in self.records.values()]
+    def account(self, cpu_total: str = CPU_TOTAL_PACKAGES) -> RunSummary:
+        """Every channel through the one ledger: one column per channel (sub-zones and second
+        readings included), the machine total over ``plan_domains(..., cpu_total).total``."""
+        data = [ChannelData(r.channel, *r.arrays()[:2]) for r in self.records.values()]
+        data = [cd for cd in data if cd.t_ns.size]
+        base = plan_domains([cd.channel for cd in data], cpu_total)
+        total = {c.name for c in base.total}
+        plan = DomainPlan([cd.channel for cd in data], [cd.channel.name in total for cd in data], cpu_total,
+                          base.alternatives)
+        start = min((int(cd.t_ns[0]) for cd in data), default=0)
+        end = max((int(cd.t_ns[-1]) for cd in data), default=0)
+        return account(data, start, end, plan=plan)
+
+    def summaries(self, run: RunSummary | None = None) -> list[ChannelSummary]:
+        """Per channel: its samples, and its energy and power as the ledger (``account``) gives them."""
+        run = run if run is not None else self.account()
+        by_channel = {info.channel: (info, d) for info, d in zip(run.domains, run.row("run").domains)}
+        out: list[ChannelSummary] = []
+        for name, rec in self.records.items():
+            t, raw, _energy = rec.arrays()
+            duration_s = (t[-1] - t[0]) * 1e-9 if t.size > 1 else 0.0
+            info, d = by_channel.get(name, (None, None))
+            out.append(ChannelSummary(
+                name=name, domain=rec.channel.domain, estimated=rec.channel.estimated, samples=int(t.size),
+                rate_hz=(t.size - 1) / duration_s if duration_s > 0 else 0.0, duration_s=duration_s,
+                energy_j=d.energy_j if d else 0.0, average_w=d.average_w if d else float("nan"),
+                peak_w=d.peak_w if d else float("nan"), update_period_s=update_period_s(t, raw),
+                wraps=info.wraps if info else 0, backwards=info.resets if info else 0,
+                glitches=info.glitches if info else 0, in_total=info.in_total if info else False,
+            ))
+        return out
 
 
 def measure(

@@ -116,8 +116,8 @@ def _health_lines(health: dict[str, Any]) -> list[str]:
 
 
 _TABLE_COLS = (  # (header, width)
-    ("energy J", 10), ("± J", 9), ("excl J", 9), ("Wh", 9), ("avg W", 8), ("peak W", 8), ("above J", 9),
-    ("gCO2e", 9),
+    ("energy J", 10), ("± J", 8), ("excl J", 9), ("Wh", 8), ("avg W", 8), ("peak W", 8), ("above J", 9),
+    ("± above", 8), ("gCO2e", 8),
 )
 _MAX_INDENT_DEPTH = 6
 _WRAP = 118
@@ -136,9 +136,11 @@ def _table(s: RunSummary) -> str:
             out.append(f"  {key}: " + textwrap.shorten(text, _WRAP - len(key) - 4, placeholder=" ..."))
     for info in s.domains:
         upd = f"updates every {_dur(info.update_period_s)}" if info.update_period_s else "update period unknown"
-        out.append(f"  {info.domain}: {info.channel} ({info.quantity}, {info.samples} samples, {upd})")
+        beside = "" if info.in_total else ", not in the total"
+        out.append(f"  {info.domain}: {info.channel} ({info.source} {info.quantity}, {info.samples} samples, {upd}{beside})")
+    out.extend(textwrap.wrap(_machine_total(s), _WRAP, initial_indent="  ", subsequent_indent="    "))
     has_baseline = any(r.total.baseline_w is not None for r in s.rows)
-    cols = [c for c in _TABLE_COLS if has_baseline or c[0] != "above J"]
+    cols = [c for c in _TABLE_COLS if has_baseline or c[0] not in ("above J", "± above")]
     max_depth = min(max((r.depth for r in s.rows), default=0), _MAX_INDENT_DEPTH)
     # The name column absorbs the indentation, so numbers line up at every depth.
     name_w = 2 * max_depth + max([len(d.domain) for d in s.domains] + [len("= total"), 14]) + 2
@@ -155,6 +157,7 @@ def _table(s: RunSummary) -> str:
                 "energy J": _num(d.energy_j), "± J": "±" + _num(d.energy_uncertainty_j),
                 "excl J": _num(d.exclusive_energy_j) if excl else "", "Wh": _num(d.energy_wh),
                 "avg W": _num(d.average_w), "peak W": _num(d.peak_w), "above J": _num(d.above_baseline_j),
+                "± above": "±" + _num(d.above_baseline_uncertainty_j) if d.above_baseline_j is not None else "",
                 "gCO2e": _num(d.gco2e_g),
             }
             name = d.domain if d.domain != TOTAL else "= total"
@@ -178,6 +181,10 @@ def _table(s: RunSummary) -> str:
     out.append("± is a worst-case bound from sensor update periods and resolution; "
                f"peak W is the highest {s.peak_window_s * 1e3:g} ms average.")
     return "\n".join(out) + "\n"
+
+
+def _machine_total(s: RunSummary) -> str:
+    return s.machine_total or f"machine total: --cpu-total {s.cpu_total}"
 
 
 # ---------------------------------------------------------------------------------------- csv
@@ -204,10 +211,11 @@ def _csv(s: RunSummary) -> str:
             "energy_wh", "average_w", "peak_w", "exclusive_energy_j", "exclusive_energy_uncertainty_j",
             "baseline_w", "above_baseline_j", "above_baseline_uncertainty_j", "gco2e_g", "carbon_g_per_kwh"]
     head += [f"count_{n}" for n in names] + [f"j_per_{_singular(n)}" for n in names]
-    head += [f"above_baseline_j_per_{_singular(n)}" for n in names] + ["flag"]
+    head += [f"above_baseline_j_per_{_singular(n)}" for n in names] + ["flag", "in_total", "cpu_total"]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(head)
+    in_total = {i.domain: i.in_total for i in s.domains}
     for r in s.rows:
         for d in r.domains:
             row: list[Any] = [r.kind, r.name, r.index, r.parent, r.depth, r.pid, r.status, r.phase_id, r.start_ns,
@@ -216,7 +224,8 @@ def _csv(s: RunSummary) -> str:
                               d.exclusive_energy_uncertainty_j, d.baseline_w, d.above_baseline_j,
                               d.above_baseline_uncertainty_j, d.gco2e_g, s.carbon_g_per_kwh]
             row += [r.counts.get(n) for n in names] + [d.per_unit_j.get(n) for n in names]
-            row += [d.per_unit_above_baseline_j.get(n) for n in names] + [d.flag]
+            row += [d.per_unit_above_baseline_j.get(n) for n in names] + [d.flag, in_total.get(d.domain, True),
+                                                                          s.cpu_total]
             w.writerow([_csv_value(v) for v in row])
     return buf.getvalue()
 
@@ -259,6 +268,8 @@ def _markdown(s: RunSummary) -> str:
     out.append(f"**Energy by phase** (run {_dur(run_s)}; carbon intensity {s.carbon_g_per_kwh:g} gCO2e/kWh, "
                f"{_md_escape(s.carbon_source)})")
     out.append("")
+    out.append(_md_escape(_machine_total(s)))
+    out.append("")
     has_baseline = any(r.total.baseline_w is not None for r in s.rows)
     head = ["Phase", "Status", "Duration", "Domain", "Energy (J)", "± (J)", "Exclusive (J)", "Wh", "Avg W",
             "Peak W"]
@@ -274,7 +285,8 @@ def _markdown(s: RunSummary) -> str:
                      "±" + _num(d.energy_uncertainty_j),
                      _num(d.exclusive_energy_j) if r.exclusive_duration_s != r.duration_s else "",
                      _num(d.energy_wh), _num(d.average_w), _num(d.peak_w)]
-            cells += [_num(d.above_baseline_j)] if has_baseline else []
+            cells += [_num(d.above_baseline_j) + (" ±" + _num(d.above_baseline_uncertainty_j)
+                                                  if d.above_baseline_j is not None else "")] if has_baseline else []
             cells += [_md_escape(_per_unit(d)), _num(d.gco2e_g), _md_escape(d.flag)]
             out.append("| " + " | ".join(cells) + " |")
     if s.notes:

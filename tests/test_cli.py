@@ -74,8 +74,11 @@ def test_sample_totals_one_channel_per_domain(machine: tuple[FakeHost, dict[str,
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     by = {c["name"]: c for c in doc["channels"]}
-    assert doc["total"]["channels"] == ["nvml:gpu0:energy", "rapl:package-0"]
-    assert doc["total"]["energy_j"] == pytest.approx(by["nvml:gpu0:energy"]["energy_j"] + by["rapl:package-0"]["energy_j"])
+    # DRAM is outside the package domain: its own domain in the machine total.
+    assert doc["total"]["channels"] == ["nvml:gpu0:energy", "rapl:package-0", "rapl:package-0:dram"]
+    assert doc["total"]["energy_j"] == pytest.approx(by["nvml:gpu0:energy"]["energy_j"] + by["rapl:package-0"]["energy_j"]
+                                                     + by["rapl:package-0:dram"]["energy_j"])
+    assert doc["total"]["cpu_total"] == "packages" and "CPU packages + DRAM" in doc["total"]["machine_total"]
     assert by["nvml:gpu0:power"]["average_w"] == pytest.approx(300.0, rel=0.01)
     assert doc["health"]["channels"]["rapl:package-0"]["overruns"] == 0
 
@@ -84,7 +87,8 @@ def test_sample_table_reports_health(machine: tuple[FakeHost, dict[str, str]]) -
     _host, env = machine
     out = greentop("sample", "-d", "0.5", env=env)
     assert out.returncode == 0, out.stderr
-    assert "Total (nvml:gpu0:energy, rapl:package-0)" in out.stdout
+    assert "Total (nvml:gpu0:energy, rapl:package-0, rapl:package-0:dram)" in out.stdout
+    assert "machine total = CPU packages + DRAM" in out.stdout
     assert "fast lane:" in out.stdout and "overruns: 0" in out.stdout
 
 
@@ -136,3 +140,26 @@ def test_greentop_starts_without_importing_the_heavy_libraries() -> None:
             "print(sorted(m for m in ('pandas', 'matplotlib', 'textual', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_sample_shows_psys_beside_the_total_and_cpu_total_psys_uses_it(tmp_path: Path) -> None:
+    host = FakeHost(tmp_path / "host")
+    host.add_cpus(2)
+    host.add_rapl_zone("0", "package-0", PowerProfile.constant(40.0))
+    host.add_rapl_zone("0:0", "dram", PowerProfile.constant(5.0))
+    host.add_rapl_zone("1", "psys", PowerProfile.constant(70.0))
+    env = {"GREENTOP_SYSFS_ROOT": str(host.root), "GREENTOP_NVML_LIB": str(tmp_path / "no-nvml.so")}
+    with host:
+        default = greentop("sample", "-d", "0.5", "--json", env=env)
+        psys = greentop("sample", "-d", "0.5", "--json", "--cpu-total", "psys", env=env)
+    assert default.returncode == 0 and psys.returncode == 0, default.stderr + psys.stderr
+    d, p = json.loads(default.stdout), json.loads(psys.stdout)
+    # Exact sums of the channels' own figures (the fake's writer thread may lag under load, so its
+    # watts are only roughly the profile's).
+    dc, pc = {c["name"]: c for c in d["channels"]}, {c["name"]: c for c in p["channels"]}
+    assert d["total"]["channels"] == ["rapl:package-0", "rapl:package-0:dram"]
+    assert d["total"]["energy_j"] == pytest.approx(dc["rapl:package-0"]["energy_j"] + dc["rapl:package-0:dram"]["energy_j"])
+    assert dc["rapl:psys"]["energy_j"] > 0 and dc["rapl:psys"]["in_total"] is False
+    assert p["total"]["channels"] == ["rapl:psys"] and p["total"]["cpu_total"] == "psys"
+    assert p["total"]["energy_j"] == pytest.approx(pc["rapl:psys"]["energy_j"])
+    assert pc["rapl:package-0"]["in_total"] is False and pc["rapl:package-0:dram"]["in_total"] is False

@@ -34,21 +34,76 @@ def test_counter_unwraps_many_wraps_across_chunks() -> None:
     assert u.backwards == 0
 
 
-def test_backwards_step_that_no_wrap_explains_is_counted_and_held() -> None:
+def test_backwards_step_that_no_wrap_explains_is_a_reset_counted_from_the_new_value() -> None:
     # 32-bit-like range: a wrap would mean 4e9 units in 1 ms, far above any plausible power.
     u = CounterUnwrapper(scale=1e-6, wrap_raw=2**32)
-    raw = np.array([5000, 6000, 5500, 7000, 8000], dtype=np.int64)
+    raw = np.array([5000, 6000, 500, 1500, 2500], dtype=np.int64)
     e = u.feed(_t(5), raw).energy_j
-    assert u.backwards == 1 and u.wraps == 0
-    assert e.tolist() == pytest.approx([0, 0.001, 0.001, 0.002, 0.003])
+    assert u.resets == 1 and u.wraps == 0 and u.reset_t_ns == [int(_t(5)[2])]
+    assert e.tolist() == pytest.approx([0, 0.001, 0.001, 0.002, 0.003])  # only the reset's interval is lost
 
 
-def test_trailing_glitch_does_not_move_next_chunk_baseline() -> None:
+def test_reset_across_chunks_restarts_from_the_new_value() -> None:
     u = CounterUnwrapper(scale=1.0, wrap_raw=0)
     u.feed(_t(3), np.array([10, 20, 5], dtype=np.int64))
-    e = u.feed(_t(2, start=10**12 + 3 * MS), np.array([30, 40], dtype=np.int64)).energy_j
+    e = u.feed(_t(2, start=10**12 + 3 * MS), np.array([15, 25], dtype=np.int64)).energy_j
     assert e.tolist() == pytest.approx([20.0, 30.0])
-    assert u.backwards == 1
+    assert u.resets == 1
+
+
+def _steady(n: int, w: float, dt_s: float = 1e-3) -> np.ndarray:
+    """A uJ counter at ``w`` watts sampled every ``dt_s``."""
+    return np.round(np.arange(n) * w * dt_s * 1e6).astype(np.int64) + 1_000_000
+
+
+@pytest.mark.parametrize("wrap", [2**32, 0])  # a RAPL-like counter, an hwmon counter (never wraps)
+def test_nvml_like_reset_halfway_loses_one_interval_not_the_rest(wrap: int) -> None:
+    # 100 W for 2 s at 1 kHz; the counter restarts near 0 halfway (driver reload, GPU reset).
+    raw = _steady(2001, 100.0)
+    raw[1000:] -= raw[1000] - 777
+    u = CounterUnwrapper(scale=1e-6, wrap_raw=wrap, glitch_power_w=3000.0)
+    e = np.concatenate([u.feed(_t(2001)[a:b], raw[a:b]).energy_j for a, b in ((0, 700), (700, 1500), (1500, 2001))])
+    assert e[-1] == pytest.approx(200.0 - 0.1, rel=1e-6)
+    assert e[2000] - e[1001] == pytest.approx(99.9, rel=1e-6)
+    assert u.resets == 1 and u.glitches == 0
+
+
+@pytest.mark.parametrize("wrap", [2**32, 0])
+def test_upward_glitch_is_skipped_counted_and_the_rest_kept(wrap: int) -> None:
+    # One reading 1000 J too high for 5 ms in a 100 W counter: neither the 1000 J nor a later zero.
+    raw = _steady(2001, 100.0)
+    raw[1000:1005] += 1_000_000_000
+    u = CounterUnwrapper(scale=1e-6, wrap_raw=wrap, glitch_power_w=3000.0)
+    e = u.feed(_t(2001), raw).energy_j
+    assert e[-1] == pytest.approx(200.0, rel=1e-6)
+    assert u.glitches == 1 and u.resets == 0
+
+
+def test_a_one_reading_dip_is_a_glitch_not_a_reset() -> None:
+    raw = _steady(101, 100.0)
+    raw[50] = 3
+    u = CounterUnwrapper(scale=1e-6, wrap_raw=0, glitch_power_w=3000.0)
+    e = u.feed(_t(101), raw).energy_j
+    assert e[-1] == pytest.approx(10.0, rel=1e-6)
+    assert u.glitches == 1 and u.resets == 0
+
+
+def test_a_counter_that_jumps_up_and_stays_loses_only_the_jump() -> None:
+    raw = _steady(101, 100.0)
+    raw[50:] += 10**12
+    u = CounterUnwrapper(scale=1e-6, wrap_raw=0, glitch_power_w=3000.0)
+    e = np.concatenate([u.feed(_t(101)[a:b], raw[a:b]).energy_j for a, b in ((0, 51), (51, 101))])
+    assert e[-1] == pytest.approx(10.0 - 0.1, rel=1e-6)
+    assert u.glitches == 1 and u.resets == 0
+
+
+def test_a_slow_counter_sampled_fast_is_not_a_glitch() -> None:
+    # An NVML-like mJ counter at 700 W that moves every 100 ms, read at 1 kHz: 70 J steps in 1 ms.
+    t = _t(3001)
+    raw = (np.floor(np.arange(3001) / 100) * 70_000).astype(np.int64)
+    u = CounterUnwrapper(scale=1e-3, wrap_raw=0, glitch_power_w=3000.0)
+    e = u.feed(t, raw).energy_j
+    assert u.glitches == 0 and e[-1] == pytest.approx(2100.0)
 
 
 def test_power_gauge_integrates_sample_and_hold() -> None:
@@ -94,3 +149,27 @@ def test_primary_channels_never_double_count() -> None:
     assert sorted(c.name for c in primary_channels(chans)) == ["nvml:gpu0:energy", "rapl:package-0"]
     only_psys = [c for c in chans if c.domain in ("psys", "gpu-0")]
     assert "rapl:psys" in {c.name for c in primary_channels(only_psys)}
+
+
+def test_cpu_estimate_gives_the_same_watts_at_any_sampling_rate(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The fake host's /proc/stat (whole jiffies, 2 CPUs at 30 %) read at 10 Hz, 1 kHz and 5 kHz:
+    the estimate is 10 + 0.3 x 40 = 22 W at every rate (it was 6.3 W at 10 Hz and 2.2 W at 5 kHz
+    on a real machine while each interval's utilisation was clipped)."""
+    from tests.fakes.host import FakeHost, PowerProfile
+
+    host = FakeHost(tmp_path / "host")
+    stat = host.set_proc_stat(PowerProfile.constant(0.3), n_cpus=2)
+    host.start(writer="none")
+    try:
+        model = CpuPowerModel(idle_w=10.0, max_w=50.0, n_cpus=2)
+        t_start = int(host.epoch_ns or 0) + 10**9
+        watts = []
+        for rate in (10, 1000, 5000):
+            t = t_start + np.arange(int(4 * rate) + 1, dtype=np.int64) * (10**9 // rate)
+            busy = np.array([stat.jiffies_at(int(x))[0] for x in t], dtype=np.int64)
+            est = CpuEstimator(scale=0.01, model=model)
+            e = np.concatenate([est.feed(t[a:a + 997], busy[a:a + 997]).energy_j for a in range(0, t.size, 997)])
+            watts.append(e[-1] / ((t[-1] - t[0]) * 1e-9))
+    finally:
+        host.stop()
+    assert watts == pytest.approx([22.0] * 3, abs=0.05)

@@ -106,7 +106,8 @@ def test_powercap_zones_sockets_and_mmio_are_discovered(host: FakeHost) -> None:
         "rapl:psys", "rapl-mmio:package-0",
     }
     assert ch["rapl:package-1"].domain == "cpu-package-1" and ch["rapl:package-1"].parent == ""
-    assert ch["rapl:package-1:dram"].domain == "dram-1" and ch["rapl:package-1:dram"].parent == "rapl:package-1"
+    # DRAM is its own domain, outside the package (Intel SDM vol. 3B, 15.10): no parent to hide it.
+    assert ch["rapl:package-1:dram"].domain == "dram-1" and ch["rapl:package-1:dram"].parent == ""
     assert ch["rapl:package-1:dram"].wrap_raw == 65532610987 + 1
     assert ch["rapl:package-0:core"].domain == "cpu-core-0"
     assert ch["rapl-mmio:package-0"].parent == "rapl:package-0"  # same counter: never added twice
@@ -147,7 +148,7 @@ def test_intel_msrs_per_package_with_units_from_the_unit_register(host: FakeHost
     pkg1 = ch["msr:package-1"]
     assert pkg1.reader.register == 0x611 and pkg1.reader.path.endswith("dev/cpu/2/msr")
     assert pkg1.scale == 2.0**-14 and pkg1.wrap_raw == 2**32 and pkg1.unit == "2^-14 J"
-    assert ch["msr:package-1:dram"].parent == "msr:package-1" and ch["msr:package-1:dram"].domain == "dram-1"
+    assert ch["msr:package-1:dram"].parent == "" and ch["msr:package-1:dram"].domain == "dram-1"
 
 
 def test_intel_msr_energy_matches_truth_through_a_32_bit_wrap(host: FakeHost) -> None:

@@ -888,3 +888,96 @@ def test_few_charts_share_the_pane_and_many_keep_their_minimum_and_scroll(n_chan
                 assert heights.pop() == 9 and pane.virtual_size.height > pane.size.height
 
     run(go)
+
+
+# -- the run ends with the workload ---------------------------------------------------------------
+
+
+def test_run_total_stops_growing_when_the_workload_exits() -> None:
+    """`greentop run -- false`: the view stays open on the finished run, but its energy and
+    duration are the workload's (they kept growing: 163 J "over 18.5 s" for an instant command)."""
+    async def go() -> None:
+        child = FakeChild()
+        app, _ = make_app(child=child)
+        async with app.run_test(size=(140, 60)) as pilot:
+            step(app, drains=4)  # 0.2 s
+            child.rc = 1
+            step(app, drains=1)
+            at_exit_j, at_exit_s = app.model.energy_j, app.model.duration_s
+            step(app, drains=200)  # 10 s more with the view open
+            assert app.model.duration_s == pytest.approx(at_exit_s, abs=0.06)
+            assert app.model.duration_s < 0.4
+            assert app.model.energy_j == pytest.approx(at_exit_j, abs=150.0 * 0.06)
+            assert app.model.stats(2).now_w == pytest.approx(150.0, rel=1e-3)  # the machine goes on
+            await pilot.press("q")
+            await pilot.pause()
+
+    run(go)
+
+
+def test_live_view_sample_and_summary_agree_on_the_same_samples() -> None:
+    """One ledger: the same samples fed to the live model, to ``greentop sample``'s measurement and
+    to ``greentop summary``'s attribution give the same energy, average and peak power."""
+    from greentop.attribution import summarise
+    from greentop.energy import converter_for
+    from greentop.measure import ChannelRecord, Measurement
+    from greentop.tracedata import ChannelData, TraceData
+
+    sampler = ScriptedSampler(CHANNELS, POWER)
+    model = LiveModel(CHANNELS)
+    records = {c.name: ChannelRecord(c, converter_for(c)) for c in CHANNELS}
+    for k in range(60):  # 3 s with a 50 ms burst to 600 W on the GPU, astride two peak windows
+        sampler.power_w["nvml:gpu0:power"] = 600.0 if k == 20 else 120.0
+        drained = sampler.drain()
+        model.feed(drained)
+        for name, smp in drained.items():
+            records[name].add(smp)
+    measured = Measurement(records, sampler.health())
+    sample_run = measured.account().row("run")
+    data = [ChannelData(r.channel, *r.arrays()[:2]) for r in records.values()]
+    trace = TraceData({}, data, [], [], [], int(data[0].t_ns[0]), int(data[0].t_ns[-1]))
+    summary_run = summarise(trace, 0.0).row("run")
+    for k in range(len(CHANNELS) + 1):
+        s, m = summary_run.domains[k], sample_run.domains[k]
+        assert (m.energy_j, m.average_w, m.peak_w) == (s.energy_j, s.average_w, s.peak_w)  # one code path
+    assert 120.0 < summary_run.domains[1].peak_w < 600.0
+    summaries = {c.name: c for c in measured.summaries()}
+    assert summaries["nvml:gpu0:power"].peak_w == summary_run.domains[1].peak_w
+    # The live view's run is its 10 ms grid (from the first grid point to the newest): over that
+    # same window the summary of the raw samples gives what the live view shows.
+    assert model.run_start_ns is not None and model.t_ns is not None
+    window = TraceData({}, data, [], [], [], model.run_start_ns, model.t_ns)
+    same = summarise(window, 0.0).row("run")
+    live = model.run_figures()
+    for k in range(len(CHANNELS) + 1):
+        assert live[k] == pytest.approx((same.domains[k].average_w, same.domains[k].peak_w), rel=1e-9)
+    assert model.energy_j == pytest.approx(same.total.energy_j, rel=1e-9)
+
+
+def test_a_counter_reset_is_flagged_live_and_the_energy_after_it_kept() -> None:
+    sampler = ScriptedSampler(CHANNELS, POWER)
+    model = LiveModel(CHANNELS)
+    for _ in range(20):
+        model.feed(sampler.drain())
+    sampler.energy_uj["rapl:package-0"] = 0.0  # the driver reloaded: the counter restarts at 0
+    for _ in range(20):
+        model.feed(sampler.drain())
+    assert model.counter_trouble() == ["rapl:package-0 (1 reset)"]
+    assert model.stats(0).avg_w == pytest.approx(30.0, rel=1e-2)  # one interval lost, not the rest
+    sampler.power_w["rapl:package-0"] = 0.0  # the counter freezes while it is still read
+    for _ in range(50):  # 2.5 s
+        model.feed(sampler.drain())
+    assert model.counter_trouble() == ["rapl:package-0 (1 reset, stalled)"]
+
+    async def go() -> None:
+        app, sampler2 = make_app()
+        async with app.run_test(size=(140, 60)) as pilot:
+            step(app)
+            sampler2.energy_uj["rapl:package-0"] = 0.0
+            step(app)
+            app._update_health()
+            app.refresh_view()
+            await pilot.pause()
+            assert "rapl:package-0 (1 reset)" in str(app.query_one("#health").render())
+
+    run(go)

@@ -193,6 +193,8 @@ def _discover_intel(result: SourceResult, cpus: list[Cpu], unit_value: int) -> N
             else:
                 domain = {"dram": "dram", "pp0": "cpu-core", "pp1": "uncore"}[label]
                 name, domain, parent = f"{package_name}:{label}", f"{domain}-{cpu.package}", package_name
+                if label == "dram":
+                    parent = ""  # DRAM is outside the package domain (Intel SDM vol. 3B, 15.10)
                 note = "some Xeon parts count DRAM in fixed 15.3 uJ units, not the unit register's" if label == "dram" else ""
             result.channels.append(_channel(name, domain, path, register, esu, parent, note))
 

@@ -99,7 +99,8 @@ def discover() -> SourceResult:
                 scale=1e-6,
                 reader=Reader(ReaderKind.FILE_DECIMAL, path=str(energy)),
                 wrap_raw=wrap,
-                parent=parent,
+                # DRAM is outside the package domain (Intel SDM vol. 3B, 15.10): sysfs only nests it.
+                parent="" if zone_name == "dram" else parent,
                 note="psys covers the whole platform, packages included" if zone_name == "psys" else "",
             )
         )

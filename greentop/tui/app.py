@@ -328,6 +328,7 @@ class LiveApp(App[int]):
         if self.child is not None and self.exit_code is None:
             self.exit_code = self.child.poll()
             if self.exit_code is not None:
+                self.model.end_run()  # the run ends with the workload; "now" power goes on
                 self._log_exit()
                 if self.fixed_recording and self.recording is not None:
                     # -o records the workload's run, as greentop record does: it ends with the
@@ -495,8 +496,10 @@ class LiveApp(App[int]):
             rates.append(f"{name} {achieved:.0f}/{lane.rate_hz:g} Hz")
         cpu = "-" if math.isnan(self._cpu_pct) else f"{self._cpu_pct:.1f}%"
         stale = self.model.stale()
+        trouble = self.model.counter_trouble()
         self._health_line = (f"[b]greentop[/b] {', '.join(rates)}\noverruns {h.overruns}, read errors {h.read_errors}, "
-                             f"own CPU {cpu}" + (f"\n[b]stale:[/b] {', '.join(stale)}" if stale else ""))
+                             f"own CPU {cpu}" + (f"\n[b]stale:[/b] {', '.join(stale)}" if stale else "")
+                             + (f"\n[b]counters:[/b] {', '.join(trouble)}" if trouble else ""))
 
     # -- actions ---------------------------------------------------------------------------------
 

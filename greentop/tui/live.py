@@ -12,6 +12,11 @@ A grid point is only added once every live channel has a sample at or after it, 
 never short of a channel that is merely late; a channel silent for ``STALE_S`` no longer holds
 the grid back (its power then reads 0 W until it speaks again) and is reported as stale.
 
+The run's figures (energy, duration, average and peak power) stop at the workload's end
+(``end_run``) while power "now" goes on, and come from the one ledger (``greentop.ledger``) over
+the grid's cumulative energy per channel: the arithmetic ``greentop summary`` and
+``greentop sample`` use, so the three agree on the same samples.
+
 Units: times in CLOCK_MONOTONIC ns (``t_ns``), energy in J, power in W.
 """
 
@@ -24,15 +29,15 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from greentop.channel import Channel
-from greentop.energy import Converter, converter_for, primary_channels
+from greentop.channel import Channel, Quantity
+from greentop.energy import Converter, CounterUnwrapper, converter_for, primary_channels
 from greentop.listener import Event, build_phases
 from greentop.sampler import Samples
 
 GRID_NS = 10_000_000  # display resolution: 10 ms
 NOW_WINDOW_NS = 500_000_000  # "now" power is the average over the last 0.5 s
-PEAK_WINDOW_NS = 100_000_000  # peak power: the highest 100 ms average (as energy.peak_power_w)
 STALE_S = 2.0
+STALL_S = 2.0  # a counter that moved before and then not for this long is stalled (attribution.STALL_MIN_S)
 DEFAULT_RETAIN_S = 960.0
 
 I64 = npt.NDArray[np.int64]
@@ -97,6 +102,8 @@ class _Lane:
     e_start: float = 0.0  # cumulative J at the first grid point
     last_t_ns: int | None = None
     energy_j: float = 0.0  # since the channel's first sample
+    last_raw: int | None = None
+    last_move_ns: int | None = None  # when a counter's reading last changed (None: never seen to)
 
 
 @dataclass(frozen=True)
@@ -159,10 +166,12 @@ class LiveModel:
         n = len(self.channels)
         # columns: power of each channel, the total's power, then the total's cumulative energy
         self.ring = _Ring(n + 2, int(retain_s * 1e9), capacity=max(64, int(retain_s * 1e9) // self.grid_ns + 1))
-        self._history = _Ring(1, None)  # total cumulative J at every grid point of the run
+        # cumulative J at every grid point of the run: the total, then each channel
+        self._history = _Ring(n + 1, None)
         self._grid_ns: int | None = None  # time of the last grid point
         self._grid_start_ns: int | None = None
-        self._peak_w = np.full(n + 1, np.nan)
+        self._run_end_ns: int | None = None  # the workload's end: the run's figures stop there
+        self._ledger_cache: tuple[tuple[int, int | None], list[tuple[float, float]]] | None = None
         self.events: list[Event] = []
         self._phase_cache: tuple[int, int, list[PhaseRow], CurrentPhase | None] | None = None
         self._spans: list[PhaseSpan] = []
@@ -180,6 +189,11 @@ class LiveModel:
             lane.pending_t = np.concatenate((lane.pending_t, s.t_ns))
             lane.pending_e = np.concatenate((lane.pending_e, e))
             lane.last_t_ns = int(s.t_ns[-1])
+            if lane.channel.quantity is Quantity.ENERGY:
+                moved = np.flatnonzero(np.diff(s.raw, prepend=s.raw[0] if lane.last_raw is None else lane.last_raw))
+                if moved.size:
+                    lane.last_move_ns = int(s.t_ns[moved[-1]])
+                lane.last_raw = int(s.raw[-1])
             lane.energy_j = float(e[-1])
         self._advance_grid()
 
@@ -198,7 +212,7 @@ class LiveModel:
             self._grid_ns = self._grid_start_ns = (end // step) * step
             for lane in seen:
                 lane.e_grid = lane.e_start = float(np.interp(self._grid_ns, lane.pending_t, lane.pending_e))
-            self._history.append(np.array([self._grid_ns]), np.zeros((1, 1)))
+            self._history.append(np.array([self._grid_ns]), np.zeros((1, len(self._lanes) + 1)))
         k = (end - self._grid_ns) // step
         if k <= 0:
             return
@@ -206,32 +220,82 @@ class LiveModel:
         n = len(self._lanes)
         rows = np.zeros((k, n + 2))
         dt_s = step * 1e-9
+        cumulative = np.zeros((k, n + 1))
+        cumulative[:, 1:] = self._history.values[-1, 1:]
         for i, lane in enumerate(self._lanes):
             if lane.pending_t.size == 0:
                 continue
             e = np.interp(grid, lane.pending_t, lane.pending_e)
             rows[:, i] = np.diff(e, prepend=lane.e_grid) / dt_s
+            cumulative[:, i + 1] += np.cumsum(rows[:, i]) * dt_s
             lane.e_grid = float(e[-1])
             keep = max(int(np.searchsorted(lane.pending_t, grid[-1], side="right")) - 1, 0)
             lane.pending_t, lane.pending_e = lane.pending_t[keep:], lane.pending_e[keep:]
         rows[:, n] = rows[:, :n].sum(axis=1)
         e_total0 = float(self._history.values[-1, 0])
         rows[:, n + 1] = e_total0 + np.cumsum(rows[:, n]) * dt_s
+        cumulative[:, 0] = rows[:, n + 1]
         self.ring.append(grid, rows)
-        self._history.append(grid, rows[:, n + 1:n + 2])
+        self._history.append(grid, cumulative)
         self._grid_ns = int(grid[-1])
-        self._update_peak(k)
 
-    def _update_peak(self, k: int) -> None:
-        w = max(int(round(PEAK_WINDOW_NS / self.grid_ns)), 1)
-        p = self.ring.values
-        n = len(self.channels)
-        tail = p[-(k + w - 1):, : n + 1]  # enough rows for every new point's window
-        if tail.shape[0] < w:
+    def end_run(self, t_ns: int | None = None) -> None:
+        """The workload ended (at ``t_ns``; default: the newest sample): the run's energy, duration,
+        average and peak stop there, while power "now" goes on (the view may stay open)."""
+        if self._run_end_ns is not None:
             return
-        c = np.cumsum(np.vstack((np.zeros((1, n + 1)), tail)), axis=0)
-        means = (c[w:] - c[:-w]) / w
-        self._peak_w = np.fmax(self._peak_w, means.max(axis=0))
+        last = self._last_times()
+        t = t_ns if t_ns is not None else (max(last.values()) if last else None)
+        if t is not None:
+            self._run_end_ns = int(t)
+
+    @property
+    def run_start_ns(self) -> int | None:
+        """The first grid point: where the run's figures start."""
+        return self._grid_start_ns
+
+    @property
+    def run_ended(self) -> bool:
+        return self._run_end_ns is not None
+
+    def _run_end(self) -> int | None:
+        """The end of the run as far as the grid has got (ns)."""
+        if self._grid_ns is None:
+            return None
+        return self._grid_ns if self._run_end_ns is None else min(self._grid_ns, self._run_end_ns)
+
+    def run_figures(self) -> list[tuple[float, float]]:
+        """(average W, peak W) of each channel and the total over the run, from the one ledger
+        (``greentop.ledger``) over this model's 10 ms grid of cumulative energy: the figures
+        ``greentop summary`` gives, at the grid's resolution. Cached until the grid moves."""
+        end = self._run_end()
+        n = len(self.channels)
+        if end is None or self._grid_start_ns is None or end <= self._grid_start_ns:
+            return [(math.nan, math.nan)] * (n + 1)
+        # Recomputed once the grid has grown by 1 s or 2 % (whichever is more: a long run costs the
+        # view a bounded share of a core), and at once when the run ends.
+        key = (len(self._history), self._run_end_ns)
+        if self._ledger_cache is not None:
+            (rows, ended), figures = self._ledger_cache
+            if ended == key[1] and key[0] - rows < max(int(1e9) // self.grid_ns, rows // 50):
+                return figures
+        from greentop.domains import DomainPlan
+        from greentop.ledger import account, cumulative_channel
+
+        t = self._history.t_ns
+        cut = int(np.searchsorted(t, end, side="right"))
+        hist = self._history.values[:cut]
+        t = t[:cut]
+        if t[-1] < end:  # the run ended between two grid points: one more knot, interpolated
+            t = np.append(t, end)
+            hist = np.vstack((hist, [np.interp(end, self._history.t_ns, self._history.values[:, c])
+                                     for c in range(n + 1)]))
+        data = [cumulative_channel(c, t, hist[:, i + 1]) for i, c in enumerate(self.channels)]
+        plan = DomainPlan([cd.channel for cd in data], [True] * n, "packages")
+        run = account(data, self._grid_start_ns, end, plan=plan).row("run")
+        figures = [(d.average_w, d.peak_w) for d in run.domains]
+        self._ledger_cache = (key, figures)
+        return figures
 
     # -- output ----------------------------------------------------------------------------------
 
@@ -242,14 +306,21 @@ class LiveModel:
 
     @property
     def duration_s(self) -> float:
-        if self._grid_ns is None or self._grid_start_ns is None:
+        """The run's duration so far (s): up to the workload's end once it ended."""
+        end = self._run_end()
+        if end is None or self._grid_start_ns is None:
             return 0.0
-        return (self._grid_ns - self._grid_start_ns) * 1e-9
+        return max(end - self._grid_start_ns, 0) * 1e-9
 
     @property
     def energy_j(self) -> float:
-        """Total energy of the primary channels since the first grid point (J)."""
-        return float(self._history.values[-1, 0]) if len(self._history) else 0.0
+        """Total energy of the primary channels over the run (J): from the first grid point to
+        the workload's end once it ended, to the newest grid point before."""
+        if not len(self._history):
+            return 0.0
+        if self._run_end_ns is None:
+            return float(self._history.values[-1, 0])
+        return float(np.interp(self._run_end(), self._history.t_ns, self._history.values[:, 0]))
 
     def _last_times(self) -> dict[int, int]:
         """Lane index -> time of its newest sample (ns), for lanes that have spoken."""
@@ -262,6 +333,22 @@ class LiveModel:
             return []
         newest = max(last.values())
         return [self._lanes[i].channel.name for i, t in last.items() if newest - t > STALE_S * 1e9]
+
+    def counter_trouble(self) -> list[str]:
+        """Channels whose counters reset or glitched (counted from the new value / skipped) or
+        stalled (read, but not moving for ``STALL_S``), for the view to flag, as ``greentop
+        summary`` flags the rows they touch."""
+        out: list[str] = []
+        for lane in self._lanes:
+            conv = lane.converter
+            stalled = (lane.last_move_ns is not None and lane.last_t_ns is not None
+                       and lane.last_t_ns - lane.last_move_ns > STALL_S * 1e9)
+            if isinstance(conv, CounterUnwrapper) and (conv.resets or conv.glitches or stalled):
+                bits = [f"{conv.resets} reset{'s' if conv.resets != 1 else ''}"] if conv.resets else []
+                bits += [f"{conv.glitches} glitch{'es' if conv.glitches != 1 else ''} skipped"] if conv.glitches else []
+                bits += ["stalled"] if stalled else []
+                out.append(f"{lane.channel.name} ({', '.join(bits)})")
+        return out
 
     def series(self, column: int, t0_ns: int) -> tuple[I64, F64]:
         """Copies of (t_ns, power_w) of ``column`` (channel index; ``len(channels)`` = total) from
@@ -277,12 +364,7 @@ class LiveModel:
         p = self.ring.values[:, column]
         i = int(np.searchsorted(t, t[-1] - NOW_WINDOW_NS, side="right"))
         now_w = float(p[i:].mean())
-        if column == len(self.channels):
-            avg_w = self.energy_j / self.duration_s if self.duration_s > 0 else math.nan
-        else:
-            e_j = self._lanes[column].e_grid - self._lanes[column].e_start
-            avg_w = e_j / self.duration_s if self.duration_s > 0 else math.nan
-        peak = float(self._peak_w[column])
+        avg_w, peak = self.run_figures()[column]
         return PowerStats(now_w, avg_w, peak if not math.isnan(peak) else now_w)
 
     def total_energy_between(self, t0_ns: npt.ArrayLike, t1_ns: npt.ArrayLike) -> F64:

@@ -1,0 +1,127 @@
+"""What a machine total is: one channel per physical domain, and which of them add up.
+
+Every consumer that totals energy (``greentop sample``, the live view, ``greentop summary``) asks
+``plan_domains`` which channels to show and which to add, so none can count a joule twice:
+
+- One reading per physical domain. Several sources can read the same domain (RAPL through sysfs
+  and through the MSRs, a package through hwmon's ``amd_energy``); the plan keeps one, preferring
+  an energy counter to a power gauge to an estimate, then sysfs to MSR to hwmon, and names the
+  others (``alternatives``) so every output can say which source was taken.
+- Sub-zones (a package's cores, uncore, a second MMIO view of the package) are inside their parent
+  and never added. DRAM is not: RAPL's DRAM domain is outside the package domain (Intel SDM vol. 3B,
+  15.10; the kernel only nests it in sysfs), so it is its own domain per socket, whatever parent an
+  older trace recorded for it.
+- psys (the platform domain) contains the packages and DRAM: it is shown on its own and never added
+  to them. ``cpu_total`` picks the CPU side of the total: ``"packages"`` (the default: CPU packages
+  + DRAM; psys only where no package counter exists) or ``"psys"`` (psys instead of packages, DRAM,
+  cores and the CPU estimate). GPUs and other top-level domains are always added.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from greentop.channel import Channel, Quantity
+
+CPU_TOTAL_PACKAGES = "packages"
+CPU_TOTAL_PSYS = "psys"
+CPU_TOTALS = (CPU_TOTAL_PACKAGES, CPU_TOTAL_PSYS)
+
+_QUANTITY_RANK = {Quantity.ENERGY: 0, Quantity.POWER: 1, Quantity.CPU_BUSY: 2}
+_SOURCE_RANK = {"rapl-sysfs": 0, "rapl-msr": 1, "hwmon": 2}
+
+
+def domain_kind(domain: str) -> str:
+    """"package", "dram", "core", "uncore", "psys", "cpu" (the estimate), "gpu" or "other"."""
+    for prefix, kind in (("cpu-package", "package"), ("dram-", "dram"), ("cpu-core", "core"), ("uncore-", "uncore"),
+                         ("gpu-", "gpu")):
+        if domain.startswith(prefix):
+            return kind
+    if domain in ("psys", "cpu"):
+        return domain
+    return "other"
+
+
+def is_top_level(c: Channel) -> bool:
+    """Not inside another channel. DRAM is outside the package whatever parent it was given."""
+    return not c.parent or domain_kind(c.domain) == "dram"
+
+
+@dataclass(frozen=True)
+class DomainPlan:
+    """The channels to show (one per physical domain) and which of them make the machine total."""
+
+    shown: list[Channel]
+    in_total: list[bool]  # parallel to ``shown``
+    cpu_total: str  # "packages" or "psys"
+    alternatives: dict[str, list[str]] = field(default_factory=dict)  # channel taken -> others of its domain
+
+    @property
+    def total(self) -> list[Channel]:
+        return [c for c, t in zip(self.shown, self.in_total) if t]
+
+    def describe(self) -> str:
+        """One line for every output: what the machine total contains."""
+        return describe_total(self.cpu_total, [c.domain for c in self.total])
+
+
+def describe_total(cpu_total: str, total_domains: list[str]) -> str:
+    kinds = {domain_kind(d.removesuffix(" (estimated)")) for d in total_domains}
+    what = {"packages": "CPU packages + DRAM", "psys": "psys (platform)"}[cpu_total]
+    used = ", ".join(total_domains) if total_domains else "nothing"
+    if cpu_total == CPU_TOTAL_PACKAGES and "package" not in kinds:
+        for kind, instead in (("psys", "psys"), ("core", "CPU cores"), ("cpu", "the CPU estimate")):
+            if kind in kinds:
+                what = f"{instead} (no CPU package counter here)"
+                break
+        else:
+            what = "no CPU domain"
+    return f"machine total = {what} + GPUs and other top-level domains (--cpu-total {cpu_total}): {used}"
+
+
+def _better(a: Channel, b: Channel) -> bool:
+    """Whether ``a`` is a better reading of a domain than ``b``."""
+    ka = (_QUANTITY_RANK[a.quantity], _SOURCE_RANK.get(a.source, 3))
+    kb = (_QUANTITY_RANK[b.quantity], _SOURCE_RANK.get(b.source, 3))
+    return ka < kb
+
+
+def plan_domains(channels: list[Channel], cpu_total: str = CPU_TOTAL_PACKAGES) -> DomainPlan:
+    """One channel per physical domain (in the order of first appearance) and which ones add up.
+
+    Raises ValueError for an unknown ``cpu_total`` or ``"psys"`` on a machine without psys."""
+    if cpu_total not in CPU_TOTALS:
+        raise ValueError(f"unknown --cpu-total {cpu_total!r}; known: {', '.join(CPU_TOTALS)}")
+    best: dict[str, Channel] = {}
+    others: dict[str, list[str]] = {}
+    for c in channels:
+        if not is_top_level(c):
+            continue
+        cur = best.get(c.domain)
+        if cur is None:
+            best[c.domain] = c
+        elif _better(c, cur):
+            others.setdefault(c.domain, []).append(cur.name)
+            best[c.domain] = c
+        else:
+            others.setdefault(c.domain, []).append(c.name)
+    kinds = {domain_kind(d) for d in best}
+    if cpu_total == CPU_TOTAL_PSYS and "psys" not in kinds:
+        raise ValueError("--cpu-total psys: this machine (or trace) has no psys domain")
+    use_psys = cpu_total == CPU_TOTAL_PSYS or ("package" not in kinds and "psys" in kinds)
+    shown: list[Channel] = []
+    in_total: list[bool] = []
+    for c in best.values():
+        kind = domain_kind(c.domain)
+        if use_psys:
+            add = kind not in ("package", "dram", "core", "uncore", "cpu")
+            show = add or kind in ("package", "dram")
+        else:
+            add = kind != "psys" and not (kind in ("core", "uncore", "cpu") and "package" in kinds)
+            add = add and not (kind == "cpu" and "core" in kinds)
+            show = add or kind == "psys"
+        if show:
+            shown.append(c)
+            in_total.append(add)
+    alternatives = {best[d].name: names for d, names in others.items() if best[d] in shown}
+    return DomainPlan(shown, in_total, cpu_total, alternatives)
