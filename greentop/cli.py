@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("trace", metavar="RUN.h5")
     m.add_argument("--format", choices=["table", "csv", "json", "md"], default="table")
     m.add_argument("-o", "--output", metavar="FILE", help="write there instead of standard output")
+    m.add_argument("--by", choices=["node", "rank", "gpu"], help="group: per node (merged jobs), per rank, per GPU (docs/clusters.md)")
     _add_carbon_options(m)
 
     rp = sub.add_parser("replay", help="browse a recorded trace: power over time, phases, per-phase energy")
@@ -293,7 +294,8 @@ def cmd_record(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _print_summary(path: Path, fmt: str, carbon: tuple[float, str] | None, args: argparse.Namespace | None, out: Any) -> None:
+def _print_summary(path: Path, fmt: str, carbon: tuple[float, str] | None, args: argparse.Namespace | None, out: Any,
+                   by: str | None = None) -> None:
     from greentop.attribution import summarise
     from greentop.summary_format import format_summary
     from greentop.trace import iter_channels, load, open_trace
@@ -307,15 +309,24 @@ def _print_summary(path: Path, fmt: str, carbon: tuple[float, str] | None, args:
         primary = primary_channels([cd.channel for cd in iter_channels(f, ends_only=True)])
         streamed = iter_channels(f, [c.name for c in primary], read_ahead=True)
         summary = summarise(trace, intensity, source, channels=streamed)
+    if by is not None:
+        from greentop.groups import format_groups, group_summary
+
+        print(format_groups(group_summary(summary, by), by, fmt), file=out, end="")
+        return
     print(format_summary(summary, fmt), file=out, end="" if fmt in ("csv", "json") else "\n")
+    if fmt == "table" and trace.meta.get("merged_nodes"):  # a merged job: its per-node totals too
+        from greentop.groups import format_groups, group_summary
+
+        print("\n" + format_groups(group_summary(summary, "node"), "node", fmt), file=out, end="")
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
     if args.output:
         with open(args.output, "w") as out:
-            _print_summary(Path(args.trace), args.format, None, args, out)
+            _print_summary(Path(args.trace), args.format, None, args, out, by=args.by)
     else:
-        _print_summary(Path(args.trace), args.format, None, args, sys.stdout)
+        _print_summary(Path(args.trace), args.format, None, args, sys.stdout, by=args.by)
     return 0
 
 
