@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("record", help="run a command and record every sensor to an HDF5 trace",
                        usage="greentop record -o RUN.h5 [options] -- CMD [ARGS...]")
-    r.add_argument("-o", "--output", required=True, metavar="RUN.h5", help="trace file to write")
+    r.add_argument("-o", "--output", required=True, metavar="RUN.h5", help="trace file to write ({host}, {rank}, {node_rank} are filled in)")
     r.add_argument("--rate", type=_rate, default=DEFAULT_RATE_HZ, metavar="HZ", help="fast-lane rate (default 1000)")
     r.add_argument("--slow-rate", type=_rate, default=DEFAULT_SLOW_RATE_HZ, metavar="HZ", help="slow-lane rate (default 10)")
     r.add_argument("--baseline", type=_seconds, default=3.0, metavar="S", help="idle baseline before the command (default 3 s)")
@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("replay", help="browse a recorded trace: power over time, phases, per-phase energy")
     rp.add_argument("trace", metavar="RUN.h5", help="trace written by greentop record")
     _add_carbon_options(rp)
+
+    mg = sub.add_parser("merge", help="merge the traces of a job's nodes into one job trace (aligned on their wall clocks)")
+    mg.add_argument("traces", nargs="+", metavar="NODE.h5", help="one trace per node (greentop record -o run-{host}.h5)")
+    mg.add_argument("-o", "--output", required=True, metavar="JOB.h5", help="job trace to write")
 
     ph = sub.add_parser("phase", help="tag a phase from a shell workload running under greentop record")
     ph.add_argument("action", choices=["start", "end"])
@@ -273,9 +277,12 @@ def _carbon(args: argparse.Namespace, stored: tuple[float, str] | None = None) -
 def cmd_record(args: argparse.Namespace) -> int:
     from greentop.recorder import RecordOptions, check_inputs, record
 
+    from greentop.merge import expand_output
+
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
+    args.output = expand_output(args.output)  # run-{host}.h5: one trace per node of a job
     check_inputs(cmd, Path(args.output))
     intensity, source = _carbon(args)
     found = discover(_options(args))
@@ -347,6 +354,15 @@ def cmd_phase(args: argparse.Namespace) -> int:
     return shell_event(args.action, args.name, t_ns=_STARTED_NS)
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    from greentop.merge import check_inputs as check_merge_inputs
+    from greentop.merge import describe, merge
+
+    check_merge_inputs(args.traces, args.output)
+    print(describe(merge(args.traces, args.output)), file=sys.stderr)
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from greentop.recorder import check_command, check_output
     from greentop.tui.app import run_live
@@ -405,7 +421,7 @@ class UsageError(Exception):
 
 
 COMMANDS = {"devices": cmd_devices, "sample": cmd_sample, "record": cmd_record, "summary": cmd_summary, "phase": cmd_phase, "run": cmd_run,
-            "replay": cmd_replay, "report": cmd_report}
+            "replay": cmd_replay, "report": cmd_report, "merge": cmd_merge}
 
 
 _STARTED_NS = 0  # when this command started: a shell's phase boundary, before argument parsing

@@ -4,6 +4,7 @@ CPU, over a fake host with a fake NVML of two GPUs drawing different, known powe
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -93,3 +94,109 @@ def test_torchrun_two_ranks_tag_their_rank_and_the_summary_groups_by_rank_and_gp
     run_total = trace.summary().row("run").total.energy_j
     assert host[0]["energy_j"] == pytest.approx(run_total, rel=1e-9)
     assert host[0]["energy_j"] > totals["gpu-0"]["energy_j"] + totals["gpu-1"]["energy_j"]
+
+
+# ---- several nodes: one trace each, merged on the wall clock --------------------------------------
+
+NODE_WORKLOAD = """
+import os, time, greentop
+time.sleep(max(0.0, float(os.environ["START_AT"]) - time.time()))  # every node begins at one wall-clock instant
+with greentop.phase("train", epoch=0):
+    time.sleep(1.0)
+    greentop.count(samples=100)
+"""
+
+SHIFT_NS = 7_345_678_901_234  # node b booted about two hours before node a: its monotonic clock is ahead
+
+
+def shift_monotonic_clock(path: Path, shift_ns: int) -> None:
+    """Make a trace look recorded on a machine whose CLOCK_MONOTONIC is ``shift_ns`` ahead (another
+    boot time); its wall clock, and so its wall-clock offset, stays the same."""
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        for g in f["channels"].values():
+            g["t_ns"][...] = g["t_ns"][()] + shift_ns
+            if int(g["tail"].shape[0]):
+                tail = g["tail"][()]
+                tail[:, 0] += shift_ns
+                g["tail"][...] = tail
+        for ds in (f["events/t_ns"], f["health/t_ns"], f["phases/start_ns"], f["phases/end_ns"], f["marks/t_ns"], f["counts/t_ns"]):
+            if ds.shape[0]:
+                ds[...] = ds[()] + shift_ns
+        f["meta"].attrs["start_mono_ns"] = int(f["meta"].attrs["start_mono_ns"]) + shift_ns
+        f["run"].attrs["end_mono_ns"] = int(f["run"].attrs["end_mono_ns"]) + shift_ns
+        if "overview" in f:
+            del f["overview"]  # a cache of the old timeline; replay rebuilds it
+
+
+def test_two_nodes_with_offset_clocks_merge_into_one_job(tmp_path: Path) -> None:
+    from tests.fakes.host import FakeHost
+
+    watts = {"a": 40.0, "b": 90.0}
+    hosts = {}
+    for node, w in watts.items():
+        h = FakeHost(tmp_path / f"host-{node}")
+        h.add_cpus(2)
+        h.add_rapl_zone("0", "package-0", PowerProfile.constant(w))
+        h.set_proc_stat(PowerProfile.constant(0.3), n_cpus=2)
+        h.start()
+        hosts[node] = h
+    try:
+        start_at = time.time() + 4.0
+        procs = {}
+        for node, h in hosts.items():
+            env = dict(os.environ) | h.environ | {
+                "GREENTOP_NVML_LIB": str(tmp_path / "no-nvml.so"), "PYTHONPATH": str(REPO), "START_AT": repr(start_at)}
+            procs[node] = subprocess.Popen(
+                [sys.executable, "-m", "greentop", "record", "-o", str(tmp_path / f"node-{node}.h5"), "--baseline", "0.5",
+                 "--rate", "200", "--", sys.executable, "-c", NODE_WORKLOAD],
+                env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for node, p in procs.items():
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err[-3000:]
+    finally:
+        for h in hosts.values():
+            h.close()
+    a, b = tmp_path / "node-a.h5", tmp_path / "node-b.h5"
+    shift_monotonic_clock(b, SHIFT_NS)
+    node_total = {n: load(tmp_path / f"node-{n}.h5").summary().row("run").total.energy_j for n in watts}
+
+    job = tmp_path / "job.h5"
+    env = dict(os.environ) | {"PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "greentop", "merge", str(a), str(b), "-o", str(job)],
+                          env=env, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "wall-clock" in proc.stderr and "began within" in proc.stderr
+
+    trace = load(job)
+    nodes = {p.attrs["node"]: p for p in trace.phases if p.name == "train"}
+    assert set(nodes) == {"node-a", "node-b"}  # one host name for both: the file names tell them apart
+    # Aligned: both nodes began "train" at one wall-clock instant; their monotonic clocks are 2 h apart.
+    assert abs(nodes["node-a"].start_ns - nodes["node-b"].start_ns) < 50_000_000
+    assert {c.channel.domain for c in trace.channels} == {"node-a/cpu-package-0", "node-b/cpu-package-0"}
+    summary = trace.summary()
+    assert summary.row("run").total.energy_j == pytest.approx(node_total["a"] + node_total["b"], rel=1e-3)
+    assert summary.baseline is not None  # the window in which both nodes were idle
+
+    r = subprocess.run([sys.executable, "-m", "greentop", "summary", str(job), "--by", "node", "--format", "json"],
+                       env=env, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)["rows"]
+    totals = {row["group"]: row["energy_j"] for row in rows if row["phase"] == "run"}
+    assert totals["node-a"] == pytest.approx(node_total["a"], rel=1e-3)
+    assert totals["node-b"] == pytest.approx(node_total["b"], rel=1e-3)
+    assert totals["job"] == pytest.approx(node_total["a"] + node_total["b"], rel=1e-3)
+    train = {row["group"]: row for row in rows if row["phase"] == "train"}
+    for n, w in watts.items():
+        assert train[f"node-{n}"]["average_w"] == pytest.approx(w, rel=0.03)  # each node's phase on its own domains
+    table = subprocess.run([sys.executable, "-m", "greentop", "summary", str(job)], env=env, capture_output=True, text=True,
+                           cwd=tmp_path, timeout=120)
+    assert table.returncode == 0 and "by node:" in table.stdout
+
+
+def test_merge_refuses_bad_input_with_one_line(tmp_path: Path) -> None:
+    env = dict(os.environ) | {"PYTHONPATH": str(REPO)}
+    r = subprocess.run([sys.executable, "-m", "greentop", "merge", str(tmp_path / "missing.h5"), str(tmp_path / "x.h5"), "-o",
+                        str(tmp_path / "job.h5")], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no such trace" in r.stderr
