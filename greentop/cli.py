@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--slow-rate", type=_rate, default=DEFAULT_SLOW_RATE_HZ, metavar="HZ", help="slow-lane rate (default 10)")
     r.add_argument("--baseline", type=_seconds, default=3.0, metavar="S", help="idle baseline before the command (default 3 s)")
     r.add_argument("--no-baseline", action="store_true", help="skip the idle baseline")
+    r.add_argument("--export", metavar="HOST:PORT", help="also serve Prometheus metrics there while recording (docs/prometheus.md)")
     _add_carbon_options(r)
     _add_discovery_options(r)
     r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the workload")
@@ -108,6 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("replay", help="browse a recorded trace: power over time, phases, per-phase energy")
     rp.add_argument("trace", metavar="RUN.h5", help="trace written by greentop record")
     _add_carbon_options(rp)
+
+    ex = sub.add_parser("export", help="serve every domain's energy and power as Prometheus metrics (docs/prometheus.md)")
+    ex.add_argument("--listen", default="127.0.0.1:9464", metavar="HOST:PORT",
+                    help="where to serve /metrics (default 127.0.0.1:9464; a non-loopback address exposes the metrics to the network)")
+    ex.add_argument("--rate", type=_rate, default=100.0, metavar="HZ", help="fast-lane rate (default 100)")
+    ex.add_argument("--slow-rate", type=_rate, default=DEFAULT_SLOW_RATE_HZ, metavar="HZ", help="slow-lane rate (default 10)")
+    ex.add_argument("--duration", type=_seconds, metavar="S", help="stop after this long (default: until Ctrl-C or SIGTERM)")
+    _add_discovery_options(ex)
 
     mg = sub.add_parser("merge", help="merge the traces of a job's nodes into one job trace (aligned on their wall clocks)")
     mg.add_argument("traces", nargs="+", metavar="NODE.h5", help="one trace per node (greentop record -o run-{host}.h5)")
@@ -291,8 +300,13 @@ def cmd_record(args: argparse.Namespace) -> int:
     opts = RecordOptions(output=Path(args.output), rate_hz=args.rate, slow_rate_hz=args.slow_rate,
                          baseline_s=0.0 if args.no_baseline else args.baseline, carbon_g_per_kwh=intensity, carbon_source=source)
     names = ", ".join(c.name for c in found.channels)
+    exporter = _exporter(found.channels, args.export) if getattr(args, "export", None) else None
     print(f"greentop: recording {len(found.channels)} channels ({names}) to {args.output}", file=sys.stderr)
-    result = record(cmd, found.channels, found, opts)
+    try:
+        result = record(cmd, found.channels, found, opts, follower=exporter)
+    finally:
+        if exporter is not None:
+            exporter.close()
     print(f"greentop: workload exited with {result.exit_code}; trace: {args.output}", file=sys.stderr)
     try:
         _print_summary(Path(args.output), "table", (intensity, source), None, sys.stderr)
@@ -352,6 +366,44 @@ def cmd_phase(args: argparse.Namespace) -> int:
     from greentop.phases import shell_event
 
     return shell_event(args.action, args.name, t_ns=_STARTED_NS)
+
+
+def _exporter(channels: list[Any], listen: str) -> Any:
+    from greentop.export import Exporter, is_loopback, parse_listen
+
+    host, _ = parse_listen(listen)
+    exporter = Exporter(channels, listen)
+    url = exporter.serve()
+    print(f"greentop: serving Prometheus metrics at {url}", file=sys.stderr)
+    if not is_loopback(host):
+        print(f"greentop: {host} is not a loopback address: anyone who reaches this port reads this host's power, "
+              "its phase names and ranks (no authentication)", file=sys.stderr)
+    return exporter
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from greentop.sampler import Sampler
+
+    found = discover(_options(args))
+    if not found.channels:
+        raise UsageError("no channel to sample (no sensor and no /proc/stat)")
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        exporter = _exporter(found.channels, args.listen)
+        try:
+            with Sampler(found.channels, rate_hz=args.rate, slow_rate_hz=args.slow_rate) as sampler:
+                exporter.feed_from(sampler)
+                stop.wait(args.duration)
+        finally:
+            exporter.close()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -421,7 +473,8 @@ class UsageError(Exception):
 
 
 COMMANDS = {"devices": cmd_devices, "sample": cmd_sample, "record": cmd_record, "summary": cmd_summary, "phase": cmd_phase, "run": cmd_run,
-            "replay": cmd_replay, "report": cmd_report, "merge": cmd_merge}
+            "replay": cmd_replay, "report": cmd_report, "merge": cmd_merge,
+            "export": cmd_export}
 
 
 _STARTED_NS = 0  # when this command started: a shell's phase boundary, before argument parsing
