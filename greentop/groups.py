@@ -29,7 +29,7 @@ from greentop.attribution import KIND_PHASE, KIND_RUN, PhaseSummary, RunSummary
 
 GROUPINGS = ("node", "rank", "gpu")
 NODE_SEPARATOR = "/"  # a merged trace's domains are "<node>/<domain>"
-_GPU_DOMAIN = re.compile(r"^gpu-(\d+)$")
+GPU_DOMAIN = re.compile(r"^gpu-(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def group_summary(summary: RunSummary, by: str) -> list[GroupRow]:
     gpus: dict[str, dict[int, str]] = {}
     for node, domains in by_node.items():
         for d in domains:
-            m = _GPU_DOMAIN.match(node_of(d, default)[1])
+            m = GPU_DOMAIN.match(node_of(d, default)[1])
             if m:
                 gpus.setdefault(node, {})[int(m.group(1))] = d
     ranked: list[tuple[str, PhaseSummary]] = []

@@ -194,6 +194,11 @@ def test_two_nodes_with_offset_clocks_merge_into_one_job(tmp_path: Path) -> None
                            cwd=tmp_path, timeout=120)
     assert table.returncode == 0 and "by node:" in table.stdout
 
+    from greentop.tui.replay import ReplayModel
+
+    model = ReplayModel(job)  # replay: one chart per node's domain
+    assert sorted(model.domain_name(c) for c in model.primary) == ["node-a/cpu-package-0", "node-b/cpu-package-0"]
+
 
 def test_merge_refuses_bad_input_with_one_line(tmp_path: Path) -> None:
     env = dict(os.environ) | {"PYTHONPATH": str(REPO)}
