@@ -224,3 +224,31 @@ def test_greentop_export_serves_the_machine_without_a_workload(tmp_path: Path, h
         p.send_signal(signal.SIGINT)
         p.wait(timeout=30)
     assert p.returncode == 0
+
+
+def served_metric_names() -> set[str]:
+    """Every metric name an exporter with a domain, an open and a finished phase, work and health serves."""
+    from greentop.sampler import ChannelHealth, LaneHealth, SamplerHealth
+
+    state = ExportState([rapl("rapl:package-0", "cpu-package-0")], host="h1")
+    events = [Event("start", 100_000_000, 7, "train", "7:1", "", 0.0, {"rank": 0}),
+              Event("count", 200_000_000, 7, "tokens", "7:1", "", 5.0, {}),
+              Event("start", 300_000_000, 7, "eval", "7:2", "", 0.0, {}), Event("end", 400_000_000, 7, "eval", "7:2", "", 0.0, {})]
+    state.feed({"rapl:package-0": counter_samples(0, 10.0, 0.0, 1.0)}, events)
+    state.health = SamplerHealth({"fast": LaneHealth(100.0, 10, 0, 0, 0, 0.0, 1.0)},
+                                 {"rapl:package-0": ChannelHealth(10, 0, "", 0, 1.0, 1)})
+    return {name for name, _ in scrape(state)}
+
+
+def test_docs_list_every_served_metric_and_the_dashboard_queries_only_served_ones() -> None:
+    import re
+
+    served = {n for n in served_metric_names() if not n.endswith("_created")}  # _created: the counters' start times
+    doc = (REPO / "docs/prometheus.md").read_text()
+    documented = set(re.findall(r"^\| `(greentop_\w+)`", doc, re.MULTILINE))
+    assert documented == served
+    dashboard = json.loads((REPO / "docs/grafana/greentop-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    exprs += [v["query"] for v in dashboard["templating"]["list"]]
+    used = {m for e in exprs for m in re.findall(r"greentop_\w+", e)}
+    assert used and used <= served, used - served
