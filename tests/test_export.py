@@ -252,3 +252,18 @@ def test_docs_list_every_served_metric_and_the_dashboard_queries_only_served_one
     exprs += [v["query"] for v in dashboard["templating"]["list"]]
     used = {m for e in exprs for m in re.findall(r"greentop_\w+", e)}
     assert used and used <= served, used - served
+
+
+def test_a_non_loopback_address_is_served_only_when_named_and_says_what_it_exposes(tmp_path: Path, host_env: dict[str, str]) -> None:
+    env = host_env | {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    from greentop.cli import build_parser
+    from greentop.export import is_loopback
+
+    default = build_parser().parse_args(["export"]).listen
+    assert default == "127.0.0.1:9464" and is_loopback(parse_listen(default)[0])
+    r = subprocess.run([sys.executable, "-m", "greentop", "export", "--listen", "127.0.0.1:0", "--duration", "0.5"], env=env,
+                       cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "loopback" not in r.stderr, r.stderr
+    r = subprocess.run([sys.executable, "-m", "greentop", "export", "--listen", "0.0.0.0:0", "--duration", "0.5"], env=env,
+                       cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "not a loopback address" in r.stderr and "no authentication" in r.stderr, r.stderr
