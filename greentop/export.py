@@ -131,6 +131,7 @@ class ExportState:
         self.host = host or socket.gethostname()
         self.primary = primary_channels(list(channels))
         self.created_s = time.time()
+        self.wall_offset_ns = time.time_ns() - time.monotonic_ns()  # samples are CLOCK_MONOTONIC
         self._lock = threading.Lock()
         self._hist = {c.name: _History(c) for c in self.primary}
         self._open: dict[str, _OpenPhase] = {}
@@ -203,7 +204,7 @@ class ExportState:
         with self._lock:
             covered = self._covered_ns()
             machine_now = sum(h.total_j for h in self._hist.values())
-            domains = [(h.channel, h.total_j, h.power_w()) for h in self._hist.values()]
+            domains = [(h.channel, h.total_j, h.power_w(), h.last_ns) for h in self._hist.values()]
             open_rows = []
             phase_j = dict(self._phase_done_j)
             for p in self._open.values():
@@ -219,10 +220,12 @@ class ExportState:
 
 
 class _Collector:
-    """prometheus_client's custom-collector interface over an ``ExportState``."""
+    """prometheus_client's custom-collector interface over an ``ExportState``. ``refresh`` (when
+    given) runs first at every scrape, so a scrape sees the samples taken up to that moment."""
 
-    def __init__(self, state: ExportState) -> None:
+    def __init__(self, state: ExportState, refresh: Callable[[], None] | None = None) -> None:
         self.state = state
+        self.refresh = refresh
 
     def describe(self) -> list[Any]:
         return []  # metrics come and go with channels and phases: described at collect time
@@ -231,6 +234,8 @@ class _Collector:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
         st = self.state
+        if self.refresh is not None:
+            self.refresh()
         snap = st.snapshot()
         created = st.created_s
         labels = ["domain", "host", "estimated", "source"]
@@ -238,13 +243,18 @@ class _Collector:
                                      "one series per domain, so a sum over domain is the machine total", labels=labels)
         power = GaugeMetricFamily("greentop_power_watts", f"Average power of each domain over the last {POWER_WINDOW_S:g} s (W)",
                                   labels=labels)
-        for c, energy_j, power_w in snap["domains"]:
+        stamp = GaugeMetricFamily("greentop_energy_timestamp_seconds", "Unix time of the newest sample in the domain's "
+                                  "energy counter: the counter holds the energy up to then (s)", labels=labels)
+        for c, energy_j, power_w, last_ns in snap["domains"]:
             values = [c.domain, st.host, "true" if c.estimated else "false", c.source]
             energy.add_metric(values, energy_j, created=created)
             if not math.isnan(power_w):
                 power.add_metric(values, power_w)
+            if last_ns is not None:
+                stamp.add_metric(values, (last_ns + st.wall_offset_ns) / 1e9)
         yield energy
         yield power
+        yield stamp
         info = InfoMetricFamily("greentop_phase", "The workload's open phases (1 while open)", labels=["host", "phase", "rank"])
         so_far = GaugeMetricFamily("greentop_phase_energy_joules", "Machine energy since the open phase began (J)",
                                    labels=["host", "phase", "rank"])
@@ -319,6 +329,8 @@ class Exporter:
         self._server: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._step: Callable[[], None] | None = None
+        self._step_lock = threading.Lock()  # the feeding thread and a scrape both take samples
         self.address = ""
 
     def serve(self) -> str:
@@ -328,7 +340,7 @@ class Exporter:
         except ImportError:
             raise ExportError("the prometheus_client package is not installed (pip install prometheus-client)") from None
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Collector(self.state))  # type: ignore[arg-type]
+        registry.register(_Collector(self.state, self.refresh))  # type: ignore[arg-type]
         host, port = self.host_port
         try:
             self._server, _ = start_http_server(port, addr=host, registry=registry)
@@ -339,30 +351,40 @@ class Exporter:
         self.address = f"http://{shown}:{real_port}/metrics"
         return self.address
 
-    def _loop(self, step: Callable[[], None]) -> None:
+    def refresh(self) -> None:
+        """Take what was sampled since the last call (the feeding thread calls it every
+        ``UPDATE_S``, a scrape calls it too: the counters it serves are then current)."""
+        with self._step_lock:
+            if self._step is not None:
+                self._step()
+
+    def _loop(self) -> None:
         while not self._stop.wait(UPDATE_S):
-            step()
-        step()
+            self.refresh()
+        self.refresh()
+
+    def _start(self, step: Callable[[], None]) -> None:
+        self._step = step
+        self._thread = threading.Thread(target=self._loop, name="greentop-export", daemon=True)
+        self._thread.start()
 
     def feed_from(self, sampler: _SamplerLike) -> None:
-        """Drain ``sampler`` every ``UPDATE_S`` in a thread (the exporter is its only reader)."""
+        """Drain ``sampler`` (the exporter is its only reader): at every scrape and every ``UPDATE_S``."""
         def step() -> None:
             self.state.feed(sampler.drain())
             self.state.health = sampler.health()
 
-        self._thread = threading.Thread(target=self._loop, args=(step,), name="greentop-export", daemon=True)
-        self._thread.start()
+        self._start(step)
 
     def attach(self, sampler: _SamplerLike, tap: Any, listener: Any = None) -> None:
-        """Follow a recording: what its thread drains arrives through ``tap``."""
+        """Follow a recording: what its thread drains (every 50 ms) arrives through ``tap``."""
         def step() -> None:
             for samples, events in tap.take():
                 self.state.feed(samples, events)
             self.state.health = sampler.health()
             self.state.events_dropped = int(getattr(listener, "dropped", 0))
 
-        self._thread = threading.Thread(target=self._loop, args=(step,), name="greentop-export", daemon=True)
-        self._thread.start()
+        self._start(step)
 
     def close(self) -> None:
         self._stop.set()

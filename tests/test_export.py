@@ -117,7 +117,7 @@ def test_bad_listen_address_is_one_line_and_exit_2(text: str) -> None:
 WORKLOAD = """
 import time, greentop
 with greentop.phase("train"):
-    for _ in range(12):
+    for _ in range(16):
         time.sleep(1.0)
         greentop.count(tokens=1000)
 """
@@ -267,3 +267,26 @@ def test_a_non_loopback_address_is_served_only_when_named_and_says_what_it_expos
     r = subprocess.run([sys.executable, "-m", "greentop", "export", "--listen", "0.0.0.0:0", "--duration", "0.5"], env=env,
                        cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "not a loopback address" in r.stderr and "no authentication" in r.stderr, r.stderr
+
+
+def test_read_metrics_script_compares_the_endpoint_read_directly_with_the_trace(tmp_path: Path, host_env: dict[str, str]) -> None:
+    env = host_env | {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    port = free_port()
+    out = tmp_path / "run.h5"
+    rec = subprocess.Popen([sys.executable, "-m", "greentop", "record", "-o", str(out), "--no-baseline", "--rate", "500",
+                            "--export", f"127.0.0.1:{port}", "--", sys.executable, "-c", "import time; time.sleep(7)"],
+                           env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        r = subprocess.run([sys.executable, str(REPO / "benchmarks/multigpu/read_metrics.py"), f"http://127.0.0.1:{port}/metrics",
+                            "--every", "0.5", "--trace", str(out), "--out", str(tmp_path / "m.jsonl")],
+                           env=env, capture_output=True, text=True, timeout=120)
+        rec.wait(timeout=60)
+    finally:
+        if rec.poll() is None:
+            rec.kill()
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [row["domain"] for row in rows] == ["cpu-package-0"]
+    assert rows[0]["window_s"] > 4
+    # The counter and the trace hold the same samples: over the window the counters name, they agree.
+    assert abs(rows[0]["diff_pct"]) < 0.1, rows
