@@ -39,7 +39,6 @@ from greentop.listener import Event
 from greentop.trace import (
     RUN_BASELINE_END,
     RUN_BASELINE_START,
-    TraceError,
     TraceWriter,
     iter_channels,
     load,
@@ -260,4 +259,4 @@ def check_inputs(paths: Sequence[str], output: str) -> None:
         raise MergeError(f"output folder does not exist: {out_dir}")
 
 
-__all__ = ["MergeError", "MergeResult", "NodeInfo", "TraceError", "check_inputs", "describe", "expand_output", "merge"]
+__all__ = ["MergeError", "MergeResult", "NodeInfo", "check_inputs", "describe", "expand_output", "merge"]
