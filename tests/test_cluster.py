@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -205,3 +206,14 @@ def test_merge_refuses_bad_input_with_one_line(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "greentop", "merge", str(tmp_path / "missing.h5"), str(tmp_path / "x.h5"), "-o",
                         str(tmp_path / "job.h5")], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no such trace" in r.stderr
+
+
+def test_record_output_names_take_the_host_and_ranks() -> None:
+    from greentop.merge import MergeError, expand_output
+
+    host = socket.gethostname().split(".")[0]
+    assert expand_output("run-{host}-{rank}-{node_rank}.h5", {"RANK": "5", "GROUP_RANK": "1"}) == f"run-{host}-5-1.h5"
+    assert expand_output("run-{rank}.h5", {"SLURM_PROCID": "3"}) == "run-3.h5"
+    assert expand_output("run.h5", {}) == "run.h5"
+    with pytest.raises(MergeError, match="only"):
+        expand_output("run-{user}.h5", {})
