@@ -79,11 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("record", help="run a command and record every sensor to an HDF5 trace",
                        usage="greentop record -o RUN.h5 [options] -- CMD [ARGS...]")
-    r.add_argument("-o", "--output", required=True, metavar="RUN.h5", help="trace file to write")
+    r.add_argument("-o", "--output", required=True, metavar="RUN.h5", help="trace file to write ({host}, {rank}, {node_rank} are filled in)")
     r.add_argument("--rate", type=_rate, default=DEFAULT_RATE_HZ, metavar="HZ", help="fast-lane rate (default 1000)")
     r.add_argument("--slow-rate", type=_rate, default=DEFAULT_SLOW_RATE_HZ, metavar="HZ", help="slow-lane rate (default 10)")
     r.add_argument("--baseline", type=_seconds, default=3.0, metavar="S", help="idle baseline before the command (default 3 s)")
     r.add_argument("--no-baseline", action="store_true", help="skip the idle baseline")
+    r.add_argument("--export", metavar="HOST:PORT", help="also serve Prometheus metrics there while recording (docs/prometheus.md)")
     _add_carbon_options(r)
     _add_discovery_options(r)
     r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the workload")
@@ -104,11 +105,24 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--format", choices=["table", "csv", "json", "md"], default="table")
     m.add_argument("-o", "--output", metavar="FILE", help="write there instead of standard output")
     _add_cpu_total_option(m)
+    m.add_argument("--by", choices=["node", "rank", "gpu"], help="group: per node (merged jobs), per rank, per GPU (docs/clusters.md)")
     _add_carbon_options(m)
 
     rp = sub.add_parser("replay", help="browse a recorded trace: power over time, phases, per-phase energy")
     rp.add_argument("trace", metavar="RUN.h5", help="trace written by greentop record")
     _add_carbon_options(rp)
+
+    ex = sub.add_parser("export", help="serve every domain's energy and power as Prometheus metrics (docs/prometheus.md)")
+    ex.add_argument("--listen", default="127.0.0.1:9464", metavar="HOST:PORT",
+                    help="where to serve /metrics (default 127.0.0.1:9464; a non-loopback address exposes the metrics to the network)")
+    ex.add_argument("--rate", type=_rate, default=100.0, metavar="HZ", help="fast-lane rate (default 100)")
+    ex.add_argument("--slow-rate", type=_rate, default=DEFAULT_SLOW_RATE_HZ, metavar="HZ", help="slow-lane rate (default 10)")
+    ex.add_argument("--duration", type=_seconds, metavar="S", help="stop after this long (default: until Ctrl-C or SIGTERM)")
+    _add_discovery_options(ex)
+
+    mg = sub.add_parser("merge", help="merge the traces of a job's nodes into one job trace (aligned on their wall clocks)")
+    mg.add_argument("traces", nargs="+", metavar="NODE.h5", help="one trace per node (greentop record -o run-{host}.h5)")
+    mg.add_argument("-o", "--output", required=True, metavar="JOB.h5", help="job trace to write")
 
     ph = sub.add_parser("phase", help="tag a phase from a shell workload running under greentop record")
     ph.add_argument("action", choices=["start", "end"])
@@ -286,9 +300,12 @@ def _carbon(args: argparse.Namespace, stored: tuple[float, str] | None = None) -
 def cmd_record(args: argparse.Namespace) -> int:
     from greentop.recorder import RecordOptions, check_inputs, record
 
+    from greentop.merge import expand_output
+
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
+    args.output = expand_output(args.output)  # run-{host}.h5: one trace per node of a job
     check_inputs(cmd, Path(args.output))
     intensity, source = _carbon(args)
     found = discover(_options(args))
@@ -297,8 +314,13 @@ def cmd_record(args: argparse.Namespace) -> int:
     opts = RecordOptions(output=Path(args.output), rate_hz=args.rate, slow_rate_hz=args.slow_rate,
                          baseline_s=0.0 if args.no_baseline else args.baseline, carbon_g_per_kwh=intensity, carbon_source=source)
     names = ", ".join(c.name for c in found.channels)
+    exporter = _exporter(found.channels, args.export) if getattr(args, "export", None) else None
     print(f"greentop: recording {len(found.channels)} channels ({names}) to {args.output}", file=sys.stderr)
-    result = record(cmd, found.channels, found, opts)
+    try:
+        result = record(cmd, found.channels, found, opts, follower=exporter)
+    finally:
+        if exporter is not None:
+            exporter.close()
     print(f"greentop: workload exited with {result.exit_code}; trace: {args.output}", file=sys.stderr)
     try:
         _print_summary(Path(args.output), "table", (intensity, source), None, sys.stderr)
@@ -307,7 +329,8 @@ def cmd_record(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _print_summary(path: Path, fmt: str, carbon: tuple[float, str] | None, args: argparse.Namespace | None, out: Any) -> None:
+def _print_summary(path: Path, fmt: str, carbon: tuple[float, str] | None, args: argparse.Namespace | None, out: Any,
+                   by: str | None = None) -> None:
     from greentop.attribution import summarise
     from greentop.summary_format import format_summary
     from greentop.trace import iter_channels, load, open_trace
@@ -323,15 +346,24 @@ def _print_summary(path: Path, fmt: str, carbon: tuple[float, str] | None, args:
         shown = plan_domains(every, cpu_total).shown
         streamed = iter_channels(f, [c.name for c in shown], read_ahead=True)
         summary = summarise(trace, intensity, source, channels=streamed, cpu_total=cpu_total, every_channel=every)
+    if by is not None:
+        from greentop.groups import format_groups, group_summary
+
+        print(format_groups(group_summary(summary, by), by, fmt), file=out, end="")
+        return
     print(format_summary(summary, fmt), file=out, end="" if fmt in ("csv", "json") else "\n")
+    if fmt == "table" and trace.meta.get("merged_nodes"):  # a merged job: its per-node totals too
+        from greentop.groups import format_groups, group_summary
+
+        print("\n" + format_groups(group_summary(summary, "node"), "node", fmt), file=out, end="")
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
     if args.output:
         with open(args.output, "w") as out:
-            _print_summary(Path(args.trace), args.format, None, args, out)
+            _print_summary(Path(args.trace), args.format, None, args, out, by=args.by)
     else:
-        _print_summary(Path(args.trace), args.format, None, args, sys.stdout)
+        _print_summary(Path(args.trace), args.format, None, args, sys.stdout, by=args.by)
     return 0
 
 
@@ -350,6 +382,53 @@ def cmd_phase(args: argparse.Namespace) -> int:
     from greentop.phases import shell_event
 
     return shell_event(args.action, args.name, t_ns=_STARTED_NS)
+
+
+def _exporter(channels: list[Any], listen: str) -> Any:
+    from greentop.export import Exporter, is_loopback, parse_listen
+
+    host, _ = parse_listen(listen)
+    exporter = Exporter(channels, listen)
+    url = exporter.serve()
+    print(f"greentop: serving Prometheus metrics at {url}", file=sys.stderr)
+    if not is_loopback(host):
+        print(f"greentop: {host} is not a loopback address: anyone who reaches this port reads this host's power, "
+              "its phase names and ranks (no authentication)", file=sys.stderr)
+    return exporter
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from greentop.sampler import Sampler
+
+    found = discover(_options(args))
+    if not found.channels:
+        raise UsageError("no channel to sample (no sensor and no /proc/stat)")
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        exporter = _exporter(found.channels, args.listen)
+        try:
+            with Sampler(found.channels, rate_hz=args.rate, slow_rate_hz=args.slow_rate) as sampler:
+                exporter.feed_from(sampler)
+                stop.wait(args.duration)
+        finally:
+            exporter.close()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from greentop.merge import check_inputs as check_merge_inputs
+    from greentop.merge import describe, merge
+
+    check_merge_inputs(args.traces, args.output)
+    print(describe(merge(args.traces, args.output)), file=sys.stderr)
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -410,7 +489,8 @@ class UsageError(Exception):
 
 
 COMMANDS = {"devices": cmd_devices, "sample": cmd_sample, "record": cmd_record, "summary": cmd_summary, "phase": cmd_phase, "run": cmd_run,
-            "replay": cmd_replay, "report": cmd_report}
+            "replay": cmd_replay, "report": cmd_report, "merge": cmd_merge,
+            "export": cmd_export}
 
 
 _STARTED_NS = 0  # when this command started: a shell's phase boundary, before argument parsing

@@ -14,7 +14,8 @@ Protocol (version 1), one datagram per event, UTF-8 JSON object, under ``MAX_DAT
 ``t`` is CLOCK_MONOTONIC in ns; ``id`` is ``"{pid}:{n}"``, unique across the processes of a run
 (for mark/count it is the enclosing phase, "" at top level); ``par`` is the enclosing phase of a
 start ("" at top level); ``val`` only on count. An end left by an exception has
-``"a": {"exc": "ExceptionClassName"}``. Shell events (``shell_event``) carry the shell's
+``"a": {"exc": "ExceptionClassName"}``. Under a distributed launcher (torchrun, srun) every start's
+``a`` also carries the process's ``rank``, ``local_rank`` and ``world_size`` (``rank_attrs``). Shell events (``shell_event``) carry the shell's
 pid and an empty ``id``: the listener pairs them by (pid, name).
 
 greentop must never break the workload: every failure to send is counted in ``send_failures``
@@ -81,6 +82,7 @@ class _Client:
         self._sock: socket.socket | None = None
         self._fd = -1
         self._degraded = False  # True after a timeout, until a send succeeds again
+        self.rank_attrs = rank_attrs()  # added to every phase this process starts (torchrun, srun)
 
     def new_id(self) -> str:
         return f"{self.pid}:{next(self._ids)}"
@@ -132,6 +134,26 @@ class _Client:
         s, self._sock, self._fd = self._sock, None, -1
         if s is not None:
             s.close()
+
+
+# Launchers of distributed jobs name each process's place in the job in its environment: torchrun
+# sets RANK/LOCAL_RANK/WORLD_SIZE, Slurm's srun SLURM_PROCID/SLURM_LOCALID/SLURM_NTASKS.
+_RANK_ENV = (("rank", ("RANK", "SLURM_PROCID")), ("local_rank", ("LOCAL_RANK", "SLURM_LOCALID")),
+             ("world_size", ("WORLD_SIZE", "SLURM_NTASKS")))
+
+
+def rank_attrs(environ: dict[str, str] | None = None) -> dict[str, int]:
+    """``{"rank": .., "local_rank": .., "world_size": ..}`` from a distributed launcher's variables
+    (only those set to an integer); empty outside torchrun/srun."""
+    env = os.environ if environ is None else environ
+    out: dict[str, int] = {}
+    for key, names in _RANK_ENV:
+        for name in names:
+            text = env.get(name, "")
+            if text.strip().isdigit():
+                out[key] = int(text)
+                break
+    return out
 
 
 # _UNDECIDED until the first call looks at the environment; then a _Client or None (no launcher).
@@ -398,6 +420,8 @@ def phase(name: str, /, *, sync: SyncSpec = None, **attrs: Any) -> PhaseScope:
         client = _decide()
         if client is None:
             return _NOOP
+    if client.rank_attrs:  # a rank of a distributed job: its phases say which (the caller's attrs win)
+        attrs = client.rank_attrs | attrs
     try:
         return _LivePhase(client.json_str(_clean_name(name)), _encode_attrs(attrs, _ATTR_BUDGET_BYTES) if attrs else "{}", sync_fn)
     except Exception:  # noqa: BLE001 -- odd attrs (e.g. a __str__ that raises) must not crash the workload

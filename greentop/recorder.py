@@ -76,6 +76,13 @@ class ListenerLike(Protocol):
     def drain(self) -> list[Event]: ...
 
 
+class Follower(Protocol):
+    """Something that follows a recording as it happens (the Prometheus exporter): ``attach`` is
+    called once the sampler and listener run; what the recording thread drains reaches ``tap``."""
+
+    def attach(self, sampler: Any, tap: "SampleTap", listener: Any) -> None: ...
+
+
 def _cpu_model() -> str:
     try:
         text = Path("/proc/cpuinfo").read_text()
@@ -368,7 +375,7 @@ class Recorder:
 
 
 def record(cmd: Sequence[str], channels: list[Channel], found: SourceResult, opts: RecordOptions,
-           on_start: Callable[[], None] | None = None) -> Recording:
+           on_start: Callable[[], None] | None = None, follower: Follower | None = None) -> Recording:
     check_inputs(cmd, opts.output)
 
     sampler = Sampler(channels, rate_hz=opts.rate_hz, slow_rate_hz=opts.slow_rate_hz)
@@ -381,7 +388,10 @@ def record(cmd: Sequence[str], channels: list[Channel], found: SourceResult, opt
 
     sampler.start()
     listener.start()
-    recorder = Recorder(sampler, listener, channels, run_metadata(found, cmd, opts), opts.output)
+    tap = SampleTap() if follower is not None else None
+    recorder = Recorder(sampler, listener, channels, run_metadata(found, cmd, opts), opts.output, tap=tap)
+    if follower is not None and tap is not None:
+        follower.attach(sampler, tap, listener)
     exit_code = 0
     try:
         for sig in (signal.SIGINT, signal.SIGTERM):
