@@ -286,7 +286,9 @@ def test_read_metrics_script_compares_the_endpoint_read_directly_with_the_trace(
             rec.kill()
     assert r.returncode == 0, r.stderr
     rows = [json.loads(line) for line in r.stdout.splitlines()]
-    assert [row["domain"] for row in rows] == ["cpu-package-0"]
-    assert rows[0]["window_s"] > 4
-    # The counter and the trace hold the same samples: over the window the counters name, they agree.
-    assert abs(rows[0]["diff_pct"]) < 0.1, rows
+    # DRAM lies outside the package (Intel SDM 15.10): both are domains of the machine total.
+    assert [row["domain"] for row in rows] == ["cpu-package-0", "dram-0"]
+    for row in rows:
+        assert row["window_s"] > 4
+        # The counter and the trace hold the same samples: over the window the counters name, they agree.
+        assert abs(row["diff_pct"]) < 0.1, rows
