@@ -230,7 +230,21 @@ def check_command(cmd: Sequence[str], usage: str = "greentop record -o run.h5 --
     if not cmd:
         raise RecordError(f"no command to run (usage: {usage})")
     if shutil.which(cmd[0]) is None:
-        raise RecordError(f"command not found: {cmd[0]}")
+        if os.sep in cmd[0] and os.path.exists(cmd[0]):
+            raise CommandNotRunnable(f"not executable: {cmd[0]}", EXIT_NOT_EXECUTABLE)
+        raise CommandNotRunnable(f"command not found: {cmd[0]}", EXIT_NOT_FOUND)
+
+
+EXIT_NOT_FOUND = 127  # what shells and launchers (env, xargs, timeout) return for these two
+EXIT_NOT_EXECUTABLE = 126
+
+
+class CommandNotRunnable(RecordError):
+    """The workload cannot be started; ``exit_code`` is the shell's code for why."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def check_output(output: Path) -> None:

@@ -16,6 +16,7 @@ import textwrap
 from typing import Any
 
 from greentop.attribution import KIND_PHASE, TOTAL, DomainSummary, PhaseSummary, RunSummary
+from greentop.update_period import update_period_text
 
 FORMATS = ("table", "csv", "json", "md")
 JSON_FORMAT_NAME = "greentop-summary"
@@ -135,7 +136,7 @@ def _table(s: RunSummary) -> str:
             text = " ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
             out.append(f"  {key}: " + textwrap.shorten(text, _WRAP - len(key) - 4, placeholder=" ..."))
     for info in s.domains:
-        upd = f"updates every {_dur(info.update_period_s)}" if info.update_period_s else "update period unknown"
+        upd = update_period_text(info.update_period_s, info.sample_interval_s, info.estimated)
         out.append(f"  {info.domain}: {info.channel} ({info.quantity}, {info.samples} samples, {upd})")
     has_baseline = any(r.total.baseline_w is not None for r in s.rows)
     cols = [c for c in _TABLE_COLS if has_baseline or c[0] != "above J"]
