@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("trace", metavar="RUN.h5")
     m.add_argument("--format", choices=["table", "csv", "json", "md"], default="table")
     m.add_argument("-o", "--output", metavar="FILE", help="write there instead of standard output")
+    m.add_argument("--detail", action="store_true",
+                   help="table: every phase and every domain with its uncertainty (default: repeated phases folded)")
     _add_carbon_options(m)
 
     rp = sub.add_parser("replay", help="browse a recorded trace: power over time, phases, per-phase energy")
@@ -333,7 +335,8 @@ def _print_summary(path: Path, fmt: str, carbon: tuple[float, str] | None, args:
         primary = primary_channels([cd.channel for cd in iter_channels(f, ends_only=True)])
         streamed = iter_channels(f, [c.name for c in primary], read_ahead=True)
         summary = summarise(trace, intensity, source, channels=streamed)
-    print(format_summary(summary, fmt), file=out, end="" if fmt in ("csv", "json") else "\n")
+    detail = bool(getattr(args, "detail", False))
+    print(format_summary(summary, fmt, detail=detail), file=out, end="" if fmt in ("csv", "json") else "\n")
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -383,7 +386,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         if args.output is None:
             args.output = str(default_trace_path(None))
-        print("greentop: not a terminal: recording without the live view", file=sys.stderr)
+        print(f"greentop: not a terminal: recording without the live view to {Path(args.output).resolve()} (-o chooses)",
+              file=sys.stderr)
         return cmd_record(args)
     found = discover(_options(args))
     if not found.channels:

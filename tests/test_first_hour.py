@@ -11,6 +11,7 @@ from typing import Iterator
 
 import pytest
 
+from greentop.attribution import RunSummary, summarise
 from tests.fakes.host import FakeHost
 from tests.fakes.profile import PowerProfile
 
@@ -124,3 +125,82 @@ def test_devices_and_summary_describe_the_estimate_alike(tmp_path: Path, estimat
     summ = greentop("summary", str(trace))
     assert "computed at every read (every 100.0 ms)" in summ.stdout  # recorded at 10 Hz
     assert "updates every" not in summ.stdout
+
+
+# ---- the summary a person reads ------------------------------------------------------------------
+
+H200 = REPO / "tests" / "data" / "h200_resnet50.h5"
+ONE_DOMAIN = REPO / "docs" / "results" / "dev-vm-cnn-cpu" / "points" / "smallcnn-bs64-fp32-32fc342c.h5"
+
+
+def _summary_of(path: Path) -> RunSummary:
+    from greentop.trace import load
+
+    tr = load(path)
+    return summarise(tr, 300.0, "test")
+
+
+def test_compact_summary_folds_repeated_phases_with_mean_and_spread() -> None:
+    import statistics
+
+    from greentop.summary_compact import compact_table
+    from greentop.summary_format import _num, format_summary
+    from tests.test_attribution import build_trace
+
+    s = summarise(build_trace(), 300.0, carbon_source="test")
+    text = format_summary(s, "table")
+    assert text == compact_table(s)
+    epochs = [r for r in s.rows if r.name == "epoch"]
+    assert len(epochs) == 2
+    (line,) = [ln for ln in text.splitlines() if ln.lstrip().startswith("epoch")]
+    cells = line.split()
+    assert cells[1] == "2"
+    assert _num(statistics.fmean(r.total.energy_j for r in epochs)) in cells
+    assert _num(statistics.stdev(r.total.energy_j for r in epochs)) in cells
+    assert "total J" in text  # two domains: the total adds something
+    detail = format_summary(s, "table", detail=True)
+    assert sum(ln.lstrip().startswith("epoch") for ln in detail.splitlines()) == 2
+
+
+def test_compact_summary_has_no_total_with_one_domain() -> None:
+    from greentop.summary_format import format_summary
+
+    s = _summary_of(ONE_DOMAIN)
+    assert len(s.domains) == 1
+    text = format_summary(s, "table")
+    assert "total" not in text and "energy J" in text
+    run = next(ln for ln in text.splitlines() if ln.lstrip().startswith("run "))
+    from greentop.summary_format import _num
+
+    assert _num(s.row("run").total.energy_j) in run.split()  # the same number as --detail's
+    assert "= total" in format_summary(s, "table", detail=True)
+
+
+def test_summary_detail_flag(tmp_path: Path) -> None:
+    compact = greentop("summary", str(ONE_DOMAIN))
+    detail = greentop("summary", str(ONE_DOMAIN), "--detail")
+    assert compact.returncode == detail.returncode == 0
+    assert "= total" in detail.stdout and "= total" not in compact.stdout
+    assert "--detail" in compact.stdout
+
+
+def test_attributes_read_the_same_in_table_markdown_and_replay() -> None:
+    from greentop.summary_format import format_summary
+    from greentop.tui.replay import detail_lines
+    from tests.test_attribution import build_trace
+
+    s = summarise(build_trace(), 300.0, carbon_source="test")
+    md = format_summary(s, "md")
+    assert "· epoch  epoch=1" in md and "· epoch  epoch=2" in md
+    assert "epoch  epoch=1" in format_summary(s, "table", detail=True)
+    epoch = next(r for r in s.rows if r.name == "epoch")
+    replay = "\n".join(detail_lines(epoch, s.run_start_ns))
+    assert "epoch  epoch=1" in replay and "{" not in replay
+    assert "J/sample" in replay and "J/samples" not in replay
+    assert " J/sample" in md and "/samples" not in md
+
+
+def test_compact_summary_of_the_h200_trace(snapshot: object) -> None:
+    from greentop.summary_format import format_summary
+
+    assert format_summary(_summary_of(H200), "table") == snapshot

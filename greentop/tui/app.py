@@ -34,6 +34,7 @@ from textual.widgets import DataTable, Footer, Log, Static
 from greentop.attribution import J_PER_KWH, J_PER_WH
 from greentop.channel import Channel
 from greentop.listener import Event
+from greentop.labels import singular
 from greentop.recorder import DRAIN_S as RECORD_DRAIN_S
 from greentop.recorder import Recorder, RecordError
 from greentop.sampler import Samples, SamplerHealth
@@ -92,7 +93,7 @@ def _co2(energy_j: float, g_per_kwh: float) -> str:
 
 
 def _singular(name: str) -> str:
-    return name[:-1] if name.endswith("s") and len(name) > 3 else name
+    return singular(name)
 
 
 def _per_unit(row: PhaseRow) -> str:

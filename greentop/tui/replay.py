@@ -33,6 +33,7 @@ from textual.widgets import DataTable, Footer, Static
 from greentop.attribution import PhaseSummary, RunSummary
 from greentop.channel import Channel
 from greentop.energy import primary_channels
+from greentop.labels import per_unit_label, phase_label
 from greentop.overview import Overview, ensure_overview
 from greentop.tracedata import TraceData
 from greentop.tui.chart import PowerChart
@@ -221,7 +222,7 @@ def detail_lines(row: PhaseSummary, origin_ns: int) -> list[str]:
     Per domain: energy (J) ± its worst-case uncertainty (J), average and peak power (W), flags,
     and J per unit of work when the workload counted some (samples, tokens ...)."""
     start_s = (row.start_ns - origin_ns) * 1e-9
-    head = f"{'  ' * row.depth}{row.name}" + (f"  {row.attrs}" if row.attrs else "")
+    head = f"{'  ' * row.depth}{phase_label(row.name, row.attrs)}"
     lines = [head, f"start {_s(start_s)}  duration {_s(row.duration_s)}  status {row.status}"]
     if row.counts:
         lines.append("work: " + ", ".join(f"{v:g} {k}" for k, v in row.counts.items()))
@@ -229,7 +230,7 @@ def detail_lines(row: PhaseSummary, origin_ns: int) -> list[str]:
     for d in row.domains:
         lines.append(f"{d.domain[:15]:<16}{_j(d.energy_j):>11}{d.energy_uncertainty_j:>9.2f}"
                      f"{d.average_w:>9.1f}{d.peak_w:>9.1f}")
-        extra = [f"{v:.4g} J/{k}" for k, v in d.per_unit_j.items()]
+        extra = [f"{v:.4g} {per_unit_label(k)}" for k, v in d.per_unit_j.items()]
         if d.flag:
             extra.append(f"flags: {d.flag}")
         if extra:
