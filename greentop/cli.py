@@ -354,6 +354,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     with open_trace(args.trace) as f:  # a bad file: TraceError, one line and exit 2, before any screen
         meta = load(f, channels=()).meta
+    if "TEXTUAL_DRIVER" not in os.environ and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        # A full-screen view into a pipe writes escape codes nobody reads and waits for keys
+        # that never come: say so instead (the summary is what prints without a terminal).
+        raise UsageError(f"replay needs a terminal; without one: greentop summary {args.trace}")
     stored = (float(meta.get("carbon_g_per_kwh", 0.0)), str(meta.get("carbon_source", "")))
     model = ReplayModel(args.trace, _carbon(args, stored))
     return int(ReplayApp(model).run() or 0)

@@ -267,8 +267,11 @@ def check_inputs(cmd: Sequence[str], output: Path) -> None:
 
 
 def default_trace_path(folder: Path | None = None, now: float | None = None) -> Path:
-    """``greentop-YYYYmmdd-HHMMSS.h5`` in ``folder`` (the cwd by default); ``-N`` added if taken."""
-    folder = Path.cwd() if folder is None else folder
+    """``greentop-YYYYmmdd-HHMMSS.h5`` in ``folder`` (default: ``GREENTOP_OUTPUT_DIR``, else the
+    cwd); ``-N`` added if taken."""
+    from greentop.output_dir import output_dir
+
+    folder = output_dir() if folder is None else folder
     stem = time.strftime("greentop-%Y%m%d-%H%M%S", time.localtime(now))
     path = folder / f"{stem}.h5"
     n = 1

@@ -204,3 +204,228 @@ def test_compact_summary_of_the_h200_trace(snapshot: object) -> None:
     from greentop.summary_format import format_summary
 
     assert format_summary(_summary_of(H200), "table") == snapshot
+
+
+# ---- the live view and replay --------------------------------------------------------------------
+
+
+def test_timeline_labels_never_run_into_each_other() -> None:
+    from greentop.tui.timeline import Bar, bar_label, draw_row
+
+    # "warmup" squeezed into 5 cells right before "train": the old drawing read "warmutrain".
+    bars = [Bar(0, 0, 5, "warmup", False), Bar(0, 5, 14, "train", True), Bar(0, 13, 20, "eval", False)]
+    chars, style = draw_row(bars, 20)
+    text = "".join(chars)
+    assert "warmutrain" not in text and "evaw" not in text
+    words = text.split()
+    assert words == ["war…", "train", "*", "eval"]
+    assert style[:5] != style[5:6] * 5  # the bars' colours still tell them apart
+    assert bar_label("inference", False, 2) == ""  # no room: colour only, never a clipped word glued on
+    assert bar_label("train", True, 7) == "train *"
+
+
+def _live(n_channels: int, **kwargs: object) -> tuple[object, object]:
+    from tests.test_tui_live import ScriptedSampler, counter
+    from greentop.tui.app import LiveApp
+
+    chans = [counter(f"rapl:{i}", f"dom-{i}") for i in range(n_channels)]
+    sampler = ScriptedSampler(chans, {c.name: 10.0 for c in chans})
+    return LiveApp(sampler, chans, timers=False, **kwargs), sampler  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("n_channels, charts", [(1, ["dom-0"]), (2, ["dom-0", "dom-1", "total"])])
+def test_total_chart_only_with_more_than_one_domain(n_channels: int, charts: list[str]) -> None:
+    import asyncio
+
+    app, _ = _live(n_channels)
+
+    async def go() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            from tests.test_tui_live import step
+
+            step(app, 20)
+            await pilot.pause()
+            assert [c.title.split()[0] for c in app._charts] == charts
+            assert app._timeline.size.width > 0  # the timeline follows the last chart
+
+    asyncio.run(go())
+
+
+def test_live_view_says_finished_press_q_and_explains_the_rates() -> None:
+    import asyncio
+
+    from greentop.tui.app import HELP_TEXT
+    from tests.test_tui_live import FakeChild, step
+
+    child = FakeChild()
+    app, _ = _live(1, child=child)
+
+    async def go() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            step(app, 20)
+            child.rc = 0
+            step(app, 1)
+            app._update_health()
+            step(app, 1)
+            await pilot.pause()
+            assert "finished, press q" in app._texts["#workload"]
+            assert app._health_line.startswith("[b]sampler[/b] fast ")
+
+    asyncio.run(go())
+    assert "each lane got / asked for" in HELP_TEXT.replace("\n", " ")
+
+
+def test_long_output_lines_wrap_instead_of_being_cut() -> None:
+    import asyncio
+    import queue
+
+    from greentop.tui.app import wrap_output
+    from tests.test_tui_live import FakeChild, step
+
+    assert wrap_output(["a" * 50], 20) == ["a" * 20, "  " + "a" * 18, "  " + "a" * 12]
+    q: queue.SimpleQueue[str] = queue.SimpleQueue()
+    app, _ = _live(1, child=FakeChild(), output=q)
+    last = "done: smallcnn training 17244 samples " + "x" * 150 + " END-OF-LINE"
+
+    async def go() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            step(app, 2)
+            await pilot.pause()
+            for i in range(10):
+                q.put(f"epoch {i}")
+            q.put(last)
+            step(app, 2)
+            await pilot.pause()
+            log = app.query_one("#output")
+            width = log.scrollable_content_region.width
+            assert all(len(line) <= width for line in log.lines)
+            assert log.lines[-1].endswith("END-OF-LINE")
+            assert log.scroll_offset.y + log.scrollable_content_region.height >= log.line_count  # bottom in view
+
+    asyncio.run(go())
+
+
+def test_d_shows_the_devices_in_the_view() -> None:
+    import asyncio
+
+    from greentop.sources import SourceResult
+    from greentop.sources._common import Problem
+    from greentop.tui.app import DevicesScreen
+    from tests.test_tui_live import step
+
+    found = SourceResult(problems=[Problem("rapl-sysfs", "/sys/x/energy_uj", "permission denied", "sudo chmod o+r /sys/x/energy_uj")])
+    app, _ = _live(2, found=found)
+
+    async def go() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            step(app, 2)
+            await pilot.press("d")
+            await pilot.pause()
+            assert isinstance(app.screen, DevicesScreen)
+            text = str(app.screen.query_one("#devices").render())
+            assert "rapl:0" in text and "rapl:1" in text and "fix: sudo chmod o+r" in text
+            await pilot.press("x")
+            await pilot.pause()
+            assert not isinstance(app.screen, DevicesScreen)
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("which", ["live", "replay"])
+@pytest.mark.parametrize("width", [80, 160])
+def test_help_text_fits_its_overlay(which: str, width: int) -> None:
+    import asyncio
+
+    from rich.text import Text
+    from textual.widgets import Static
+
+    if which == "live":
+        app, _ = _live(2)
+        text = __import__("greentop.tui.app", fromlist=["HELP_TEXT"]).HELP_TEXT
+    else:
+        from greentop.tui.replay import HELP_TEXT as text, ReplayApp, ReplayModel
+
+        model = ReplayModel(_copy_h200())
+        app = ReplayApp(model, background_summary=False)
+    longest = max(len(Text.from_markup(line).plain) for line in text.splitlines())
+
+    async def go() -> None:
+        async with app.run_test(size=(width, 24)) as pilot:  # 80x24: the smallest the view allows
+            await pilot.press("question_mark")
+            await pilot.pause()
+            help_static = app.screen.query_one("#help", Static)
+            assert help_static.content_region.width >= longest  # no line wraps into the key column
+            assert help_static.region.y >= 0 and help_static.region.bottom <= 24  # nothing cut off
+
+    asyncio.run(go())
+
+
+def _copy_h200() -> Path:
+    import shutil
+    import tempfile
+
+    d = Path(tempfile.mkdtemp())
+    shutil.copy(H200, d / "run.h5")
+    return d / "run.h5"
+
+
+def test_replay_without_a_terminal_exits_2_with_one_line() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "TEXTUAL_DRIVER"} | {"PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-m", "greentop", "replay", str(_copy_h200())], stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.count("\n") == 1 and "needs a terminal" in out.stderr
+
+
+def test_replay_e_exports_the_selected_phase(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from greentop.tui.replay import ReplayApp, ReplayModel
+
+    monkeypatch.setenv("GREENTOP_OUTPUT_DIR", str(tmp_path))
+    model = ReplayModel(_copy_h200())
+    model.summarise()
+    app = ReplayApp(model, background_summary=False)
+
+    async def go() -> None:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await pilot.pause()
+            while app.cursor_key() is None or app._rows[app.cursor_key()].name != "training":
+                await pilot.press("down")
+            await pilot.press("e")
+            await pilot.pause()
+
+    asyncio.run(go())
+    (path,) = app.exported
+    assert path.parent == tmp_path.resolve()
+    text = path.read_text()
+    assert "training" in text and "· epoch  epoch=0" in text  # the phase and the phases inside it
+    assert "inference" not in text and "| run |" not in text
+
+
+def test_replay_compare_at_160_columns_keeps_headers_with_their_values() -> None:
+    import asyncio
+
+    from textual.widgets import DataTable
+
+    from greentop.tui.replay import ReplayApp, ReplayModel
+
+    model = ReplayModel(_copy_h200())
+    model.summarise()
+    app = ReplayApp(model, background_summary=False)
+
+    async def go() -> None:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await pilot.pause()
+            await pilot.press("down", "down", "c", "down", "c")
+            await pilot.pause()
+            assert len(app.compare) == 2
+            assert not app.query_one("#phases", DataTable).display
+            a = app.query_one("#detail-a")
+            header = next(line for line in app.detail_text()[0].splitlines() if line.startswith("domain"))
+            assert a.content_region.width >= len(header)  # "avg W  peak W" stays on the header's line
+            await pilot.press("escape")
+            await pilot.pause()
+            assert app.query_one("#phases", DataTable).display
+
+    asyncio.run(go())
