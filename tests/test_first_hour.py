@@ -246,6 +246,7 @@ def test_total_chart_only_with_more_than_one_domain(n_channels: int, charts: lis
             step(app, 20)
             await pilot.pause()
             assert [c.title.split()[0] for c in app._charts] == charts
+            assert all(c.append_only for c in app._charts)  # live charts scroll by shifting cells
             assert app._timeline.size.width > 0  # the timeline follows the last chart
 
     asyncio.run(go())
@@ -429,3 +430,42 @@ def test_replay_compare_at_160_columns_keeps_headers_with_their_values() -> None
             assert app.query_one("#phases", DataTable).display
 
     asyncio.run(go())
+
+
+def test_a_scrolling_chart_shifts_its_cells_and_draws_what_a_full_redraw_draws(monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from greentop.tui import chart as chart_mod
+    from greentop.tui.chart import PowerChart
+
+    drawn: list[int] = []
+    real = chart_mod.braille_codes
+
+    def counting(mins: object, maxs: object, *args: object) -> object:
+        drawn.append(len(mins))  # type: ignore[arg-type]
+        return real(mins, maxs, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(chart_mod, "braille_codes", counting)
+    rng = np.random.default_rng(7)
+    t = np.arange(30_000, dtype=np.int64) * 10_000_000 + 123  # the live model's 10 ms grid
+    p = rng.uniform(10.0, 90.0, t.size)
+    p[::2311] = 400.0  # spikes: the scale changes now and then, and the shift must redraw all
+    p[5000:5300] = np.nan  # a gap
+    live = PowerChart()
+    live.append_only = True
+    window_ns = 1_875_000_000  # the narrowest live window
+    frames = 0
+    for end in range(400, 30_000, 5):  # 50 ms of data per frame, as at 20 fps
+        now = int(t[end - 1]) + 4_000_000
+        live.set_data(t[:end], p[:end], now - window_ns, now)
+        got = live._plot_lines(76, 7)
+        fresh = PowerChart()
+        fresh.append_only = True  # same snapping, no earlier frame: everything drawn
+        fresh.set_data(t[:end], p[:end], now - window_ns, now)
+        assert got == fresh._plot_lines(76, 7), end
+        assert live.view_ns == fresh.view_ns
+        frames += 1
+    # Both charts' draws were counted: the fresh ones draw 152 columns each; the scrolling one
+    # drew a few cells most frames.
+    scrolling = drawn[0::2]
+    assert sum(scrolling) < 0.25 * 152 * frames

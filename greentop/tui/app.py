@@ -323,6 +323,8 @@ class LiveApp(App[int]):
             with VerticalScroll(id="charts") as self._charts_pane:
                 self._charts = [PowerChart(name, estimated=self._estimated[i], id=f"chart-{i}")
                                 for i, name in enumerate(self._chart_names)]
+                for chart in self._charts:
+                    chart.append_only = True  # the model's grid only grows: scroll by shifting cells
                 yield from self._charts
             self._timeline = PhaseTimeline(id="timeline")
             yield self._timeline
