@@ -12,11 +12,15 @@ $(VENV)/.installed: pyproject.toml setup.py requirements-torch.txt sampler_ext/_
 	$(PY) -m pip install -q -e '.[workloads,test]'
 	touch $@
 
+PATH_HINT = @echo "greentop and python -m workloads are in $(VENV)/bin; put them on your PATH with: . $(VENV)/bin/activate"
+
 setup: $(VENV)/.installed
+	$(PATH_HINT)
 
 demo: setup
 	$(VENV)/bin/greentop devices --watch 0.5
 	$(VENV)/bin/greentop run -o demo.h5 --baseline 2 -- $(PY) -m workloads demo
+	$(PATH_HINT)
 
 test: setup
 	$(PY) -m pytest -q

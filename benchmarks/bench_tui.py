@@ -1,7 +1,8 @@
 """Benchmark the live view's display cost next to the compiled sampler it reads, side by side.
 
     python benchmarks/bench_tui.py [--seconds 20] [--fps 20] [--size 160x50] [--writer-hz 100]
-                                   [--modes sink,headless] [--windows 60,1.875] [--replay]
+                                   [--modes sink,headless] [--windows 60,1.875] [--scroll shift,rebuild]
+                                   [--replay]
                                    [--out FILE.json]
 
 Eight "fake sysfs" energy counters (files holding a fixed-width decimal uJ value, rewritten in
@@ -312,7 +313,7 @@ def bench_empty(mode: str, fps: float, size: tuple[int, int], seconds: float) ->
 
 
 def bench_live(chans: list[Channel], mode: str, fps: float, size: tuple[int, int], seconds: float,
-               profile: bool = False, window_s: float = 60.0) -> None:
+               profile: bool = False, window_s: float = 60.0, scroll: str = "shift") -> None:
     s = Sampler(chans, rate_hz=RATE_HZ).start()
     tids = sampler_tids(s)
     app = LiveApp(s, chans, fps=fps, window_s=window_s)
@@ -343,6 +344,8 @@ def bench_live(chans: list[Channel], mode: str, fps: float, size: tuple[int, int
 
     def mark() -> tuple[SamplerHealth, int, int]:
         charts[0] = len(app.query(PowerChart))
+        for chart in app.query(PowerChart):  # "rebuild": the path before cells were shifted
+            chart.append_only = scroll == "shift"
         return s.health(), refreshes[0], len(frame_s)
 
     prof = None
@@ -370,7 +373,7 @@ def bench_live(chans: list[Channel], mode: str, fps: float, size: tuple[int, int
     ui = max(win.cpu - samp_thread, 0.0)
     fr = sorted(frame_s[i0:i1]) or [0.0]
     dr = sorted(drains_s) or [0.0]
-    emit({"bench": "tui_live", "case": "live", "mode": mode, "window_s": window_s, "size": f"{size[0]}x{size[1]}", "fps_target": fps,
+    emit({"bench": "tui_live", "case": "live", "mode": mode, "window_s": window_s, "scroll": scroll, "size": f"{size[0]}x{size[1]}", "fps_target": fps,
           "channels": len(chans), "charts": charts[0], "wall_s": round(win.wall, 2),
           "process_cpu_pct": win.pct(win.cpu), "sampler_thread_cpu_pct": win.pct(samp_thread),
           "main_thread_cpu_pct": win.pct(main), "other_threads_cpu_pct": win.pct(sum(other_threads.values())),
@@ -413,6 +416,9 @@ def main() -> int:
     ap.add_argument("--windows", default="60,1.875",
                     help="live view time windows (s): 60 is the default (charts redraw once per new dot column, "
                          "~5 times a second); 1.875, the narrowest, redraws every frame (the worst case)")
+    ap.add_argument("--scroll", default="shift",
+                    help="charts: shift (cells of a scrolling chart are shifted, the newest drawn) and/or rebuild "
+                         "(every cell drawn every frame, the path before): 'shift,rebuild' runs both, interleaved")
     ap.add_argument("--profile", action="store_true", help="cProfile the live case (slows it: figures not comparable)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -437,7 +443,9 @@ def main() -> int:
                     bench_empty(mode, args.fps, size, args.seconds)  # type: ignore[arg-type]
                 if "live" in cases:
                     for window_s in (float(w) for w in args.windows.split(",") if w):
-                        bench_live(chans, mode, args.fps, size, args.seconds, args.profile, window_s)  # type: ignore[arg-type]
+                        for scroll in (x for x in args.scroll.split(",") if x):
+                            bench_live(chans, mode, args.fps, size, args.seconds, args.profile, window_s,  # type: ignore[arg-type]
+                                       scroll)
         finally:
             stop.set()
             if writer is not None:

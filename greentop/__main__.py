@@ -1,5 +1,5 @@
 import sys
 
-from greentop.cli import main
+from greentop._entry import main
 
 sys.exit(main())

@@ -13,9 +13,11 @@ from typing import Any, Callable, NoReturn, Sequence
 
 from greentop import __version__
 from greentop.domains import CPU_TOTAL_PACKAGES, CPU_TOTALS, plan_domains
+from greentop.channel import Channel, Lane
 from greentop.measure import ChannelSummary, measure
 from greentop.sampler import DEFAULT_RATE_HZ, DEFAULT_SLOW_RATE_HZ, MAX_RATE_HZ, SamplerError, SamplerHealth
 from greentop.sources import DiscoveryOptions, SourceResult, discover
+from greentop.update_period import update_period_text
 
 EXIT_BAD_INPUT = 2
 
@@ -41,12 +43,27 @@ def _rate(text: str) -> float:
     return _number(text, lambda v: 0 < v <= MAX_RATE_HZ, f"rate must be in (0, {MAX_RATE_HZ:g}] Hz")
 
 
+# The slow lane's sources change no faster than this: the NVML energy counter updates every 100 ms
+# (and costs ~4 ms a call), the CPU estimate follows /proc/stat's 10 ms ticks. Faster only burns CPU.
+MAX_SLOW_RATE_HZ = 100.0
+MAX_SECONDS = 7 * 24 * 3600
+
+
+def _slow_rate(text: str) -> float:
+    return _number(text, lambda v: 0 < v <= MAX_SLOW_RATE_HZ,
+                   f"slow-lane rate must be in (0, {MAX_SLOW_RATE_HZ:g}] Hz (its sources change no faster)")
+
+
 def _seconds(text: str) -> float:
-    return _number(text, lambda v: 0 < v <= 7 * 24 * 3600, "duration must be positive seconds")
+    return _number(text, lambda v: 0 < v <= MAX_SECONDS, f"duration must be positive, at most {MAX_SECONDS} s (7 days)")
 
 
 def _watts(text: str) -> float:
-    return _number(text, lambda v: v >= 0, "watts must be >= 0")
+    return _number(text, lambda v: v >= 0, "power must be >= 0 W")
+
+
+def _intensity(text: str) -> float:
+    return _number(text, lambda v: v >= 0, "carbon intensity must be >= 0 gCO2e/kWh")
 
 
 def _add_discovery_options(p: argparse.ArgumentParser) -> None:
@@ -66,13 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="machine-readable output")
     d.add_argument("--watch", type=_seconds, default=1.0, metavar="S", help="seconds to watch channels to measure update periods (default 1)")
     d.add_argument("--rate", type=_rate, default=DEFAULT_RATE_HZ, metavar="HZ", help="fast-lane rate while watching (default 1000)")
-    d.add_argument("--slow-rate", type=_rate, default=50.0, metavar="HZ", help="slow-lane rate while watching (default 50)")
+    d.add_argument("--slow-rate", type=_slow_rate, default=50.0, metavar="HZ", help="slow-lane rate while watching (default 50)")
     _add_discovery_options(d)
 
     s = sub.add_parser("sample", help="sample every channel for a while and print energy and power (headless)")
     s.add_argument("-d", "--duration", type=_seconds, default=5.0, metavar="S", help="seconds (default 5)")
     s.add_argument("--rate", type=_rate, default=DEFAULT_RATE_HZ, metavar="HZ", help="fast-lane rate (default 1000)")
-    s.add_argument("--slow-rate", type=_rate, default=DEFAULT_SLOW_RATE_HZ, metavar="HZ", help="slow-lane rate (default 10)")
+    s.add_argument("--slow-rate", type=_slow_rate, default=DEFAULT_SLOW_RATE_HZ, metavar="HZ", help="slow-lane rate (default 10)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     _add_cpu_total_option(s)
     _add_discovery_options(s)
@@ -81,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                        usage="greentop record -o RUN.h5 [options] -- CMD [ARGS...]")
     r.add_argument("-o", "--output", required=True, metavar="RUN.h5", help="trace file to write ({host}, {rank}, {node_rank} are filled in)")
     r.add_argument("--rate", type=_rate, default=DEFAULT_RATE_HZ, metavar="HZ", help="fast-lane rate (default 1000)")
-    r.add_argument("--slow-rate", type=_rate, default=DEFAULT_SLOW_RATE_HZ, metavar="HZ", help="slow-lane rate (default 10)")
+    r.add_argument("--slow-rate", type=_slow_rate, default=DEFAULT_SLOW_RATE_HZ, metavar="HZ", help="slow-lane rate (default 10)")
     r.add_argument("--baseline", type=_seconds, default=3.0, metavar="S", help="idle baseline before the command (default 3 s)")
     r.add_argument("--no-baseline", action="store_true", help="skip the idle baseline")
     r.add_argument("--export", metavar="HOST:PORT", help="also serve Prometheus metrics there while recording (docs/prometheus.md)")
@@ -95,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--baseline", type=_seconds, default=3.0, metavar="S", help="with -o: idle baseline before the command (default 3 s)")
     lv.add_argument("--no-baseline", action="store_true", help="with -o: skip the idle baseline")
     lv.add_argument("--rate", type=_rate, default=DEFAULT_RATE_HZ, metavar="HZ", help="fast-lane rate (default 1000)")
-    lv.add_argument("--slow-rate", type=_rate, default=DEFAULT_SLOW_RATE_HZ, metavar="HZ", help="slow-lane rate (default 10)")
+    lv.add_argument("--slow-rate", type=_slow_rate, default=DEFAULT_SLOW_RATE_HZ, metavar="HZ", help="slow-lane rate (default 10)")
     _add_carbon_options(lv)
     _add_discovery_options(lv)
     lv.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the workload (none: watch the machine)")
@@ -106,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("-o", "--output", metavar="FILE", help="write there instead of standard output")
     _add_cpu_total_option(m)
     m.add_argument("--by", choices=["node", "rank", "gpu"], help="group: per node (merged jobs), per rank, per GPU (docs/clusters.md)")
+    m.add_argument("--detail", action="store_true",
+                   help="table: every phase and every domain with its uncertainty (default: repeated phases folded)")
     _add_carbon_options(m)
 
     rp = sub.add_parser("replay", help="browse a recorded trace: power over time, phases, per-phase energy")
@@ -142,7 +161,7 @@ def _add_cpu_total_option(p: argparse.ArgumentParser) -> None:
 
 def _add_carbon_options(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--carbon-intensity", type=_watts, metavar="G_PER_KWH", help="grid carbon intensity, gCO2e/kWh")
+    g.add_argument("--carbon-intensity", type=_intensity, metavar="G_PER_KWH", help="grid carbon intensity, gCO2e/kWh")
     g.add_argument("--region", metavar="CODE", help="grid region for the carbon intensity (e.g. FR, DE, US; WORLD by default)")
 
 
@@ -163,12 +182,6 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     return "\n".join(lines)
-
-
-def _period_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "no change seen"
-    return f"{seconds * 1e3:.1f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.0f} us"
 
 
 def _print_problems(found: SourceResult) -> None:
@@ -216,11 +229,12 @@ def cmd_devices(args: argparse.Namespace) -> int:
         print("No power or energy channel found on this machine.")
     else:
         rows = [
-            [c.name, c.source, c.domain, c.unit, c.lane.value, state, _period_text(s.update_period_s),
+            [c.name, c.source, c.domain, c.unit, c.lane.value, state,
+             update_period_text(s.update_period_s, 1 / s.rate_hz if s.rate_hz else None, c.estimated),
              _fmt(h.mean_cost_ns / 1e3 if h else None, ".1f", " us"), _fmt(s.average_w, ".1f", " W")]
             for c, s, h, state in entries
         ]
-        print(_table(rows, ["CHANNEL", "SOURCE", "DOMAIN", "UNIT", "LANE", "STATE", "UPDATES EVERY", "READ COST", "POWER"]))
+        print(_table(rows, ["CHANNEL", "SOURCE", "DOMAIN", "UNIT", "LANE", "STATE", "UPDATE PERIOD", "READ COST", "POWER"]))
     if not any(not c.estimated for c in channels):
         print("\nNo hardware power sensor is readable here: greentop will use the CPU estimate above.")
     for c in channels:
@@ -252,12 +266,26 @@ def _summary_row(s: ChannelSummary) -> list[str]:
     ]
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _lanes_text(channels: Sequence[Channel], rate_hz: float, slow_rate_hz: float) -> str:
+    """"2 channels at 1000 Hz and 1 channel at 10 Hz": each lane that has channels, at its rate."""
+    parts = []
+    for lane, hz in ((Lane.FAST, rate_hz), (Lane.SLOW, slow_rate_hz)):
+        n = sum(1 for c in channels if c.lane is lane)
+        if n:
+            parts.append(f"{_plural(n, 'channel')} at {hz:g} Hz")
+    return " and ".join(parts)
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     found = discover(_options(args))
     if not found.channels:
         print("greentop: no channel to sample (no sensor and no /proc/stat)", file=sys.stderr)
         return 1
-    print(f"Sampling {len(found.channels)} channels for {args.duration:g} s at {args.rate:g} Hz ...", file=sys.stderr)
+    print(f"Sampling {_lanes_text(found.channels, args.rate, args.slow_rate)} for {args.duration:g} s ...", file=sys.stderr)
     result = measure(found.channels, args.duration, args.rate, args.slow_rate)
     ledger = result.account(args.cpu_total)  # the one ledger: the same figures as greentop summary
     summaries = result.summaries(ledger)
@@ -315,7 +343,7 @@ def cmd_record(args: argparse.Namespace) -> int:
                          baseline_s=0.0 if args.no_baseline else args.baseline, carbon_g_per_kwh=intensity, carbon_source=source)
     names = ", ".join(c.name for c in found.channels)
     exporter = _exporter(found.channels, args.export) if getattr(args, "export", None) else None
-    print(f"greentop: recording {len(found.channels)} channels ({names}) to {args.output}", file=sys.stderr)
+    print(f"greentop: recording {_plural(len(found.channels), 'channel')} ({names}) to {args.output}", file=sys.stderr)
     try:
         result = record(cmd, found.channels, found, opts, follower=exporter)
     finally:
@@ -351,7 +379,8 @@ def _print_summary(path: Path, fmt: str, carbon: tuple[float, str] | None, args:
 
         print(format_groups(group_summary(summary, by), by, fmt), file=out, end="")
         return
-    print(format_summary(summary, fmt), file=out, end="" if fmt in ("csv", "json") else "\n")
+    detail = bool(getattr(args, "detail", False))
+    print(format_summary(summary, fmt, detail=detail), file=out, end="" if fmt in ("csv", "json") else "\n")
     if fmt == "table" and trace.meta.get("merged_nodes"):  # a merged job: its per-node totals too
         from greentop.groups import format_groups, group_summary
 
@@ -373,6 +402,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     with open_trace(args.trace) as f:  # a bad file: TraceError, one line and exit 2, before any screen
         meta = load(f, channels=()).meta
+    if "TEXTUAL_DRIVER" not in os.environ and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        # A full-screen view into a pipe writes escape codes nobody reads and waits for keys
+        # that never come: say so instead (the summary is what prints without a terminal).
+        raise UsageError(f"replay needs a terminal; without one: greentop summary {args.trace}")
     stored = (float(meta.get("carbon_g_per_kwh", 0.0)), str(meta.get("carbon_source", "")))
     model = ReplayModel(args.trace, _carbon(args, stored))
     return int(ReplayApp(model).run() or 0)
@@ -452,7 +485,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         if args.output is None:
             args.output = str(default_trace_path(None))
-        print("greentop: not a terminal: recording without the live view", file=sys.stderr)
+        print(f"greentop: not a terminal: recording without the live view to {Path(args.output).resolve()} (-o chooses)",
+              file=sys.stderr)
         return cmd_record(args)
     found = discover(_options(args))
     if not found.channels:
@@ -515,7 +549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except (SamplerError, ValueError, UsageError, RecordError, TraceError) as exc:
         print(f"greentop: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return getattr(exc, "exit_code", EXIT_BAD_INPUT)  # 127/126: a command not found/executable
     except OSError as exc:
         print(f"greentop: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return EXIT_BAD_INPUT

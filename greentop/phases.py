@@ -488,8 +488,9 @@ def shell_event(kind: str, name: str, t_ns: int | None = None) -> int:
     when the command began; pass it from the top of ``main`` so interpreter start-up does not
     shift the boundary; default: now.
 
-    Returns an exit code: 0 sent; 1 the launcher did not take it (gone or hung); 2 bad input or no
-    launcher (``GREENTOP_EVENTS`` unset), with one line on stderr."""
+    Returns an exit code: 0 sent, or no launcher (``GREENTOP_EVENTS`` unset: a no-op, as
+    ``greentop.phase`` is outside a recording, so a tagged script runs the same without greentop);
+    1 the launcher did not take it (gone or hung); 2 bad input, with one line on stderr."""
     t = time.monotonic_ns() if t_ns is None else t_ns
     if kind not in ("start", "end"):
         print(f"greentop: error: phase event must be 'start' or 'end', got {kind!r}", file=sys.stderr)
@@ -499,9 +500,7 @@ def shell_event(kind: str, name: str, t_ns: int | None = None) -> int:
         return 2
     path = os.environ.get(ENV_VAR, "")
     if not path:
-        print(f"greentop: error: no greentop launcher here ({ENV_VAR} is not set); run under 'greentop run|record -- CMD'",
-              file=sys.stderr)
-        return 2
+        return 0
     client = _Client(path)
     try:
         ok = client.send(_message(kind, t, os.getppid(), client.json_str(name), "", "", "{}"))

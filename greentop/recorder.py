@@ -237,7 +237,21 @@ def check_command(cmd: Sequence[str], usage: str = "greentop record -o run.h5 --
     if not cmd:
         raise RecordError(f"no command to run (usage: {usage})")
     if shutil.which(cmd[0]) is None:
-        raise RecordError(f"command not found: {cmd[0]}")
+        if os.sep in cmd[0] and os.path.exists(cmd[0]):
+            raise CommandNotRunnable(f"not executable: {cmd[0]}", EXIT_NOT_EXECUTABLE)
+        raise CommandNotRunnable(f"command not found: {cmd[0]}", EXIT_NOT_FOUND)
+
+
+EXIT_NOT_FOUND = 127  # what shells and launchers (env, xargs, timeout) return for these two
+EXIT_NOT_EXECUTABLE = 126
+
+
+class CommandNotRunnable(RecordError):
+    """The workload cannot be started; ``exit_code`` is the shell's code for why."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def check_output(output: Path) -> None:
@@ -260,8 +274,11 @@ def check_inputs(cmd: Sequence[str], output: Path) -> None:
 
 
 def default_trace_path(folder: Path | None = None, now: float | None = None) -> Path:
-    """``greentop-YYYYmmdd-HHMMSS.h5`` in ``folder`` (the cwd by default); ``-N`` added if taken."""
-    folder = Path.cwd() if folder is None else folder
+    """``greentop-YYYYmmdd-HHMMSS.h5`` in ``folder`` (default: ``GREENTOP_OUTPUT_DIR``, else the
+    cwd); ``-N`` added if taken."""
+    from greentop.output_dir import output_dir
+
+    folder = output_dir() if folder is None else folder
     stem = time.strftime("greentop-%Y%m%d-%H%M%S", time.localtime(now))
     path = folder / f"{stem}.h5"
     n = 1

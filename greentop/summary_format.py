@@ -16,13 +16,21 @@ import textwrap
 from typing import Any
 
 from greentop.attribution import KIND_PHASE, TOTAL, DomainSummary, PhaseSummary, RunSummary
+from greentop.labels import attrs_text, per_unit_label, phase_label, singular
+from greentop.update_period import update_period_text
 
 FORMATS = ("table", "csv", "json", "md")
 JSON_FORMAT_NAME = "greentop-summary"
 
 
-def format_summary(summary: RunSummary, fmt: str = "table") -> str:
+def format_summary(summary: RunSummary, fmt: str = "table", detail: bool = False) -> str:
+    """``detail``: the table gives every phase and domain; by default, repeated phases fold into
+    one row each (:mod:`greentop.summary_compact`)."""
     if fmt == "table":
+        if not detail:
+            from greentop.summary_compact import compact_table
+
+            return compact_table(summary)
         return _table(summary)
     if fmt == "csv":
         return _csv(summary)
@@ -72,18 +80,17 @@ def _dur(s: float) -> str:
 
 
 def _per_unit(d: DomainSummary) -> str:
-    return ", ".join(f"{_num(v)}/{_singular(n)}" for n, v in sorted(d.per_unit_j.items()))
+    return ", ".join(f"{_num(v)} {per_unit_label(n)}" for n, v in sorted(d.per_unit_j.items()))
 
 
 def _singular(name: str) -> str:
-    # "samples" -> "sample" reads as "J per sample"; leave anything else alone.
-    return name[:-1] if name.endswith("s") and len(name) > 3 else name
+    return singular(name)
 
 
 def _row_title(r: PhaseSummary) -> str:
     bits = [r.name]
     if r.kind == KIND_PHASE and r.attrs:
-        bits.append(" ".join(f"{k}={v}" for k, v in r.attrs.items()))
+        bits.append(attrs_text(r.attrs))
     if r.pid >= 0:
         bits.append(f"pid {r.pid}")
     if r.status != "ok":
@@ -135,7 +142,7 @@ def _table(s: RunSummary) -> str:
             text = " ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
             out.append(f"  {key}: " + textwrap.shorten(text, _WRAP - len(key) - 4, placeholder=" ..."))
     for info in s.domains:
-        upd = f"updates every {_dur(info.update_period_s)}" if info.update_period_s else "update period unknown"
+        upd = update_period_text(info.update_period_s, info.sample_interval_s, info.estimated)
         beside = "" if info.in_total else ", not in the total"
         out.append(f"  {info.domain}: {info.channel} ({info.source} {info.quantity}, {info.samples} samples, {upd}{beside})")
     out.extend(textwrap.wrap(_machine_total(s), _WRAP, initial_indent="  ", subsequent_indent="    "))
@@ -278,7 +285,7 @@ def _markdown(s: RunSummary) -> str:
     out.append("| " + " | ".join(head) + " |")
     out.append("|" + "|".join("---" if i < 4 or h == "Flags" else "--:" for i, h in enumerate(head)) + "|")
     for r in s.rows:
-        title = "· " * r.depth + _md_escape(r.name)
+        title = "· " * r.depth + _md_escape(phase_label(r.name, r.attrs if r.kind == KIND_PHASE else {}))
         for k, d in enumerate(r.domains):
             cells = [title if k == 0 else "", r.status if k == 0 else "", _dur(r.duration_s) if k == 0 else "",
                      f"**{d.domain}**" if d.domain == TOTAL else _md_escape(d.domain), _num(d.energy_j),

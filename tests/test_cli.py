@@ -98,7 +98,7 @@ def test_sample_table_reports_health(machine: tuple[FakeHost, dict[str, str]]) -
         (["sample", "--rate", "abc"], "not a number"),
         (["sample", "--rate", "0"], "rate must be"),
         (["devices", "--watch", "-1"], "duration must be positive"),
-        (["sample", "--cpu-idle-w", "-3"], "watts must be >= 0"),
+        (["sample", "--cpu-idle-w", "-3"], "power must be >= 0 W"),
         (["frobnicate"], "invalid choice"),
         (["sample", "--msr", "sometimes"], "invalid choice"),
     ],

@@ -311,10 +311,9 @@ def test_shell_events_pair_by_parent_pid_and_name(listener: EventListener) -> No
     assert [(p.name, p.depth, p.parent, p.status) for p in found] == [("prep", 0, -1, "ok"), ("download", 1, 0, "ok")]
 
 
-def test_shell_event_without_a_launcher_exits_2_with_one_line() -> None:
-    r = shell("start", "prep", {})
-    assert r.returncode == 2
-    assert r.stderr.count("\n") == 1 and phases.ENV_VAR in r.stderr
+def test_shell_event_without_a_launcher_is_a_silent_no_op() -> None:
+    r = shell("start", "prep", {})  # as greentop.phase outside a recording: the script runs the same
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
 
 
 def test_shell_event_rejects_bad_input(capsys: pytest.CaptureFixture[str]) -> None:

@@ -112,10 +112,10 @@ def test_shell_workload_tags_phases_with_the_phase_command(tmp_path: Path, host_
     assert [p.name for p in load(out).phases] == ["load", "train"]
 
 
-def test_phase_command_outside_a_recording_is_a_clear_error() -> None:
+def test_phase_command_outside_a_recording_does_nothing() -> None:
     env = {k: v for k, v in os.environ.items() if k != "GREENTOP_EVENTS"}
     out = subprocess.run([sys.executable, "-m", "greentop", "phase", "start", "x"], env=env, capture_output=True, text=True, cwd=REPO)
-    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert (out.returncode, out.stderr) == (0, "")
 
 
 def test_ctrl_c_stops_the_workload_and_still_writes_a_complete_trace(tmp_path: Path, host_env: dict[str, str]) -> None:
@@ -138,7 +138,6 @@ def test_ctrl_c_stops_the_workload_and_still_writes_a_complete_trace(tmp_path: P
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["record", "-o", "x.h5", "--", "no-such-command-xyz"], "command not found: no-such-command-xyz"),
     (["record", "-o", "x.h5"], "no command to run"),
     (["record", "-o", "/no/such/dir/x.h5", "--", "true"], "output folder does not exist"),
     (["record", "-o", "x.h5", "--region", "ATLANTIS", "--", "true"], "ATLANTIS"),

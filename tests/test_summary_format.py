@@ -56,7 +56,7 @@ def test_json_has_everything_including_carbon_source_and_schema(summary: RunSumm
 
 
 def test_table_is_readable_in_a_terminal(summary: RunSummary) -> None:
-    text = format_summary(summary, "table")
+    text = format_summary(summary, "table", detail=True)
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 120
     for name in ("training", "epoch", "eval", "worker", "crash", "blip", "tail", "(untagged)", "idle baseline"):

@@ -80,3 +80,18 @@ def test_replay_view_of_the_h200_trace_with_a_phase_selected(snap_compare: Any, 
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(140, 50), run_before=before)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 40)])
+def test_live_view_help_overlay_fits(snap_compare: Any, pinned_cpu: None, size: tuple[int, int]) -> None:
+    """The help at the smallest terminal the view allows and at a wide one: no line wraps into
+    the key column, nothing is cut off."""
+    app, _ = make_app()
+
+    async def before(pilot: Pilot) -> None:
+        step(app, 20)
+        app._update_health()
+        await pilot.press("question_mark")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=before)

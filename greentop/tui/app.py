@@ -16,12 +16,14 @@ import queue
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Protocol, Sequence
 
+from rich.markup import escape
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.coordinate import Coordinate
@@ -34,6 +36,8 @@ from textual.widgets import DataTable, Footer, Log, Static
 from greentop.attribution import J_PER_KWH, J_PER_WH
 from greentop.channel import Channel
 from greentop.listener import Event
+from greentop.output_dir import OUTPUT_DIR_ENV, output_dir
+from greentop.labels import singular
 from greentop.recorder import DRAIN_S as RECORD_DRAIN_S
 from greentop.recorder import Recorder, RecordError
 from greentop.sampler import Samples, SamplerHealth
@@ -92,7 +96,7 @@ def _co2(energy_j: float, g_per_kwh: float) -> str:
 
 
 def _singular(name: str) -> str:
-    return name[:-1] if name.endswith("s") and len(name) > 3 else name
+    return singular(name)
 
 
 def _per_unit(row: PhaseRow) -> str:
@@ -131,18 +135,56 @@ HELP_TEXT = """[b]greentop live view[/b]
 
   q      quit (asks while the workload runs)
   p      pause / resume the display (sampling goes on)
-  +      zoom in: halve the time window
-  -      zoom out: double the time window
-  r      start / stop recording a trace (greentop-YYYYmmdd-HHMMSS.h5)
-  e      export the per-phase summary (greentop-summary-YYYYmmdd-HHMMSS.md)
-  tab    move focus between the phase table and the output (shift+tab: back)
+  + / -  zoom in / out: halve / double the time window
+  r      start / stop recording a trace, greentop-DATE-TIME.h5
+  e      export the per-phase summary, greentop-summary-*.md
+         (both in $GREENTOP_OUTPUT_DIR, else the current folder)
+  d      the devices: each channel, its source, lane and state
+  tab    next pane: phase table, output (shift+tab: back)
   ?      this help
 
-Power is each primary domain's energy differenced on a 10 ms grid;
-"now" is the last 0.5 s, "avg" the whole run, "peak" the highest 100 ms.
-Channels marked (estimated) are modelled, not measured.
-
+Power is each primary domain's energy differenced on a 10 ms
+grid; "now" is the last 0.5 s, "avg" the whole run, "peak" the
+highest 100 ms. Channels marked (estimated) are modelled, not
+measured; "total" shows when there is more than one domain.
+"sampler fast 998/1000, slow 10/10 Hz": reads per second each
+lane got / asked for (slow: NVML energy, the CPU estimate).
+"finished, press q": the workload has exited.
 Press any key to close."""
+
+
+def devices_text(channels: Sequence[Channel], found: SourceResult | None) -> str:
+    """The devices overlay: what ``greentop devices`` listed before the view hid it (without the
+    measured update periods and read costs: those need a watch of their own)."""
+    lines = ["[b]devices[/b]", ""]
+    for c in channels:
+        lines.append(f"  {escape(c.name)}  [dim]{escape(c.source)}, {escape(c.domain)}, {c.lane.value} lane[/dim]"
+                     + ("  [i]estimated[/i]" if c.estimated else ""))
+        if c.note and (c.estimated or "MIG" in c.note):
+            lines.append(f"      {escape(c.note)}")
+    for p in found.problems if found is not None else []:
+        lines += [escape(f"  ! {p.source}: {p.what}: {p.reason}"), escape(f"      fix: {p.fix}")]
+    for n in found.notes if found is not None else []:
+        lines.append(escape(f"  - {n}"))
+    lines += ["", "Update periods and read costs: greentop devices.", "Press any key to close."]
+    return "\n".join(lines)
+
+
+class DevicesScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    DevicesScreen { align: center middle; }
+    DevicesScreen > Static { width: 90%; max-height: 90%; padding: 1 2; border: thick $primary; background: $surface; }
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self._text = text
+
+    def compose(self) -> ComposeResult:
+        yield Static(self._text, id="devices", markup=True)
+
+    def on_key(self) -> None:
+        self.dismiss(None)
 
 
 class HelpScreen(ModalScreen[None]):
@@ -186,7 +228,8 @@ class LiveApp(App[int]):
     #energy { height: 3; }
     #workload { height: 3; }
     #health { height: 3; }
-    #output { height: 8; border: round $panel-lighten-2; }
+    #output { height: 8; border: round $panel-lighten-2; overflow-x: hidden; }
+    ToastRack { align: right top; }
     #output:focus { border: round $accent; }
     #too-small { display: none; width: 100%; height: 100%; content-align: center middle; text-style: bold; }
     """
@@ -197,6 +240,7 @@ class LiveApp(App[int]):
         Binding("minus", "zoom(2.0)", "zoom out", key_display="-"),
         Binding("r", "toggle_record", "record"),
         Binding("e", "export", "export"),
+        Binding("d", "devices", "devices"),
         Binding("tab", "focus_pane(1)", "next pane", show=False, priority=True),
         Binding("shift+tab", "focus_pane(-1)", "previous pane", show=False, priority=True),
         Binding("question_mark", "help", "help", key_display="?"),
@@ -218,12 +262,14 @@ class LiveApp(App[int]):
         new_recording: Callable[[list[Event]], Recorder] | None = None,
         carbon: tuple[float, str] | None = None,
         export_dir: Path | None = None,
+        found: SourceResult | None = None,
     ) -> None:
         """``recording``: a started recording (``-o``), whose tap then feeds the model; ``r`` does
         not stop it. ``new_recording``: starts one when ``r`` is pressed (given the events seen so
         far); ``r`` again stops and finalises it. Without either, ``r`` only says it cannot record.
         ``carbon``: grid intensity (gCO2e/kWh) and where it comes from (``carbon.intensity_for``;
-        default: the world average). ``export_dir``: where ``e`` writes (default: the cwd)."""
+        default: the world average). ``export_dir``: where ``e`` writes (default: ``GREENTOP_OUTPUT_DIR``,
+        else the cwd). ``found``: what discovery found, for the devices overlay (``d``)."""
         super().__init__()
         if carbon is None:
             from greentop.carbon import intensity_for
@@ -231,6 +277,7 @@ class LiveApp(App[int]):
             carbon = intensity_for(None, None)
         self.carbon = carbon
         self.export_dir = export_dir
+        self.found = found
         self.exported: list[Path] = []
         self.sampler, self.listener, self.child, self.output = sampler, listener, child, output
         self.recording = recording
@@ -249,8 +296,10 @@ class LiveApp(App[int]):
         self._cpu_pct = math.nan
         self._health_line = ""
         n = len(self.model.channels)
-        self._chart_names = [c.domain for c in self.model.channels] + ["total"]
-        self._estimated = [c.estimated for c in self.model.channels] + [any(c.estimated for c in self.model.channels)]
+        # Chart i shows the model's series i; the total (series n) only with several domains: with
+        # one, it is the same chart twice.
+        self._chart_names = [c.domain for c in self.model.channels] + (["total"] if n > 1 else [])
+        self._estimated = [c.estimated for c in self.model.channels] + ([any(c.estimated for c in self.model.channels)] if n > 1 else [])
         self._n = n
         self._texts: dict[str, str] = {}
         self._table_keys: list[tuple[str, bool]] = []
@@ -274,6 +323,8 @@ class LiveApp(App[int]):
             with VerticalScroll(id="charts") as self._charts_pane:
                 self._charts = [PowerChart(name, estimated=self._estimated[i], id=f"chart-{i}")
                                 for i, name in enumerate(self._chart_names)]
+                for chart in self._charts:
+                    chart.append_only = True  # the model's grid only grows: scroll by shifting cells
                 yield from self._charts
             self._timeline = PhaseTimeline(id="timeline")
             yield self._timeline
@@ -324,7 +375,7 @@ class LiveApp(App[int]):
                 except queue.Empty:
                     break
             if lines and self._output_log is not None:
-                self._output_log.write_lines(lines)
+                self._output_log.write_lines(wrap_output(lines, self._output_log.scrollable_content_region.width))
         if self.child is not None and self.exit_code is None:
             self.exit_code = self.child.poll()
             if self.exit_code is not None:
@@ -412,7 +463,7 @@ class LiveApp(App[int]):
 
     def _update_timeline(self) -> None:
         """The phases over the window the charts drew, cut into the total chart's plot cells."""
-        chart = self._charts[self._n]
+        chart = self._charts[-1]
         v0, v1 = chart.view_ns
         cells = max(0, chart.size.width - _LABEL_W - 1)
         self._timeline.set_phases(self.model.spans(v0, v1), v0, v1, cells)
@@ -455,7 +506,7 @@ class LiveApp(App[int]):
         elif self.exit_code is None:
             state = "workload [b]running[/b]"
         else:
-            state = f"workload [b]exited {self.exit_code}[/b]"
+            state = f"workload [b]exited {self.exit_code}[/b]: finished, press q"
         view = f"window {self.window_s:g} s" + ("  [reverse] PAUSED [/reverse]" if self.paused else "")
         self._set_text("#workload", f"{state}\n{view}\n{self.record_status()}")
         self._set_text("#health", self._health_line)
@@ -493,11 +544,11 @@ class LiveApp(App[int]):
         rates = []
         for name, lane in h.lanes.items():
             achieved = lane.ticks / lane.elapsed_s if lane.elapsed_s else 0.0
-            rates.append(f"{name} {achieved:.0f}/{lane.rate_hz:g} Hz")
+            rates.append(f"{name} {achieved:.0f}/{lane.rate_hz:g}")  # got / asked: the help explains it
         cpu = "-" if math.isnan(self._cpu_pct) else f"{self._cpu_pct:.1f}%"
         stale = self.model.stale()
         trouble = self.model.counter_trouble()
-        self._health_line = (f"[b]greentop[/b] {', '.join(rates)}\noverruns {h.overruns}, read errors {h.read_errors}, "
+        self._health_line = (f"[b]sampler[/b] {', '.join(rates)} Hz\noverruns {h.overruns}, read errors {h.read_errors}, "
                              f"own CPU {cpu}" + (f"\n[b]stale:[/b] {', '.join(stale)}" if stale else "")
                              + (f"\n[b]counters:[/b] {', '.join(trouble)}" if trouble else ""))
 
@@ -526,6 +577,10 @@ class LiveApp(App[int]):
         self.window_s = min(max(self.window_s * factor, MIN_WINDOW_S), MAX_WINDOW_S)
         self._mark_charts_stale()
         self.refresh_view()
+
+    def action_devices(self) -> None:
+        if not isinstance(self.screen, DevicesScreen):
+            self.push_screen(DevicesScreen(devices_text(self.model.channels, self.found)))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
@@ -593,7 +648,7 @@ class LiveApp(App[int]):
     def action_export(self) -> None:
         self.drain_now()
         text, source = self.summary_markdown()
-        folder = self.export_dir if self.export_dir is not None else Path.cwd()
+        folder = self.export_dir if self.export_dir is not None else output_dir()
         stem = time.strftime("greentop-summary-%Y%m%d-%H%M%S")
         path, n = folder / f"{stem}.md", 1
         while path.exists():  # never overwrite an earlier export
@@ -604,7 +659,7 @@ class LiveApp(App[int]):
             self.notify(f"export failed: {exc}", severity="error")
             return
         self.exported.append(path)
-        self.notify(f"exported {path.name} (from {source})")
+        self.notify(f"exported {path.resolve()} (from {source}; {OUTPUT_DIR_ENV} chooses the folder)")
 
     # -- recording -------------------------------------------------------------------------------
 
@@ -693,6 +748,18 @@ def live_summary_markdown(model: LiveModel, carbon: tuple[float, str], command: 
 
 
 # -- the launcher ----------------------------------------------------------------------------------
+
+
+def wrap_output(lines: Sequence[str], width: int) -> list[str]:
+    """The workload's lines folded to the output pane's ``width``: a pane cuts what does not fit,
+    and a workload's last line (its result) is often its longest. Continuations are indented."""
+    if width < 20:  # not laid out yet (or absurdly narrow): leave the lines alone
+        return list(lines)
+    out: list[str] = []
+    for line in lines:
+        out.extend(textwrap.wrap(line, width, subsequent_indent="  ", drop_whitespace=False, replace_whitespace=False)
+                   if len(line) > width else [line])
+    return out
 
 
 def _pump_output(stream: IO[bytes], out: "queue.SimpleQueue[str]") -> None:
@@ -789,7 +856,7 @@ def run_live(cmd: Sequence[str], channels: Sequence[Channel], rate_hz: float, sl
             threading.Thread(target=_pump_output, args=(child.stdout, output_q), name="greentop-output", daemon=True).start()
         app = LiveApp(sampler, channels, listener=listener, child=child, command=cmd, output=output_q, window_s=window_s,
                       recording=recording, new_recording=None if output is not None else new_recording, carbon=carbon,
-                      **app_kwargs)
+                      found=found, **app_kwargs)
         rc = app.run()
     finally:
         running = child is not None and child.poll() is None

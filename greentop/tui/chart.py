@@ -21,6 +21,7 @@ Time is in integer nanoseconds (``t_ns``, ``CLOCK_MONOTONIC`` like the sampler),
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -216,6 +217,12 @@ def render_braille(
     on the edge row. Columns with NaN (no data) draw nothing, and cells with no dot are plain
     spaces (U+0020), not the blank braille pattern, so text copied from the terminal stays clean.
     """
+    return _rows_to_str(braille_codes(mins, maxs, height_rows, y_min, y_max))
+
+
+def braille_codes(mins: ArrayLike, maxs: ArrayLike, height_rows: int, y_min: float, y_max: float) -> npt.NDArray[np.uint32]:
+    """``render_braille``'s cells as code points, ``(height_rows, ceil(len(mins) / 2))``: what a
+    scrolling chart keeps so that it can shift its cells instead of drawing them again."""
     if height_rows <= 0:
         raise ValueError(f"height_rows must be > 0, got {height_rows}")
     dots = 4 * height_rows
@@ -223,7 +230,7 @@ def render_braille(
     cols = lo.size
     width = (cols + 1) // 2
     if width == 0:
-        return [""] * height_rows
+        return np.zeros((height_rows, 0), dtype=np.uint32)
     level = np.arange(dots - 1, -1, -1, dtype=np.int64)[:, None]  # dot rows, top first
     grid = (level >= lo) & (level <= hi) & valid  # (dots, cols): lit dots
     if cols % 2:
@@ -231,8 +238,7 @@ def render_braille(
     # (cell row, row in cell, cell column, dot column) -> sum of lit dots' bits per cell.
     cells = grid.reshape(height_rows, 4, width, 2)
     bits = np.einsum("rjcs,js->rc", cells.astype(np.uint32), _BRAILLE_BITS)
-    codes = np.where(bits == 0, _SPACE, _BRAILLE_BASE + bits).astype(np.uint32)
-    return _rows_to_str(codes)
+    return np.where(bits == 0, _SPACE, _BRAILLE_BASE + bits).astype(np.uint32)
 
 
 def render_blocks(
@@ -439,6 +445,11 @@ class PowerChart(Widget):
         self._built_size = Size(0, 0)
         self._y_range_w = (0.0, 1.0)
         self._view_ns = (0, 1)  # the snapped window last drawn, ns
+        # Live data only ever grows at its end: a window that slid by whole braille cells keeps
+        # the cells that were complete and draws only the newest (``_shifted_lines``). Off for
+        # data that may change anywhere (replay's bins).
+        self.append_only = False
+        self._scroll: _ScrollState | None = None
 
     # -- mouse: a chart says where in time the pointer is; the view decides what that means ----
 
@@ -717,9 +728,14 @@ class PowerChart(Widget):
         # chart scrolls by whole columns. The window drawn is `columns` whole columns ending at
         # the first boundary at or after t1_ns, so each end moves by less than one column.
         col_ns = -(-(self._t1_ns - self._t0_ns) // columns)  # ceil
-        t1_ns = -(-self._t1_ns // col_ns) * col_ns
+        # Scrolling by shifting cells needs the window to move by whole cells (2 dot columns).
+        snap_ns = 2 * col_ns if self._braille and self.append_only else col_ns
+        t1_ns = -(-self._t1_ns // snap_ns) * snap_ns
         t0_ns = t1_ns - columns * col_ns
         self._view_ns = (t0_ns, t1_ns)
+        if self._braille and self.append_only:
+            return self._shifted_lines(t0_ns, t1_ns, col_ns, columns, plot_w, plot_rows)
+        self._scroll = None
         mins, maxs = decimate_minmax(self._t_ns, self._power_w, t0_ns, t1_ns, columns)
         if self._y_max_w is not None:
             y_top = float(self._y_max_w)
@@ -731,6 +747,45 @@ class PowerChart(Widget):
         lines = draw(mins, maxs, plot_rows, 0.0, y_top)
         # Braille with an odd column count would be one cell short; pad to the plot width.
         return [ln.ljust(plot_w) for ln in lines]
+
+    def _shifted_lines(self, t0_ns: int, t1_ns: int, col_ns: int, columns: int, plot_w: int, plot_rows: int) -> list[str]:
+        """The braille plot of an append-only series, reusing the last frame's cells.
+
+        Columns wholly before the last frame's newest sample cannot change (only samples after it
+        arrive; the one column holding it may gain the held value): they are shifted, not
+        decimated again, and their cells are not drawn again unless the scale changed. Columns
+        from there on are decimated and drawn. Same result as drawing everything (tested)."""
+        t, p = self._t_ns, self._power_w
+        last_t = int(t[-1]) if t.size else None
+        st = self._scroll
+        c0 = 0  # first dot column to decimate again (even: a whole cell)
+        if (st is not None and last_t is not None and st.last_t is not None and st.col_ns == col_ns
+                and st.columns == columns and st.rows == plot_rows and (t1_ns - st.t1_ns) % (2 * col_ns) == 0
+                and t1_ns >= st.t1_ns):
+            shift = (t1_ns - st.t1_ns) // col_ns
+            c0 = max(0, min(columns - shift, (st.last_t - t0_ns) // col_ns - 1))
+            c0 -= c0 % 2
+        tail_mins, tail_maxs = decimate_minmax(t, p, t0_ns + c0 * col_ns, t1_ns, columns - c0)
+        if c0 and st is not None:
+            shift = (t1_ns - st.t1_ns) // col_ns
+            mins = np.concatenate([st.mins[shift:shift + c0], tail_mins])
+            maxs = np.concatenate([st.maxs[shift:shift + c0], tail_maxs])
+        else:
+            mins, maxs = tail_mins, tail_maxs
+        if self._y_max_w is not None:
+            y_top = float(self._y_max_w)
+        else:
+            finite = maxs[np.isfinite(maxs)]
+            y_top = nice_ceil(float(finite.max())) if finite.size else 1.0
+        self._y_range_w = (0.0, y_top)
+        if c0 and st is not None and st.y_top == y_top:
+            shift_cells = (t1_ns - st.t1_ns) // (2 * col_ns)
+            kept = st.codes[:, shift_cells:shift_cells + c0 // 2]
+            codes = np.concatenate([kept, braille_codes(tail_mins, tail_maxs, plot_rows, 0.0, y_top)], axis=1)
+        else:
+            codes = braille_codes(mins, maxs, plot_rows, 0.0, y_top)
+        self._scroll = _ScrollState(col_ns, columns, plot_rows, t1_ns, y_top, last_t, mins, maxs, codes)
+        return [ln.ljust(plot_w) for ln in _rows_to_str(codes)]
 
     def _build_strips(self, size: Size, old: list[Strip] | None) -> list[Strip]:
         """Build every row for ``size``; a row equal to the last build keeps its old Strip."""
@@ -779,6 +834,21 @@ class PowerChart(Widget):
     def on_resize(self) -> None:
         # The decimation depends on the width: rebuild at the next paint.
         self._strips = None
+
+
+@dataclass
+class _ScrollState:
+    """What a scrolling chart drew last: its grid, window end, scale, newest sample, and cells."""
+
+    col_ns: int
+    columns: int
+    rows: int
+    t1_ns: int
+    y_top: float
+    last_t: int | None
+    mins: F64
+    maxs: F64
+    codes: npt.NDArray[np.uint32]
 
 
 def _parts_to_text(rows: Iterable[Sequence[_Part]]) -> Text:

@@ -33,6 +33,7 @@ from textual.widgets import DataTable, Footer, Static
 from greentop.attribution import PhaseSummary, RunSummary
 from greentop.channel import Channel
 from greentop.energy import primary_channels
+from greentop.labels import per_unit_label, phase_label
 from greentop.overview import Overview, ensure_overview
 from greentop.tracedata import TraceData
 from greentop.tui.chart import PowerChart
@@ -51,15 +52,18 @@ HELP_TEXT = """\
 greentop replay
 
   left / right   move the time window by a quarter
-  + / -          zoom in / out (time window halves / doubles)
+  + / -          zoom in / out (the window halves / doubles)
   home / end     go to the start / end of the run
   up / down      move in the phase list
   enter          jump the window to the phase under the cursor
-  c              pin the phase for comparison; c on a second one
-                 shows both side by side (escape: clear)
-  mouse          wheel over a chart zooms about the pointer;
-                 a click on a chart selects the phase running there;
-                 a click on a row selects it, a second click jumps
+  c              pin the phase for comparison; c on a second
+                 one shows both side by side (escape: clear)
+  e              export the selected phase (and those inside
+                 it) as Markdown: greentop-summary-*.md in
+                 $GREENTOP_OUTPUT_DIR, else the current folder
+  mouse          wheel over a chart: zoom about the pointer;
+                 click on a chart: select the phase there;
+                 click on a row: select, a second click: jump
   q              quit
   ?              this help (any key closes it)
 """
@@ -222,7 +226,7 @@ def detail_lines(row: PhaseSummary, origin_ns: int) -> list[str]:
     Per domain: energy (J) ± its worst-case uncertainty (J), average and peak power (W), flags,
     and J per unit of work when the workload counted some (samples, tokens ...)."""
     start_s = (row.start_ns - origin_ns) * 1e-9
-    head = f"{'  ' * row.depth}{row.name}" + (f"  {row.attrs}" if row.attrs else "")
+    head = f"{'  ' * row.depth}{phase_label(row.name, row.attrs)}"
     lines = [head, f"start {_s(start_s)}  duration {_s(row.duration_s)}  status {row.status}"]
     if row.counts:
         lines.append("work: " + ", ".join(f"{v:g} {k}" for k, v in row.counts.items()))
@@ -230,7 +234,7 @@ def detail_lines(row: PhaseSummary, origin_ns: int) -> list[str]:
     for d in row.domains:
         lines.append(f"{d.domain[:15]:<16}{_j(d.energy_j):>11}{d.energy_uncertainty_j:>9.2f}"
                      f"{d.average_w:>9.1f}{d.peak_w:>9.1f}")
-        extra = [f"{v:.4g} J/{k}" for k, v in d.per_unit_j.items()]
+        extra = [f"{v:.4g} {per_unit_label(k)}" for k, v in d.per_unit_j.items()]
         if d.flag:
             extra.append(f"flags: {d.flag}")
         if extra:
@@ -238,6 +242,40 @@ def detail_lines(row: PhaseSummary, origin_ns: int) -> list[str]:
     if row.flag:
         lines.append(f"flags: {row.flag}")
     return lines
+
+
+def rows_under(summary: RunSummary, row: PhaseSummary) -> list[PhaseSummary]:
+    """``row`` and the phases nested in it (the run row: every row)."""
+    if row.kind == "run":
+        return list(summary.rows)
+    if row.kind != "phase":
+        return [row]
+    inside = {row.index}
+    out = [row]
+    for r in summary.rows:
+        if r.kind == "phase" and r.parent in inside:
+            inside.add(r.index)
+            out.append(r)
+    return out
+
+
+def export_markdown(summary: RunSummary, row: PhaseSummary, trace: Path) -> Path:
+    """Write the Markdown summary of ``row`` and its phases; never overwrite an earlier export."""
+    import dataclasses
+    import time
+
+    from greentop.output_dir import output_dir
+    from greentop.summary_format import format_summary
+
+    part = dataclasses.replace(summary, rows=rows_under(summary, row))
+    text = f"# {trace.name}: {phase_label(row.name, row.attrs)}\n\n" + format_summary(part, "md")
+    folder = output_dir()
+    stem = time.strftime("greentop-summary-%Y%m%d-%H%M%S")
+    path, n = folder / f"{stem}.md", 1
+    while path.exists():
+        path, n = folder / f"{stem}-{n}.md", n + 1
+    path.write_text(text)
+    return path.resolve()
 
 
 # ---------------------------------------------------------------------------------------- screens
@@ -280,6 +318,7 @@ class ReplayApp(App[int]):
         Binding("home", "home", "start", priority=True),
         Binding("end", "end", "end", priority=True),
         Binding("c", "compare", "compare", priority=True),
+        Binding("e", "export", "export", priority=True),
         Binding("escape", "clear_compare", "clear compare", show=False),
     ]
 
@@ -292,6 +331,7 @@ class ReplayApp(App[int]):
         self._rows: dict[str, PhaseSummary] = {}
         self._chart_ids: dict[str, str] = {}
         self.charts_drawn = 0  # how many times the charts were given data (for tests and benchmarks)
+        self.exported: list[Path] = []
 
     # -- layout --------------------------------------------------------------------------------
 
@@ -303,10 +343,11 @@ class ReplayApp(App[int]):
                 chart = PowerChart(self.model.domain_name(c), estimated=c.estimated, id=cid)
                 chart.mouse_zoom = True
                 yield chart
-            self._chart_ids[TOTAL] = "chart-total"
-            total = PowerChart(TOTAL, estimated=any(c.estimated for c in self.model.primary), id="chart-total")
-            total.mouse_zoom = True
-            yield total
+            if len(self.model.primary) > 1:  # with one domain the total is the same chart again
+                self._chart_ids[TOTAL] = "chart-total"
+                total = PowerChart(TOTAL, estimated=any(c.estimated for c in self.model.primary), id="chart-total")
+                total.mouse_zoom = True
+                yield total
         with Horizontal(id="bottom"):
             yield DataTable(id="phases", cursor_type="row", zebra_stripes=True)
             with Horizontal(id="details"):
@@ -448,6 +489,9 @@ class ReplayApp(App[int]):
         if not self._rows:
             self._set_detail(["computing the per-phase summary …"], [])
             return
+        # Two phases side by side take the whole width: beside the phase list each side is too
+        # narrow for its columns (at 160 columns "avg W peak W" wrapped away from their values).
+        self.query_one("#phases", DataTable).display = len(self.compare) != 2
         if len(self.compare) == 2:
             a, b = (self._rows[k] for k in self.compare)
             self._set_detail(["compare (escape: clear)"] + detail_lines(a, o), [""] + detail_lines(b, o))
@@ -526,6 +570,22 @@ class ReplayApp(App[int]):
         else:
             self.compare = (self.compare + [key])[-2:]
         self._update_detail()
+
+    def action_export(self) -> None:
+        """``e``: the selected row (and the phases inside it) as ``greentop summary --format md``
+        would give them, into ``GREENTOP_OUTPUT_DIR`` (else the cwd); the message gives the path."""
+        key = self.cursor_key()
+        summary = self.model.summary
+        if key is None or summary is None or key not in self._rows:
+            self.notify("the summary is still being computed", severity="warning")
+            return
+        try:
+            path = export_markdown(summary, self._rows[key], self.model.path)
+        except OSError as exc:
+            self.notify(f"export failed: {exc}", severity="error")
+            return
+        self.exported.append(path)
+        self.notify(f"exported {path}")
 
     def action_clear_compare(self) -> None:
         self.compare = []

@@ -25,7 +25,7 @@ from greentop.tui.live import PhaseSpan
 
 MAX_ROWS = 3  # depths 0, 1 and 2; deeper phases are not drawn
 
-__all__ = ["Bar", "MAX_ROWS", "PhaseTimeline", "layout_bars"]
+__all__ = ["Bar", "MAX_ROWS", "PhaseTimeline", "bar_label", "draw_row", "layout_bars"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,31 @@ def layout_bars(spans: Sequence[PhaseSpan], t0_ns: int, t1_ns: int, cells: int, 
         x1 = min(max(x1, x0 + 1), cells)
         bars.append(Bar(s.depth, x0, x1, s.name, s.open))
     return bars
+
+
+def bar_label(name: str, open_: bool, room: int) -> str:
+    """The label that fits in ``room`` cells: whole, else cut with "…", else nothing (the bar's
+    colour still shows the phase). An open phase gets " *" when it fits."""
+    label = name + " *" if open_ and len(name) + 2 <= room else name
+    if len(label) <= room:
+        return label
+    return label[: room - 1] + "…" if room >= 3 else ""
+
+
+def draw_row(bars: Sequence[Bar], cells: int) -> tuple[list[str], list[int]]:
+    """One row's characters and styles (0 axis/blank, 1 bar a, 2 bar b). A label ends at least one
+    cell before the next bar starts and before its own bar ends, so two labels never run into each
+    other ("warmutrain"): the bars' colours alternate, and a blank cell separates their words."""
+    chars = [" "] * cells
+    style = [0] * cells
+    ordered = sorted(bars, key=lambda b: (b.x0, b.x1))
+    for i, b in enumerate(ordered):
+        style[b.x0:b.x1] = [1 + i % 2] * (b.x1 - b.x0)
+    for i, b in enumerate(ordered):
+        end = min([b.x1] + [n.x0 for n in ordered[i + 1:]])  # a later bar may share or overlap cells
+        text = bar_label(b.name, b.open, end - b.x0 - 1)
+        chars[b.x0:b.x0 + len(text)] = list(text)
+    return chars, style
 
 
 class PhaseTimeline(Widget):
@@ -115,14 +140,7 @@ class PhaseTimeline(Widget):
         cells = self._cells
         rows: list[list[tuple[str, int]]] = []
         for r in range(MAX_ROWS):
-            chars = [" "] * cells
-            style = [0] * cells  # 0 axis/blank, 1 bar a, 2 bar b
-            for i, b in enumerate(b for b in self._bars if b.row == r):
-                w = b.x1 - b.x0
-                label = b.name + (" *" if b.open and w > len(b.name) + 2 else "")
-                text = (label[:w]).ljust(w) if w > 1 else label[:1]
-                chars[b.x0:b.x1] = list(text)
-                style[b.x0:b.x1] = [1 + i % 2] * w
+            chars, style = draw_row([b for b in self._bars if b.row == r], cells)
             label = ("phases" if r == 0 else "").rjust(_LABEL_W) + "│"
             runs: list[tuple[str, int]] = [(label, 0)]
             x = 0
