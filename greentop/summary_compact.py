@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from greentop.attribution import FLAG_ESTIMATED, FLAG_INCLUDES_ESTIMATE, KIND_PHASE, TOTAL, PhaseSummary, RunSummary
 from greentop.labels import per_unit_label, phase_label
-from greentop.summary_format import _dur, _health_lines, _num
+from greentop.summary_format import _dur, _health_lines, _num, machine_total_text
 from greentop.update_period import update_period_text
 
 _WRAP = 118
@@ -96,8 +96,10 @@ def compact_table(s: RunSummary) -> str:
         text = " ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
         out.append("  command: " + textwrap.shorten(text, _WRAP - 11, placeholder=" ..."))
     for info in s.domains:
+        beside = "" if info.in_total else ", not in the total"
         out.append(f"  {info.domain}: {info.channel}, "
-                   f"{update_period_text(info.update_period_s, info.sample_interval_s, info.estimated)}")
+                   f"{update_period_text(info.update_period_s, info.sample_interval_s, info.estimated)}{beside}")
+    out.extend(textwrap.wrap(machine_total_text(s), _WRAP, initial_indent="  ", subsequent_indent="    "))
     domains = [d.domain for d in s.rows[0].domains if d.domain != TOTAL] if s.rows else []
     energy_cols = domains + ([TOTAL] if len(domains) > 1 else [])
     one = len(energy_cols) == 1

@@ -145,7 +145,7 @@ def _table(s: RunSummary) -> str:
         upd = update_period_text(info.update_period_s, info.sample_interval_s, info.estimated)
         beside = "" if info.in_total else ", not in the total"
         out.append(f"  {info.domain}: {info.channel} ({info.source} {info.quantity}, {info.samples} samples, {upd}{beside})")
-    out.extend(textwrap.wrap(_machine_total(s), _WRAP, initial_indent="  ", subsequent_indent="    "))
+    out.extend(textwrap.wrap(machine_total_text(s), _WRAP, initial_indent="  ", subsequent_indent="    "))
     has_baseline = any(r.total.baseline_w is not None for r in s.rows)
     cols = [c for c in _TABLE_COLS if has_baseline or c[0] not in ("above J", "± above")]
     max_depth = min(max((r.depth for r in s.rows), default=0), _MAX_INDENT_DEPTH)
@@ -170,7 +170,8 @@ def _table(s: RunSummary) -> str:
             name = d.domain if d.domain != TOTAL else "= total"
             line = "  " + (ind + name).ljust(name_w) + "".join(vals[h].rjust(w + 1) for h, w in cols)
             pu = _per_unit(d)
-            inline = len(d.per_unit_j) == 1
+            # One figure rides on the row when it fits the terminal width; otherwise it gets its own line.
+            inline = len(d.per_unit_j) == 1 and len(line) + 2 + len(pu) <= _WRAP + 2
             out.append(line + ("  " + pu if pu and inline else ""))
             if pu and not inline:
                 out.append(f"{ind}      J per unit: {pu}")
@@ -190,7 +191,8 @@ def _table(s: RunSummary) -> str:
     return "\n".join(out) + "\n"
 
 
-def _machine_total(s: RunSummary) -> str:
+def machine_total_text(s: RunSummary) -> str:
+    """What the machine total adds up, stated in every format (the --cpu-total choice)."""
     return s.machine_total or f"machine total: --cpu-total {s.cpu_total}"
 
 
@@ -275,7 +277,7 @@ def _markdown(s: RunSummary) -> str:
     out.append(f"**Energy by phase** (run {_dur(run_s)}; carbon intensity {s.carbon_g_per_kwh:g} gCO2e/kWh, "
                f"{_md_escape(s.carbon_source)})")
     out.append("")
-    out.append(_md_escape(_machine_total(s)))
+    out.append(_md_escape(machine_total_text(s)))
     out.append("")
     has_baseline = any(r.total.baseline_w is not None for r in s.rows)
     head = ["Phase", "Status", "Duration", "Domain", "Energy (J)", "± (J)", "Exclusive (J)", "Wh", "Avg W",

@@ -116,8 +116,9 @@ def test_a_baseline_taken_on_a_busy_machine_is_warned_about() -> None:
     assert s.row("run").total.above_baseline_j < 0
     warning = [n for n in s.notes if n.startswith("warning: the idle baseline")]
     assert warning and "busy" in warning[0]
-    table = format_summary(s, "table")
+    table = format_summary(s, "table", detail=True)
     assert "does not look idle" in table and "± above" in table
+    assert "does not look idle" in " ".join(format_summary(s, "table").split())  # the compact table warns too
     clean = TraceData(meta={}, channels=[ChannelData(est, t, np.arange(t.size, dtype=np.int64) * 8)], phases=[],
                       marks=[], counts=[], run_start_ns=T0, run_end_ns=T0 + 6000 * MS, baseline=(T0, T0 + 2000 * MS))
     assert not [n for n in summarise(clean, 0.0).notes if n.startswith("warning")]

@@ -110,8 +110,9 @@ def test_a_run_that_did_not_end_well_says_so_in_every_format(run: dict[str, obje
     trace.meta["run"] = run
     s = summarise(trace, 100.0, carbon_source="test")
     assert s.row("run").status == status
-    table = format_summary(s, "table")
-    assert any(line.startswith("run") and f"[{status}]" in line for line in table.splitlines())
+    for detail in (False, True):
+        table = format_summary(s, "table", detail=detail)
+        assert any(line.lstrip().startswith("run") and f"[{status}]" in line for line in table.splitlines())
     csv_rows = [r for r in csv.DictReader(io.StringIO(format_summary(s, "csv"))) if r["phase"] == "run"]
     assert csv_rows and {r["status"] for r in csv_rows} == {status}
     doc = json.loads(format_summary(s, "json"))
