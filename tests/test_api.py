@@ -305,3 +305,21 @@ def test_top_level_names_and_no_textual_on_the_api_path(host: dict[str, FakeCoun
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_report_without_its_extra_says_which_to_install(tmp_path: Path) -> None:
+    import subprocess
+
+    # A core install has no pandas: an import hook that refuses it stands in for its absence.
+    code = ("import sys\n"
+            "class NoPandas:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('pandas', 'matplotlib'): raise ImportError(name)\n"
+            "sys.meta_path.insert(0, NoPandas())\n"
+            "from greentop.cli import main\n"
+            "sys.exit(main(['report', sys.argv[1], '-o', sys.argv[1]]))\n")
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip() == ("greentop: error: greentop report needs pandas, which is not installed: "
+                                  "pip install 'greentop[report]'")
