@@ -323,3 +323,13 @@ def test_report_without_its_extra_says_which_to_install(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert out.stderr.strip() == ("greentop: error: greentop report needs pandas, which is not installed: "
                                   "pip install 'greentop[report]'")
+
+
+def test_samples_stay_in_time_order_while_the_drain_thread_and_callers_both_pull(host: dict[str, FakeCounter]) -> None:
+    with Monitor(rate=2000, options=NO_GPU) as mon:
+        name = mon.channels[0].name
+        end = time.monotonic() + 0.6  # spans two of the drain thread's passes
+        while time.monotonic() < end:
+            mon.samples(name)
+    t = mon.samples(name).t_ns
+    assert t.size > 500 and bool((t[1:] > t[:-1]).all())

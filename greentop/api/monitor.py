@@ -82,9 +82,12 @@ class _Store:
         self.events: list[Event] = []
         self.version = 0  # bumped by every change: a cached summary is valid while it holds
 
-    def add_samples(self, drained: dict[str, Samples]) -> None:
+    def pull(self, sampler: Sampler) -> None:
+        """Move what the sampler's rings hold into the store. Drain and append under one lock:
+        the drain thread and a caller's measurement both pull, and two drains appended in the
+        other order would put samples out of time order."""
         with self.lock:
-            for name, s in drained.items():
+            for name, s in sampler.drain().items():
                 if s.t_ns.size:
                     self.t_ns[name].append(s.t_ns)
                     self.raw[name].append(s.raw)
@@ -108,7 +111,7 @@ class _Store:
 
 def _drain_loop(sampler: Sampler, store: _Store, stop: threading.Event) -> None:
     while not stop.wait(DRAIN_S):
-        store.add_samples(sampler.drain())
+        store.pull(sampler)
 
 
 def _shutdown(sampler: Sampler, store: _Store, stop: threading.Event, thread: threading.Thread) -> None:
@@ -119,7 +122,7 @@ def _shutdown(sampler: Sampler, store: _Store, stop: threading.Event, thread: th
     if thread.is_alive() and thread is not threading.current_thread():
         thread.join()
     sampler.stop()
-    store.add_samples(sampler.drain())
+    store.pull(sampler)
 
 
 @dataclass(frozen=True)
@@ -334,7 +337,7 @@ class Monitor:
 
     def _collect(self) -> None:
         if self.running:
-            self._store.add_samples(self._sampler.drain())
+            self._store.pull(self._sampler)
 
     def trace_data(self) -> TraceData:
         """Everything so far as the in-memory run ``greentop.load`` returns for a recorded trace.
