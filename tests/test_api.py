@@ -333,3 +333,17 @@ def test_samples_stay_in_time_order_while_the_drain_thread_and_callers_both_pull
             mon.samples(name)
     t = mon.samples(name).t_ns
     assert t.size > 500 and bool((t[1:] > t[:-1]).all())
+
+
+def test_a_window_right_after_start_and_right_before_stop_is_covered_on_the_slow_lane(
+        fake_nvml: Callable[[FakeNvmlConfig], FakeNvmlConfig], no_host: Path) -> None:
+    from greentop.attribution import FLAG_OUTSIDE
+
+    fake_nvml(FakeNvmlConfig(energy_cost_us=0, update_ms=20))
+    mon = Monitor(rate=1000, sources=["nvml:gpu0:energy"])  # a 10 Hz slow-lane counter only
+    with mon.window("edge-to-edge"):
+        time.sleep(0.15)
+    mon.stop()
+    gpu = mon.measurement("edge-to-edge").domain("gpu-0")
+    assert FLAG_OUTSIDE not in gpu.flag
+    assert gpu.average_w == pytest.approx(100.0, rel=0.02)

@@ -59,10 +59,10 @@ def devices(watch_s: float = 0.5, *, rate_hz: float = DEFAULT_RATE_HZ, slow_rate
         state = "estimated" if c.estimated else "ok"
         if h is not None and h.errors:
             state = f"read errors: {h.errors} ({h.last_error})"
-        power = s.average_w if s is not None and not math.isnan(s.average_w) else None
+        power = float(s.average_w) if s is not None and not math.isnan(s.average_w) else None
         out.append(DeviceChannel(
             name=c.name, source=c.source, domain=c.domain, quantity=c.quantity.value, unit=c.unit, lane=c.lane.value,
-            estimated=c.estimated, state=state, update_period_s=s.update_period_s if s else None,
-            read_cost_us=h.mean_cost_ns / 1e3 if h is not None and h.reads else None, power_w=power, note=c.note, channel=c,
+            estimated=c.estimated, state=state, update_period_s=float(s.update_period_s) if s and s.update_period_s is not None else None,
+            read_cost_us=float(h.mean_cost_ns) / 1e3 if h is not None and h.reads else None, power_w=power, note=c.note, channel=c,
         ))
     return Devices(out, list(found.problems), list(found.notes), [d for d in found.devices if "gpu" in d])

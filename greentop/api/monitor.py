@@ -114,6 +114,20 @@ def _drain_loop(sampler: Sampler, store: _Store, stop: threading.Event) -> None:
         store.pull(sampler)
 
 
+def _await_ticks(sampler: Sampler, timeout_s: float) -> None:
+    """Return once every lane has ticked after this call (or after ``timeout_s``). At start it
+    means a window opened right away is covered by samples from its first instant; at stop, one
+    that ended right before has a sample after its end on every lane (the slow lane's at 10 Hz is
+    up to 100 ms away)."""
+    before = {name: lane.ticks for name, lane in sampler.health().lanes.items()}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        lanes = sampler.health().lanes
+        if all(lanes[name].ticks > ticks for name, ticks in before.items()):
+            return
+        time.sleep(0.0005)
+
+
 def _shutdown(sampler: Sampler, store: _Store, stop: threading.Event, thread: threading.Thread) -> None:
     """Stop sampling and collect the last samples; what ``Monitor.stop`` and garbage collection
     of a running Monitor both do (a notebook that rebinds ``mon`` must not leak a sampler)."""
@@ -241,6 +255,7 @@ class Monitor:
             raise MonitorError("a Monitor starts once; make a new one to measure again")
         self.start_wall_ns, self.start_ns = time.time_ns(), time.monotonic_ns()
         self._sampler.start()
+        _await_ticks(self._sampler, 2.0 / self.slow_rate_hz)
         stop = threading.Event()
         thread = threading.Thread(target=_drain_loop, args=(self._sampler, self._store, stop), name="greentop-monitor",
                                   daemon=True)
@@ -253,9 +268,12 @@ class Monitor:
         return self
 
     def stop(self) -> None:
-        """Stop sampling; everything collected stays measurable and savable. Idempotent."""
+        """Stop sampling once every lane has read after this call (so a window that just ended
+        is covered to its end: up to one slow-lane period, 100 ms, with NVML energy counters);
+        everything collected stays measurable and savable. Idempotent."""
         if self.running:
             assert self._finalizer is not None
+            _await_ticks(self._sampler, 2.0 / self.slow_rate_hz)
             self._finalizer()
             self.stop_ns = time.monotonic_ns()
 
