@@ -16,7 +16,8 @@ Per condition: median wall time of the loop, its ratio to ``none``, the per-roun
 and the fastest run's ratio (on a shared machine other load only ever adds time);
 for the two samplers also how many of their 1 kHz ticks they delivered during the loop and the
 largest gap between samples. Then the Monitor's own costs: start (channels given; and with
-discovery on this machine), stop, one ``window`` enter+exit, one ``begin``/``end`` pair, and a
+discovery on this machine), stop, one ``window`` enter+exit, one ``begin``/``end`` pair, one
+``greentop.phase`` enter+exit (routed to the Monitor in-process), and a
 ``measurement()`` after 10 s of data (5 s with --quick).
 
 One JSON object per line on stdout, a table on stderr, everything in ``--out``. Nothing is asserted.
@@ -43,6 +44,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # greentop from
 from _machine import file_channels, machine_info  # noqa: E402
 from _pysampler import PySampler  # noqa: E402
 
+import greentop  # noqa: E402
 from greentop.api import Monitor  # noqa: E402
 from greentop.channel import Channel  # noqa: E402
 
@@ -209,8 +211,13 @@ def bench_costs(channels: list[Channel], repeats: int, data_s: float) -> None:
             mon.begin("b")
             mon.end("b")
 
+        def tagged_phase() -> None:
+            with greentop.phase("p"):
+                pass
+
         window_us = _median_us(window_pair, 2000)
         begin_end_us = _median_us(begin_end, 2000)
+        phase_us = _median_us(tagged_phase, 2000)  # routed in-process to the Monitor
         time.sleep(data_s)
         with mon.window("last"):
             time.sleep(0.05)
@@ -219,7 +226,8 @@ def bench_costs(channels: list[Channel], repeats: int, data_s: float) -> None:
     finally:
         mon.stop()
     emit({"bench": "monitor_call_costs", "window_enter_exit_us_median": round(window_us, 2),
-          "begin_end_us_median": round(begin_end_us, 2), "windows_logged": 4001,
+          "begin_end_us_median": round(begin_end_us, 2), "phase_with_monitor_us_median": round(phase_us, 2),
+          "windows_logged": 6001,
           "measurement_ms_median": round(measurement_ms, 1), "samples_per_channel": samples, "channels": len(channels)})
 
 

@@ -375,8 +375,8 @@ class Monitor:
         found_phases, marks, counts = build_phases(events, end_ns, "ok", stats=stats)
         run = {"exit_code": 0, "interrupted": False, "end_mono_ns": end_ns, "events_dropped": 0, "events_overflowed": 0,
                **stats}
-        if self.running:
-            run["workload_running"] = True
+        if self.running:  # as a recording stopped from the live view while its workload went on
+            run.update(exit_code=-1, workload_running=True)
         return TraceData(meta=self._meta() | {"run": run}, channels=data, phases=found_phases, marks=marks, counts=counts,
                          run_start_ns=min(starts), run_end_ns=max(int(d.t_ns[-1]) for d in data if d.t_ns.size),
                          baseline=None, health=self._health_dict(), complete=not self.running)
