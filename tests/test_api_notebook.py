@@ -55,5 +55,7 @@ def test_cell_magic_in_ipython(host: FakeHost) -> None:
     # A measurement displays as the small table (text and HTML) once the extension is loaded.
     formatters = ip.display_formatter.formatters  # (a terminal shell only shows text/plain)
     assert formatters["text/plain"](m).startswith("cell1: ") and "<table>" in formatters["text/html"].lookup(m)(m)
-    bad = ip.run_cell("%%greentop -r nope\npass\n")
-    assert bad.success  # a bad line prints one message, no traceback
+    for line in ("-r nope", "-s nosuch", "-r 0", "--sync jax"):
+        bad = ip.run_cell(f"%%greentop {line}\nran = True\n")
+        assert bad.success, line  # one printed line, no traceback
+    assert "ran" not in ip.user_ns  # and the cell was not run unmeasured

@@ -75,10 +75,15 @@ def load_ipython_extension(ip: Any) -> None:
     register_formatters(ip)
 
     def greentop(line: str, cell: str) -> None:
+        from greentop.api.monitor import MonitorError
+
         try:
             m = measure_cell(line, lambda: ip.run_cell(cell), ip.user_ns)
         except MagicError as exc:
             print(exc)
+            return
+        except (MonitorError, ValueError) as exc:  # no such source, a bad rate or sync name
+            print(f"%%greentop: {exc}")
             return
         display(m)
 
