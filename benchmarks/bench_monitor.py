@@ -248,11 +248,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
     ap.add_argument("--out", type=Path, help="write every result, with machine info, to this JSON file")
+    ap.add_argument("--costs-only", action="store_true", help="only the Monitor's start/stop/call costs")
     args = ap.parse_args()
     info = machine_info()
     with tempfile.TemporaryDirectory() as tmp:
         channels = file_channels(Path(tmp), N_CHANNELS, width=12)
-        bench_overhead(channels, 5 if args.quick else 21)
+        if not args.costs_only:
+            bench_overhead(channels, 5 if args.quick else 21)
         bench_costs(channels, 8 if args.quick else 30, 5.0 if args.quick else 10.0)
     report()
     if args.out:

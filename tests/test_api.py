@@ -347,3 +347,33 @@ def test_a_window_right_after_start_and_right_before_stop_is_covered_on_the_slow
     gpu = mon.measurement("edge-to-edge").domain("gpu-0")
     assert FLAG_OUTSIDE not in gpu.flag
     assert gpu.average_w == pytest.approx(100.0, rel=0.02)
+
+
+def test_measurement_of_a_window_is_its_row_in_the_whole_runs_summary(host: dict[str, FakeCounter]) -> None:
+    with Monitor(rate=1000, options=NO_GPU) as mon:
+        with mon.window("outer"):
+            time.sleep(0.05)
+            with mon.window("inner"):
+                with greentop.phase("leaf"):
+                    greentop.count(samples=3)
+                    time.sleep(0.05)
+                greentop.count(samples=2)
+                time.sleep(0.02)
+            import contextvars
+            import threading
+
+            # Two children of "outer" that overlap: "other" runs in a thread started in outer's context.
+            other = threading.Thread(target=contextvars.copy_context().run,
+                                     args=(lambda: mon.window("other")(time.sleep)(0.06),))
+            with mon.window("sibling"):
+                other.start()
+                time.sleep(0.04)
+            other.join()
+        mon.begin("lone")
+        time.sleep(0.03)
+        mon.end("lone")
+    whole = {r.name: r for r in mon.summary().phase_rows()}
+    for name in ("outer", "inner", "leaf", "sibling", "other", "lone"):
+        assert mon.measurement(name) == whole[name], name
+    assert whole["inner"].counts == {"samples": 5.0}
+    assert "overlapping children" in whole["outer"].flag and whole["other"].parent == whole["outer"].index

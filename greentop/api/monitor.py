@@ -26,7 +26,7 @@ import os
 import threading
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Callable, Sequence, TypeVar
@@ -396,21 +396,49 @@ class Monitor:
     def measurement(self, name: str, /) -> PhaseSummary:
         """The figures of the latest window (or ``greentop.phase``) called ``name``: per-domain
         ``energy_j``, ``energy_uncertainty_j``, ``average_w``, ``peak_w``, ``estimated`` and ``flag``
-        (see ``greentop.attribution``), with ``duration_s`` and ``status`` ("unclosed" while open)."""
-        rows = [r for r in self.summary().rows if r.kind == KIND_PHASE and r.name == name]
-        if not rows:
+        (see ``greentop.attribution``), with ``duration_s`` and ``status`` ("unclosed" while open).
+
+        It is the row ``summary()`` has for that window, but computed from the window and what is
+        nested in it only, so its cost does not grow with the number of other windows."""
+        data = self.trace_data()
+        found = [p.index for p in data.phases if p.name == name]
+        if not found:
             raise MonitorError(f"no window or phase named {name!r} in this Monitor")
-        return max(rows, key=lambda r: r.start_ns)
+        return self._subtree_row(data, found[-1])
 
     def measurements(self, name: str, /) -> list[PhaseSummary]:
         """Every window (or phase) called ``name``, oldest first."""
         return sorted((r for r in self.summary().rows if r.kind == KIND_PHASE and r.name == name), key=lambda r: r.start_ns)
 
     def _row_for(self, phase_id: str) -> PhaseSummary:
-        for r in self.summary().rows:
-            if r.kind == KIND_PHASE and r.phase_id == phase_id:
-                return r
+        data = self.trace_data()
+        for p in data.phases:
+            if p.phase_id == phase_id:
+                return self._subtree_row(data, p.index)
         raise MonitorError(f"window {phase_id} not found")
+
+    def _subtree_row(self, data: TraceData, root: int) -> PhaseSummary:
+        """Phase ``root``'s row, from the ledger run over that phase and its descendants alone.
+
+        A phase row's figures depend only on its own interval, its direct children (exclusive
+        energy, overlap flag) and the work counted in its subtree, so they are those of the full
+        summary's row (tests/test_api.py checks it); index, parent and depth are put back to the
+        whole run's."""
+        keep = [root]
+        inside = {root}
+        for p in data.phases[root + 1:]:  # phases come sorted by start: descendants follow their root
+            if p.parent in inside:
+                inside.add(p.index)
+                keep.append(p.index)
+        new_index = {old: new for new, old in enumerate(keep)}
+        phases_sub = [replace(data.phases[old], index=new, parent=new_index.get(data.phases[old].parent, -1),
+                              depth=data.phases[old].depth - data.phases[root].depth) for new, old in enumerate(keep)]
+        counts_sub = [replace(c, phase=new_index[c.phase]) for c in data.counts if c.phase in inside]
+        sub = replace(data, phases=phases_sub, counts=counts_sub, marks=[])
+        row = next(r for r in sub.summary(self.carbon_g_per_kwh, self.carbon_source).rows if r.kind == KIND_PHASE and r.index == 0)
+        original = data.phases[root]
+        row.index, row.parent, row.depth = original.index, original.parent, original.depth
+        return row
 
     def save(self, path: str | Path) -> Path:
         """Write everything so far as a trace (the format of ``greentop record``: ``greentop summary``,
