@@ -379,7 +379,7 @@ class Monitor:
             run.update(exit_code=-1, workload_running=True)
         return TraceData(meta=self._meta() | {"run": run}, channels=data, phases=found_phases, marks=marks, counts=counts,
                          run_start_ns=min(starts), run_end_ns=max(int(d.t_ns[-1]) for d in data if d.t_ns.size),
-                         baseline=None, health=self._health_dict(), complete=not self.running)
+                         baseline=None, health=self._health_dict(), complete=True)
 
     def summary(self) -> RunSummary:
         """Per-window, per-domain figures of everything so far: the ``RunSummary`` that

@@ -1,4 +1,7 @@
-"""A Monitor's data as a trace file: the same writer and layout as ``greentop record``."""
+"""A Monitor's data as a trace file: the same writer and layout as ``greentop record``.
+
+No replay overview is stored: ``greentop replay`` builds it on first open, as for any trace
+without one."""
 
 from __future__ import annotations
 
@@ -34,7 +37,8 @@ def write_trace(path: Path, data: TraceData, events: Sequence[Event], health: Sa
     finalised. An unwritable path is a ``RecordError`` with one line."""
     check_output(path)
     channels = [cd.channel for cd in data.channels]
-    lanes = sorted({c.lane.value for c in channels}, key=lambda lane: 0 if lane == "fast" else 1)
+    # The sampler's threads, as the health rows list them (what the recorder stores too).
+    lanes = list(health.lanes) if health is not None else sorted({c.lane.value for c in channels}, key=lambda n: n != "fast")
     meta = {k: v for k, v in data.meta.items() if k != "run"}
     writer = TraceWriter(path, channels, meta, lanes)
     try:
@@ -43,7 +47,7 @@ def write_trace(path: Path, data: TraceData, events: Sequence[Event], health: Sa
         writer.append_events(list(events))
         if health is not None:
             chans = [health.channels[c.name] for c in channels]
-            lane_h = [health.lanes[lane] for lane in lanes if lane in health.lanes]
+            lane_h = [health.lanes[lane] for lane in lanes]
             writer.append_health(time.monotonic_ns(), [c.overruns for c in chans], [c.errors for c in chans],
                                  [c.reads for c in chans], [h.ticks for h in lane_h], [h.missed for h in lane_h],
                                  [h.late for h in lane_h], 0)
@@ -51,15 +55,5 @@ def write_trace(path: Path, data: TraceData, events: Sequence[Event], health: Sa
         writer.abort()
         raise
     writer.finalize(dict(data.meta.get("run", {})), data.phases, data.marks, data.counts)
-    _store_overview(path)
     return path
 
-
-def _store_overview(path: Path) -> None:
-    # As the recorder does: the replay view's overview, best effort (replay builds it otherwise).
-    from greentop.overview import ensure_overview
-
-    try:
-        ensure_overview(path)
-    except Exception as exc:  # noqa: BLE001 -- the trace is complete; this is only a cache
-        print(f"greentop: {path}: overview not stored ({exc}); replay builds it on first open", file=sys.stderr)
