@@ -9,7 +9,7 @@ $(VENV)/.installed: pyproject.toml setup.py requirements-torch.txt sampler_ext/_
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-torch.txt
-	$(PY) -m pip install -q -e '.[workloads,test]'
+	$(PY) -m pip install -q -e '.[workloads,report,test]'
 	touch $@
 
 PATH_HINT = @echo "greentop and python -m workloads are in $(VENV)/bin; put them on your PATH with: . $(VENV)/bin/activate"

@@ -513,7 +513,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from greentop._extras import MissingExtra, require
     from greentop.report.cli import run as run_report
+
+    try:
+        for module in ("pandas", "matplotlib"):
+            require(module, "report", "greentop report")
+    except MissingExtra as exc:
+        print(f"greentop: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
     return run_report(args)
 

@@ -188,6 +188,19 @@ def _reset() -> None:
         c.close()
 
 
+def _swap_client(client: Any) -> Any:
+    """Make ``client`` this process's event sink; return the one it replaces (a launcher's
+    ``_Client``, or None outside a launcher). ``greentop.api``'s in-process router installs itself
+    here while a Monitor runs, so phases, marks and counts reach the Monitor (and the launcher
+    too, when there is one), and puts the previous sink back when the last Monitor stops. It needs
+    what ``_Client`` offers: ``pid``, ``new_id()``, ``json_str`` and ``send(bytes) -> bool``."""
+    global _client
+    previous = _get_client()
+    with _decide_lock:
+        _client = client
+    return previous
+
+
 if hasattr(os, "register_at_fork"):
     # The child has a new pid (ids must stay unique) and must not share the parent's socket state.
     os.register_at_fork(after_in_child=_reset)

@@ -127,9 +127,15 @@ static void *gt_sym(void *lib, const char *a, const char *b) {
     return p;
 }
 
-/* Load and initialise NVML (path NULL or "" = libnvidia-ml.so.1). Returns 0 or writes err. */
+/* Load and initialise NVML (path NULL or "" = libnvidia-ml.so.1). Returns 0 or writes err.
+ * Reference counted (``inited`` counts the opens): two samplers in one process (two Monitors, a
+ * Monitor beside a recording) share the one library, and only the last close shuts it down.
+ * Callers hold the GIL (Cython ``def`` functions), which serialises open and close. */
 static int gt_nvml_open(const char *path, char *err, size_t errlen) {
-    if (gt_nvml.inited) return 0;
+    if (gt_nvml.inited > 0) {
+        gt_nvml.inited++;
+        return 0;
+    }
     const char *name = (path && path[0]) ? path : "libnvidia-ml.so.1";
     void *lib = dlopen(name, RTLD_NOW | RTLD_GLOBAL);
     if (!lib) {
@@ -161,8 +167,8 @@ static int gt_nvml_open(const char *path, char *err, size_t errlen) {
 }
 
 static void gt_nvml_close(void) {
-    if (gt_nvml.inited && gt_nvml.shutdown) gt_nvml.shutdown();
-    gt_nvml.inited = 0;
+    if (gt_nvml.inited <= 0) return;
+    if (--gt_nvml.inited == 0 && gt_nvml.shutdown) gt_nvml.shutdown();
 }
 
 static int gt_nvml_device(unsigned int index, void **dev) {
