@@ -33,6 +33,8 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
+from greentop import gpusync
+
 if TYPE_CHECKING:
     import socket
 
@@ -55,7 +57,7 @@ invalid_dropped: int = 0
 sync_failures: int = 0
 """Device synchronisations at phase edges (``phase(..., sync=...)``) that raised; skipped, not raised."""
 
-SyncSpec = str | Callable[[], object] | None
+SyncSpec = gpusync.Sync
 """What ``phase(..., sync=...)`` takes: ``"torch"``, a callable of no arguments, or None."""
 
 # The id of the innermost open phase in this thread / asyncio task ("" at top level). A
@@ -281,27 +283,6 @@ def _exc_name(exc_type: type[BaseException]) -> str:
 # ---- device synchronisation at phase edges ----------------------------------------------------
 
 
-def torch_sync() -> None:
-    """``torch.cuda.synchronize()`` (the current device) when torch is already imported and CUDA
-    is initialised; otherwise nothing: greentop never imports torch nor creates a CUDA context."""
-    torch = sys.modules.get("torch")
-    cuda = getattr(torch, "cuda", None) if torch is not None else None
-    if cuda is not None and cuda.is_initialized():
-        cuda.synchronize()
-
-
-def _sync_function(sync: SyncSpec) -> Callable[[], object] | None:
-    """The function ``sync`` names; ValueError for anything else (a programming error, raised
-    inside and outside a launcher alike, so it shows on the first run)."""
-    if sync is None:
-        return None
-    if sync == "torch":
-        return torch_sync
-    if callable(sync):
-        return sync
-    raise ValueError(f"greentop.phase: sync must be 'torch', a callable or None, got {sync!r}")
-
-
 def _run_sync(fn: Callable[[], object]) -> None:
     global sync_failures
     try:
@@ -425,7 +406,7 @@ def phase(name: str, /, *, sync: SyncSpec = None, **attrs: Any) -> PhaseScope:
     (outside one nothing is measured and nothing is synchronised); a sync that raises is counted
     in ``sync_failures`` and skipped. Raises ValueError for any other ``sync`` value."""
     global invalid_dropped
-    sync_fn = _sync_function(sync) if sync is not None else None
+    sync_fn = gpusync.resolve(sync)
     client = _client  # inlined _get_client(): this is the whole cost outside a launcher
     if client is None:
         return _NOOP

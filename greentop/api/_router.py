@@ -35,6 +35,8 @@ class Router:
         self.json_str: Callable[[str], str] = encode_basestring_ascii
         self.sinks: tuple[EventSink, ...] = ()  # replaced, never mutated: send() reads it unlocked
         self._ids = itertools.count(1)
+        # A rank of a distributed job tags its windows and phases with its rank, as under a launcher.
+        self.rank_attrs: dict[str, int] = launcher.rank_attrs if launcher is not None else phases.rank_attrs()
 
     def new_id(self) -> str:
         # Under a launcher its ids stay unique across the whole run's processes.
