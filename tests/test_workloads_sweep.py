@@ -359,6 +359,7 @@ def test_summary_columns_leave_out_the_baseline_and_sum_a_phase_over_its_occurre
     assert cols["domain.gpu0.energy_j"] == 1000.0
     assert cols["phase.decode.energy_j"] == 900.0 and cols["phase.decode.duration_s"] == 9.0
     assert cols["phase.decode.exclusive_energy_j"] == 800.0
+    assert cols["phase.decode.gpu0.energy_j"] == 900.0  # each domain of a phase apart (GPU-only figures)
     assert cols["count.output_tokens"] == 300 and cols["count.requests"] == 3
     assert cols["energy_per_output_token_j"] == 3.0 and cols["energy_per_request_j"] == 300.0
     assert cols["energy_per_sample_j"] is None and cols["energy_per_input_token_j"] is None
