@@ -11,7 +11,8 @@ line with its median ms per step (over --trials runs):
 - ``thread+loop``: ``thread`` with an asyncio event loop in the main thread receiving every step's
   tokens through ``call_soon_threadsafe`` and writing one SSE chunk per token per request
   (JSON-encoded, into a buffer), as the streaming server does;
-- ``thread+loop@5ms``: the same with Python's default 5 ms thread switch interval.
+- ``thread+loop@5ms``: the same with Python's default 5 ms thread switch interval;
+- ``main+loop``: the roles swapped: decoding in the main thread, the event loop in a worker thread.
 
 Every mode runs for ``--engine eager`` and ``compiled``.
 """
@@ -92,6 +93,12 @@ def run_mode(dec: Any, ids: torch.Tensor, mask: torch.Tensor, steps: int, mode: 
         return body(False, None)
     if mode == "read":
         return body(True, None)
+    if mode == "main+loop":
+        hand, close = _loop_sink(ids.shape[0])
+        try:
+            return body(True, hand)
+        finally:
+            close()
     result: list[float] = []
     hand = close = None
     old = sys.getswitchinterval()
@@ -122,7 +129,7 @@ def main() -> int:
     lm = llm.load_model(args.model_size, None, device, dtype)
     ids = llm.random_prompts(args.batch_size, args.prompt_len, lm.vocab_size, 0).to(device)
     mask = torch.ones_like(ids)
-    modes = ("offline", "read", "thread", "thread+loop", "thread+loop@5ms")
+    modes = ("offline", "read", "thread", "thread+loop", "thread+loop@5ms", "main+loop")
     for engine in args.engines.split(","):
         dec = _decoder(lm, engine, args.batch_size, args.prompt_len + args.steps + 1)
         run_mode(dec, ids, mask, 5, "offline", device)  # warm-up
