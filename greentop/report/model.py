@@ -146,7 +146,10 @@ def _independent(x: npt.NDArray[np.float64], names: list[str], dropped: dict[str
 
 def _ols(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> Any:
     """statsmodels' OLS on [1, x]: params, bse, condition_number."""
-    import statsmodels.api as sm
+    try:
+        import statsmodels.api as sm
+    except ImportError:
+        raise ModelError("the energy model needs statsmodels (pip install 'greentop[report]')") from None
 
     return sm.OLS(y, np.hstack([np.ones((x.shape[0], 1)), x])).fit()
 
