@@ -437,17 +437,79 @@ def test_power_against_a_narrow_utilisation_range_is_not_read_as_a_slope() -> No
     assert not any("per 10 points" in t for t in texts)
 
 
-def test_utilisation_that_barely_moves_stays_out_of_the_model(runs: Path) -> None:
-    # One busy core of 16 reads 6.25 % on every run: fitted, its jitter would take a huge
-    # coefficient that the intercept cancels, and the exponents would read wrong.
+def test_utilisation_is_reported_beside_the_model_never_fitted(runs: Path) -> None:
     frame = load_results([runs / "infer"]).frame.copy()
-    frame["metric.cpu_util_pct"] = 6.25 + np.random.default_rng(1).normal(0, 0.01, len(frame))
     model = fit_workload(frame, "infer")
-    assert "cpu_util_pct" not in model.features
-    assert "points" in model.dropped["cpu_util_pct"]
-    assert "gpu_util_pct" in model.features  # 6 to 94 %: a real spread stays
+    assert not any("util" in f for f in model.features)
+    assert model.beside["gpu_util_pct"][0] < model.beside["gpu_util_pct"][1]
     assert model.coefficient("log batch_size") == pytest.approx(POWER_LAW["b"], abs=0.03)
-    # ...and its guideline says the exponents hold at fixed utilisation (utilisation is measured).
+    se = model.standard_error("log batch_size")
+    assert 0 < se < 0.03 and model.condition_number > 1
+
+
+def collinear_serve_rows() -> pd.DataFrame:
+    """Serving rows where energy per request rises with model size at every rate, while GPU
+    utilisation rises steeply with size too: fitted as a covariate, utilisation would take the
+    size effect and flip its sign (the H200 study's model_params^-0.47 against rows that rise)."""
+    rows = []
+    rng = np.random.default_rng(2)
+    for size, params in (("1b", 1.2e9), ("3b", 3.2e9), ("8b", 8e9)):
+        for rate in (1.0, 4.0, 16.0):
+            e = 50.0 * (params / 1e9) ** 0.2 * rate ** -0.6 * math.exp(rng.normal(0, 0.01))
+            # busier with size and with energy (both follow the configuration), nearly exactly
+            util = 10 * math.log(e) + 8 * math.log(params / 1e9) + rng.normal(0, 0.05)
+            row = _common(f"c-{size}-{rate}", "serve", "serve", e * 100, e * 100 / 300.0, util)
+            row |= {"param.model_size": size, "param.rate": rate, "metric.model_params": params,
+                    "count.requests": 100, "energy_per_request_j": e}
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_collinear_utilisation_does_not_flip_the_sign_of_model_size() -> None:
     from greentop.report import guidelines
-    texts = [g.text for g in guidelines.build(frame.iloc[:0], [], [], [model])]
-    assert any("scales as" in t and "at fixed gpu util" in t for t in texts)
+
+    frame = collinear_serve_rows()
+    # What a fit with utilisation as a covariate reads (the old model): the sign of size flips.
+    x = np.column_stack([np.log(frame["metric.model_params"]), np.log(frame["param.rate"]), frame["metric.gpu_util_pct"]])
+    old = np.linalg.lstsq(np.hstack([np.ones((len(x), 1)), x]), np.log(frame["energy_per_request_j"]), rcond=None)[0]
+    assert old[1] < 0  # the trap this test guards against
+    model = fit_workload(frame, "serve")
+    assert model.coefficient("log model_params") == pytest.approx(0.2, abs=0.05)
+    texts = [g.text for g in guidelines.build(frame, [], [], [model])]
+    line = next(t for t in texts if "scales as" in t)
+    assert "model_params^+0.2" in line and "±" in line and "at fixed" not in line
+
+
+def test_a_guideline_the_rows_contradict_is_not_printed() -> None:
+    from greentop.report import guidelines
+
+    # Size raises energy at low rates and lowers it at high ones; the fit's single exponent
+    # cannot say both, so no size guideline; rate falls everywhere and stays.
+    rows = []
+    for size, params in (("1b", 1e9), ("3b", 3e9), ("8b", 8e9)):
+        for rate in (1.0, 2.0, 4.0, 8.0, 16.0):
+            slope = 0.6 - 0.3 * math.log2(rate)  # +0.6 at 1 req/s ... -0.6 at 16
+            e = 40.0 * (params / 1e9) ** slope * rate ** -0.7
+            row = _common(f"x-{size}-{rate}", "serve", "serve", e * 100, e * 100 / 300.0, 10.0)
+            row |= {"param.model_size": size, "param.rate": rate, "metric.model_params": params, "energy_per_request_j": e}
+            rows.append(row)
+    frame = pd.DataFrame(rows)
+    model = fit_workload(frame, "serve")
+    check = guidelines.check_direction(model, "log model_params")
+    assert check.agree >= 1 and check.disagree >= 1 and not check.supported
+    line = next(g.text for g in guidelines.build(frame, [], [], [model]) if "scales as" in g.text)
+    assert "rate^-" in line and "model_params" not in line
+
+
+def test_estimated_cells_are_marked_in_the_report(runs: Path, tmp_path: Path) -> None:
+    frame = pd.read_csv(runs / "llm" / "results.csv")
+    frame["estimated"] = True
+    folder = tmp_path / "est"
+    folder.mkdir()
+    frame.to_csv(folder / "results.csv", index=False)
+    assert main(["report", str(folder), "-o", str(tmp_path / "out")]) == 0
+    text = (tmp_path / "out" / "report.md").read_text()
+    totals = text.split("## Energy and carbon totals")[1].split("##")[0]
+    assert "| llm-infer | 36 |" in totals and totals.count(" *") >= 2 and "estimated share" in totals
+    assert "### llm-infer: energy_per_request_j *" in text
+

@@ -25,7 +25,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("aiohttp")
 
 from greentop.trace import load  # noqa: E402
-from workloads import cbatch, generate, llm, loadgen, server  # noqa: E402
+from workloads import cbatch, generate, llm, loadgen, server, static_decode  # noqa: E402
 from workloads.genrequest import Engine  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -132,6 +132,72 @@ def test_llm_infer_under_record_tags_phases_and_counts_exactly(tmp_path: Path, h
             "peak_memory_bytes"} <= m.keys()
 
 
+# ---- the compiled engine -------------------------------------------------------------------------
+
+
+def chaotic_tiny() -> llm.LoadedModel:
+    """A tiny model whose greedy tokens vary from step to step (the default random init is so flat
+    that every row repeats one token, which would hide a wrong position or cache slot)."""
+    lm = llm.load_model("tiny", None, CPU, torch.float32, seed=1)
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in lm.model.parameters():
+            if p.dim() == 2:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    return lm
+
+
+def test_compiled_engine_gives_the_eager_engines_greedy_tokens() -> None:
+    lm = chaotic_tiny()
+    gen = torch.Generator().manual_seed(5)
+    full = [torch.randint(0, lm.vocab_size, (12,), generator=gen).tolist() for _ in range(3)]
+    ragged = [full[0][:5], full[1], full[2][:9]]  # left padding: positions must count real tokens only
+    dec = static_decode.StaticDecoder(lm.model, max_batch=4, max_len=48, batch_sizes=[2, 4])
+    assert not dec.use_graphs  # CPU: the same fixed-shape step, eagerly
+    for prompts in (full, ragged, [full[1]], full[:2]):  # buckets 4, 4, 2 (one row padded), 2
+        expected = llm.greedy_generate(lm.model, prompts, 24, CPU)
+        assert len({t for row in expected for t in row}) > 20  # the tokens do vary
+        assert static_decode.generate(dec, prompts, 24) == expected
+
+
+def test_compiled_engine_refuses_what_does_not_fit_its_cache() -> None:
+    lm = chaotic_tiny()
+    dec = static_decode.StaticDecoder(lm.model, max_batch=2, max_len=8)
+    with pytest.raises(ValueError):
+        dec.prefill(torch.zeros((3, 4), dtype=torch.long), torch.ones((3, 4), dtype=torch.long))
+    dec.prefill(torch.zeros((1, 6), dtype=torch.long), torch.ones((1, 6), dtype=torch.long))
+    dec.step(), dec.step()
+    with pytest.raises(ValueError, match="full"):
+        dec.step()
+
+
+def test_llm_infer_compiled_puts_set_up_in_its_own_phase(tmp_path: Path, host_env: dict[str, str]) -> None:
+    result = tmp_path / "result.json"
+    proc, out = record(tmp_path, host_env, "llm-infer", "--engine", "compiled", "--model-size", "tiny",
+                       "--batch-size", "2", "--prompt-len", "8", "--output-len", "5", "--precision", "fp32",
+                       "--device", "cpu", "--result", str(result))
+    assert proc.returncode == 0, proc.stderr
+    tr = load(out)
+    assert [p.name for p in tr.phases] == ["load-model", "compile", "generate", "prefill", "decode"]
+    compile_phase = tr.phases[1]
+    assert compile_phase.depth == 0 and compile_phase.end_ns <= tr.phases[2].start_ns
+    assert compile_phase.attrs["engine"] == "compiled"
+    assert counts_of(tr)["output_tokens"] == 2 * 5
+    doc = json.loads(result.read_text())
+    assert doc["params"]["engine"] == "compiled" and doc["metrics"]["compile_s"] >= 0
+
+
+def test_compiled_server_refuses_a_request_beyond_its_cache(tiny: llm.LoadedModel) -> None:
+    dec = static_decode.StaticDecoder(tiny.model, 2, 16)
+    engine = server.BatchEngine(tiny, max_batch_size=2, max_wait_ms=5, max_queue=8, decoder=dec)
+    engine.start()
+    with ServerThread(engine) as base:
+        status, doc = post(base, {"prompt": [1] * 10, "max_tokens": 7})
+        assert status == 400 and "16" in doc["error"]["message"]
+        status, doc = post(base, {"prompt": [1] * 10, "max_tokens": 6})
+        assert status == 200 and doc["choices"][0]["token_ids"] == llm.greedy_generate(tiny.model, [[1] * 10], 6, CPU)[0]
+
+
 # ---- the server, in a thread --------------------------------------------------------------------
 
 
@@ -179,6 +245,9 @@ def tiny() -> llm.LoadedModel:
 def make_engine(kind: str, lm: llm.LoadedModel, max_batch_size: int, max_queue: int) -> Engine:
     if kind == "batch":
         return server.BatchEngine(lm, max_batch_size=max_batch_size, max_wait_ms=20, max_queue=max_queue)
+    if kind == "compiled":  # on the CPU: the static cache and fixed-shape step, run eagerly
+        dec = static_decode.StaticDecoder(lm.model, max_batch_size, lm.max_positions)
+        return server.BatchEngine(lm, max_batch_size=max_batch_size, max_wait_ms=20, max_queue=max_queue, decoder=dec)
     # Its own copy of the same weights: transformers switches the model it batches to paged
     # attention (and 5.17 leaves it so), while the tests take expected outputs from a plain forward.
     own = llm.load_model("tiny", None, CPU, torch.float32, seed=0)

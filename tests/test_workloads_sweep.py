@@ -296,6 +296,7 @@ def test_bad_command_line_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 EXPECTED_POINTS = {"cnn.toml": 8 * 8 * 3, "transformer.toml": 3 * 4 * 4, "llm.toml": 5 * 3 * 5, "llm-infer.toml": 5 * 3 * 3,
                    "cnn-h200.toml": 4 * 3 * 2, "llm-h200.toml": 3 * 3, "llm-h200-continuous.toml": 3 * 3, "llm-infer-h200.toml": 3 * 3, "transformer-h200.toml": 3 * 2,
+                   "llm-infer-compiled-h200.toml": 3 * 3, "llm-infer-batch-h200.toml": 2 * 3,
                    "cnn-cpu.toml": 3 * 3 * 2 - 3}
 
 
@@ -320,7 +321,7 @@ def test_shipped_sweeps_use_the_workloads_flags() -> None:
     flags = {"train": {"--arch", "--data", "--image-size", "--batch-size", "--lr", "--schedule", "--optimizer", "--epochs", "--steps",
                        "--precision", "--channels-last", "--compile", "--workers", "--device", "--seq-len", "--train-samples",
                        "--eval-samples", "--phase-detail"},
-             "llm-infer": {"--model-size", "--batch-size", "--prompt-len", "--output-len", "--precision", "--repeats"},
+             "llm-infer": {"--model-size", "--batch-size", "--prompt-len", "--output-len", "--precision", "--repeats", "--engine"},
              "serve-bench": {"--model-size", "--rate", "--duration", "--prompt-len", "--output-len", "--max-batch-size", "--precision",
                              "--max-queue", "--stream-interval-ms", "--engine"}}
     for path in SWEEPS.glob("*.toml"):
@@ -360,6 +361,7 @@ def test_summary_columns_leave_out_the_baseline_and_sum_a_phase_over_its_occurre
     assert cols["domain.gpu0.energy_j"] == 1000.0
     assert cols["phase.decode.energy_j"] == 900.0 and cols["phase.decode.duration_s"] == 9.0
     assert cols["phase.decode.exclusive_energy_j"] == 800.0
+    assert cols["phase.decode.gpu0.energy_j"] == 900.0  # each domain of a phase apart (GPU-only figures)
     assert cols["count.output_tokens"] == 300 and cols["count.requests"] == 3
     assert cols["energy_per_output_token_j"] == 3.0 and cols["energy_per_request_j"] == 300.0
     assert cols["energy_per_sample_j"] is None and cols["energy_per_input_token_j"] is None

@@ -4,6 +4,10 @@ Our own greedy loop over the KV cache (not ``model.generate``), so the phases ar
 repeat one ``generate`` phase holding a ``prefill`` (one forward over B x L prompt tokens, which
 yields the first output token) and a ``decode`` (N - 1 single-token steps). Every row produces
 exactly N tokens: there is no end-of-sequence stop, so work per run is fixed by the arguments.
+
+``--engine compiled`` decodes with ``workloads.static_decode`` (a static KV cache and a decode step
+replayed as a CUDA graph; eager on a CPU). Its set-up (cache allocation, warm-up, graph capture) is
+a ``compile`` phase of its own, before the generations, never part of ``decode``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import time
 import torch
 
 import greentop
-from workloads import llm
+from workloads import llm, static_decode
 from workloads.cliargs import OneLineParser
 from workloads.results import mark_outcome, write_result
 from workloads.torchutil import (
@@ -29,6 +33,9 @@ from workloads.torchutil import (
 )
 
 
+ENGINES = ("eager", "compiled")
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = OneLineParser(prog="workloads llm-infer", description=__doc__)
     p.add_argument("--model-size", default="tiny", help=f"one of {', '.join(llm.SIZES)} (random weights)")
@@ -38,6 +45,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--output-len", type=int, default=128, help="generated tokens per sequence (exactly)")
     p.add_argument("--precision", default="bf16", choices=PRECISIONS)
     p.add_argument("--device", default="auto")
+    p.add_argument("--engine", default="eager", choices=ENGINES,
+                   help="eager: transformers' forward per step; compiled: static KV cache, decode step as a CUDA graph")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--warmup", type=int, default=1,
                    help="untagged generations before the measured ones (the first pays for kernel loading)")
@@ -56,14 +65,36 @@ def _validate(args: argparse.Namespace) -> None:
         raise llm.UsageError("--warmup must be 0 or more")
 
 
-def _generate_once(lm: llm.LoadedModel, prompts: torch.Tensor, output_len: int, tagged: bool) -> tuple[torch.Tensor, float, float]:
+Decoder = llm.EagerDecoder | static_decode.StaticDecoder
+
+
+def make_decoder(lm: llm.LoadedModel, engine: str, batch_size: int, max_len: int) -> Decoder:
+    """The decode engine; for ``compiled``, the cache is allocated and the step captured here."""
+    if engine == "eager":
+        return llm.EagerDecoder(lm.model)
+    try:
+        dec = static_decode.StaticDecoder(lm.model, batch_size, max_len, batch_sizes=[batch_size])
+    except static_decode.UnsupportedModel as exc:
+        raise llm.UsageError(str(exc)) from None
+    dec.prepare()
+    return dec
+
+
+def _kept(dec: Decoder, tokens: torch.Tensor) -> torch.Tensor:
+    """Tokens safe to keep: the compiled engine overwrites its output tensor every step (a copy
+    costs one small kernel); the eager one returns a new tensor each time (no copy, as before)."""
+    return tokens.clone() if isinstance(dec, static_decode.StaticDecoder) else tokens
+
+
+def _generate_once(lm: llm.LoadedModel, dec: Decoder, prompts: torch.Tensor, output_len: int,
+                   tagged: bool) -> tuple[torch.Tensor, float, float]:
     """One generation; returns the (B, N) output ids, prefill seconds, decode seconds."""
     phase = greentop.phase if tagged else (lambda name, **attrs: contextlib.nullcontext())  # warm-up runs stay untagged
     batch, prompt_len = prompts.shape
     mask = torch.ones_like(prompts)
     t0 = time.perf_counter()
     with phase("prefill", batch_size=batch, prompt_len=prompt_len):
-        tok, state = llm.prefill(lm.model, prompts, mask)
+        tok = _kept(dec, dec.prefill(prompts, mask))
         sync(lm.device)
         if tagged:
             greentop.count(input_tokens=batch * prompt_len, output_tokens=batch)
@@ -71,8 +102,7 @@ def _generate_once(lm: llm.LoadedModel, prompts: torch.Tensor, output_len: int, 
     out = [tok]
     with phase("decode", batch_size=batch, steps=output_len - 1):
         for _ in range(output_len - 1):
-            tok = llm.decode_step(lm.model, tok, state)
-            out.append(tok)
+            out.append(_kept(dec, dec.step()))
         sync(lm.device)
         if tagged and output_len > 1:
             greentop.count(output_tokens=batch * (output_len - 1))
@@ -107,8 +137,15 @@ def run(args: argparse.Namespace) -> dict[str, float | int | None]:
     if args.prompt_len + args.output_len > lm.max_positions:
         raise llm.UsageError(f"--prompt-len + --output-len must be at most {lm.max_positions} for this model")
     prompts = llm.random_prompts(args.batch_size, args.prompt_len, lm.vocab_size, args.seed).to(device)
+    t_compile = time.perf_counter()
+    compiling = greentop.phase("compile", engine=args.engine, batch_size=args.batch_size) if args.engine == "compiled" \
+        else contextlib.nullcontext()
+    with compiling:
+        dec = make_decoder(lm, args.engine, args.batch_size, args.prompt_len + args.output_len)
+        sync(device)
+    compile_s = time.perf_counter() - t_compile
     for _ in range(args.warmup):
-        _generate_once(lm, prompts, args.output_len, tagged=False)
+        _generate_once(lm, dec, prompts, args.output_len, tagged=False)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     prefill_s = decode_s = 0.0
@@ -118,7 +155,7 @@ def run(args: argparse.Namespace) -> dict[str, float | int | None]:
         for r in range(args.repeats):
             with greentop.phase("generate", repeat=r, batch_size=args.batch_size, prompt_len=args.prompt_len,
                                 output_len=args.output_len):
-                outputs, p_s, d_s = _generate_once(lm, prompts, args.output_len, tagged=True)
+                outputs, p_s, d_s = _generate_once(lm, dec, prompts, args.output_len, tagged=True)
                 greentop.count(requests=args.batch_size)
             prefill_s += p_s
             decode_s += d_s
@@ -128,6 +165,7 @@ def run(args: argparse.Namespace) -> dict[str, float | int | None]:
     decode_tokens = args.batch_size * (args.output_len - 1) * args.repeats
     metrics: dict[str, float | int | None] = {
         "model_params": lm.params,
+        "compile_s": compile_s,
         "output_tokens": out_tokens,
         "input_tokens": args.batch_size * args.prompt_len * args.repeats,
         "prefill_s": prefill_s / args.repeats,

@@ -236,6 +236,28 @@ def decode_step(model: torch.nn.Module, tokens: torch.Tensor, state: DecodeState
     return out.logits[:, -1, :].argmax(dim=-1)
 
 
+class EagerDecoder:
+    """``prefill`` and ``decode_step`` behind the two calls of ``static_decode.StaticDecoder``, so
+    an engine can drive either."""
+
+    max_len: int | None = None  # no cache limit beyond the model's positions
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.state: DecodeState | None = None
+        self.tok = torch.empty(0)
+
+    def prefill(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        self.tok, self.state = prefill(self.model, ids, mask)
+        return self.tok
+
+    def step(self) -> torch.Tensor:
+        if self.state is None:
+            raise RuntimeError("step() before prefill()")
+        self.tok = decode_step(self.model, self.tok, self.state)
+        return self.tok
+
+
 def left_pad(prompts: list[list[int]], device: torch.device, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompts of different lengths as one left-padded batch and its attention mask."""
     width = max(len(p) for p in prompts)

@@ -62,6 +62,14 @@ def stop_server(proc: subprocess.Popen[bytes]) -> int:
     return int(proc.returncode)
 
 
+def _health_or(url: str, fallback: dict[str, Any]) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=5) as resp:
+            return dict(json.loads(resp.read()))
+    except (urllib.error.URLError, OSError, ValueError):
+        return fallback
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = OneLineParser(prog="workloads serve-bench", description=__doc__,
                           formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -94,7 +102,7 @@ def main(argv: list[str]) -> int:
 
     cmd = [sys.executable, "-m", "workloads", "serve", "--host", args.host, "--port", str(port),
            "--model-size", args.model_size, "--precision", args.precision, "--device", args.device, "--engine", args.engine,
-           "--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms),
+           "--max-batch-size", str(args.max_batch_size), "--max-seq-len", str(args.max_seq_len), "--max-wait-ms", str(args.max_wait_ms),
            "--max-queue", str(args.max_queue), "--seed", str(args.seed), "--gil-switch-ms", str(args.gil_switch_ms),
            "--stream-interval-ms", str(args.stream_interval_ms)]
     if args.model:
@@ -112,12 +120,16 @@ def main(argv: list[str]) -> int:
         util = Utilisation(device)  # NVML's utilisation is the device's, whichever process drives it
         with util.measure():
             records, wall_s = asyncio.run(loadgen.run_load(spec))
+        health = _health_or(url, health)  # the engine's own decode-step figures, after the load
     finally:
         status = stop_server(proc)
     metrics: dict[str, Any] = loadgen.summarise(records, wall_s)
     metrics["model_params"] = health.get("model_params")
     metrics["gpu_util_pct"] = util.metrics()["gpu_util_pct"]
     metrics["server_exit_code"] = status
+    if "decode_step_mean_ms" in health:  # the server's decode step, timed where it runs (batch engines)
+        metrics["server_decode_step_ms"] = health["decode_step_mean_ms"]
+        metrics["server_decode_steps"] = health.get("decode_steps")
     from workloads.results import mark_outcome
 
     mark_outcome(metrics)

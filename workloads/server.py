@@ -16,6 +16,11 @@ Two engines (``--engine``):
   batch's largest ``max_tokens``. A request finishes (its stream ends) as soon as it has its own
   ``max_tokens``; requests that arrive meanwhile wait for the next batch. Each batch is a
   ``prefill`` and a ``decode`` phase (attribute ``batch_size``).
+- ``compiled``: the same batch-level batching, decoding with ``workloads.static_decode``: a
+  static KV cache of ``--max-seq-len`` tokens per row and the decode step replayed as a CUDA graph
+  (captured per batch size 1, 2, 4, ... ``--max-batch-size`` in a ``compile`` phase before
+  ``serve``; a batch rides in the next captured size up). A request whose prompt plus
+  ``max_tokens`` exceeds ``--max-seq-len`` is refused with 400.
 - ``continuous``: transformers' continuous batching (``workloads.cbatch``): a request joins the
   running batch at the next step. Prefill and decode share steps there, so each busy period is
   one ``generate`` phase instead.
@@ -53,7 +58,7 @@ from workloads.genrequest import (
 
 STREAM_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
-ENGINES = ("batch", "continuous")
+ENGINES = ("batch", "compiled", "continuous")
 
 
 class RequestError(ValueError):
@@ -65,8 +70,12 @@ class BatchEngine:
     so the event loop keeps accepting and streaming while a batch runs)."""
 
     def __init__(self, lm: llm.LoadedModel, max_batch_size: int, max_wait_ms: float, max_queue: int,
-                 stream_interval_ms: float = 0.0) -> None:
+                 stream_interval_ms: float = 0.0, decoder: Any = None) -> None:
         self.lm = lm
+        # llm.EagerDecoder or static_decode.StaticDecoder: prefill(ids, mask) and step()
+        self.decoder = decoder if decoder is not None else llm.EagerDecoder(lm.model)
+        self.max_len: int | None = self.decoder.max_len  # tokens per row (prompt + output), None: no cap
+        self._held: GenRequest | None = None  # did not fit in the last batch's cache: first in the next
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
         self.max_queue = max_queue
@@ -105,16 +114,19 @@ class BatchEngine:
         return self._waiting.qsize()
 
     def health(self) -> dict[str, Any]:
-        return {"engine": "batch", "batches": self.batches, "decode_steps": self.decode_steps,
+        return {"engine": "batch" if self.max_len is None else "compiled", "batches": self.batches, "decode_steps": self.decode_steps,
                 "decode_step_mean_ms": 1000.0 * self.decode_s / max(1, self.decode_steps)}
 
     def _next_batch(self) -> list[GenRequest]:
         """Block for the first request, then gather more for at most ``max_wait_s``."""
         while not self._stop.is_set():
-            try:
-                first = self._waiting.get(timeout=0.1)
-            except queue.Empty:
-                continue
+            if self._held is not None:
+                first, self._held = self._held, None
+            else:
+                try:
+                    first = self._waiting.get(timeout=0.1)
+                except queue.Empty:
+                    continue
             batch = [first]
             deadline = time.monotonic() + self.max_wait_s
             while len(batch) < self.max_batch_size:
@@ -123,10 +135,18 @@ class BatchEngine:
                     batch.append(self._waiting.get(timeout=left_s) if left_s > 0 else self._waiting.get_nowait())
                 except queue.Empty:
                     break
+                if not self._fits(batch):  # a static cache holds max prompt + max output per row
+                    self._held = batch.pop()
+                    break
             live = [r for r in batch if not r.cancelled.is_set()]  # gone before they started
             if live:
                 return live
         return []
+
+    def _fits(self, batch: list[GenRequest]) -> bool:
+        if self.max_len is None:
+            return True
+        return max(len(r.prompt_ids) for r in batch) + max(r.max_tokens for r in batch) <= self.max_len
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -150,8 +170,7 @@ class BatchEngine:
         self.batches += 1
         with greentop.phase("prefill", batch_size=n):
             ids, mask = llm.left_pad([r.prompt_ids for r in batch], device)
-            tok, state = llm.prefill(self.lm.model, ids, mask)
-            firsts = tok.tolist()  # .tolist() synchronises: the phase ends when the work does
+            firsts = self.decoder.prefill(ids, mask).tolist()  # .tolist() synchronises: the phase ends when the work does
             sync(device)
             greentop.count(input_tokens=sum(len(r.prompt_ids) for r in batch), output_tokens=n, requests=n)
         self._emit(batch, firsts, step=1)
@@ -163,7 +182,7 @@ class BatchEngine:
                 for step in range(2, steps + 1):
                     if self._stop.is_set() or all(r.cancelled.is_set() for r in batch):
                         break  # nobody is listening any more (or shutting down): stop spending energy
-                    tok = llm.decode_step(self.lm.model, tok, state)
+                    tok = self.decoder.step()
                     produced += sum(1 for r in batch if r.max_tokens >= step)
                     self._emit(batch, tok.tolist(), step)
                     last_step = step
@@ -230,7 +249,7 @@ def parse_completion_request(body: Any, vocab_size: int, max_positions: int) -> 
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
         raise RequestError("'max_tokens' must be a positive integer")
     if len(ids) + max_tokens > max_positions:
-        raise RequestError(f"prompt ({len(ids)} tokens) + max_tokens ({max_tokens}) exceeds the model's {max_positions} positions")
+        raise RequestError(f"prompt ({len(ids)} tokens) + max_tokens ({max_tokens}) exceeds the server's {max_positions} positions")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise RequestError("'stream' must be a boolean")
@@ -272,12 +291,13 @@ class CompletionServer:
         from aiohttp import web
 
         lm = self.engine.lm
+        max_len = getattr(self.engine, "max_len", None) or lm.max_positions
         try:
             body = await request.json()
         except (ValueError, UnicodeDecodeError):
             return web.json_response(error_body("request body is not valid JSON", "invalid_request_error"), status=400)
         try:
-            ids, max_tokens, stream, include_usage = parse_completion_request(body, lm.vocab_size, lm.max_positions)
+            ids, max_tokens, stream, include_usage = parse_completion_request(body, lm.vocab_size, max_len)
         except RequestError as exc:
             return web.json_response(error_body(str(exc), "invalid_request_error"), status=400)
         req = GenRequest(prompt_ids=ids, max_tokens=max_tokens, loop=asyncio.get_running_loop())
@@ -372,6 +392,8 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
                         "continuous batching (a request joins the running batch at the next step; busy periods tagged "
                         "as generate)")
     p.add_argument("--max-batch-size", type=int, default=8, help="requests per batch (continuous: per step)")
+    p.add_argument("--max-seq-len", type=int, default=1024,
+                   help="compiled: KV cache tokens per row (prompt + max_tokens of any request)")
     p.add_argument("--max-wait-ms", type=float, default=10.0, help="batch: how long a batch waits to fill up")
     p.add_argument("--max-queue", type=int, default=256, help="waiting requests beyond this get 429")
     p.add_argument("--seed", type=int, default=0)
@@ -386,6 +408,8 @@ def check_engine_args(args: argparse.Namespace) -> None:
         raise llm.UsageError(f"unknown model size {args.model_size!r}; one of: {', '.join(llm.SIZES)}")
     if args.max_batch_size < 1:
         raise llm.UsageError("--max-batch-size must be at least 1")
+    if args.max_seq_len < 2:
+        raise llm.UsageError("--max-seq-len must be at least 2")
     if args.max_queue < 1:
         raise llm.UsageError("--max-queue must be at least 1")
     if args.max_wait_ms < 0:
@@ -440,6 +464,18 @@ async def _serve(args: argparse.Namespace, engine: Engine, model_name: str) -> i
 def make_engine(args: argparse.Namespace, lm: llm.LoadedModel) -> Engine:
     if args.engine == "batch":
         return BatchEngine(lm, args.max_batch_size, args.max_wait_ms, args.max_queue, args.stream_interval_ms)
+    if args.engine == "compiled":
+        from workloads import static_decode
+
+        max_len = min(args.max_seq_len, lm.max_positions)
+        try:
+            dec = static_decode.StaticDecoder(lm.model, args.max_batch_size, max_len)
+        except static_decode.UnsupportedModel as exc:
+            raise llm.UsageError(str(exc)) from None
+        # Cache allocation, warm-up and graph capture: their own phase, never part of serving.
+        with greentop.phase("compile", engine="compiled", max_batch_size=args.max_batch_size, max_seq_len=max_len):
+            dec.prepare()
+        return BatchEngine(lm, args.max_batch_size, args.max_wait_ms, args.max_queue, args.stream_interval_ms, dec)
     from workloads import cbatch
 
     if not cbatch.available(lm.model):

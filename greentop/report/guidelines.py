@@ -11,15 +11,17 @@ import pandas as pd
 from greentop.report import figures
 from greentop.report.breakdown import IDLE, generative_by_size_rate, per_arch_batch, phase_split, power_vs_util
 from greentop.report.load import DISCRIMINATIVE
-from greentop.report.model import EnergyModel
+from greentop.report.model import IDENTITY_KEYS, LOG_FEATURES, EnergyModel, _feature_values
 from greentop.report.pareto import ParetoPoint
 from greentop.report.sensitivity import SensitivityRow
+from greentop.report.totals import estimated_workloads
 
 
 @dataclass
 class Guideline:
     text: str
     evidence: str  # the figure or table it rests on
+    estimated: bool = False  # the energies behind it include an estimated share
 
 
 @dataclass
@@ -39,6 +41,67 @@ class Crossover:
     rate_high: float | None  # first tested rate from which the larger model stays the more efficient
     rate_estimate: float | None  # where the log-ratio crosses 1 (interpolated in log rate)
     tested: tuple[float, float]  # range of rates both models were run at
+
+
+# A change within this fraction of energy is noise, not a direction (repeat spreads on the H200
+# were a few per cent).
+DIRECTION_NOISE = 0.05
+NOT_SETTINGS = ("param.repeat", "param.seed", "param.device", "param.model", "param.result", "param.out")  # not held fixed
+
+
+@dataclass
+class DirectionCheck:
+    feature: str  # "model_params"
+    agree: int  # groups of rows (other settings fixed) moving the way the exponent says
+    disagree: int  # moving the other way by more than DIRECTION_NOISE
+    flat: int  # within the noise
+    groups: int  # groups where the feature took two or more values
+
+    @property
+    def supported(self) -> bool:
+        return self.agree > 0 and self.disagree == 0
+
+
+def _other_settings(m: EnergyModel, feature: str) -> list[str]:
+    """The configuration columns to hold fixed while ``feature`` moves: every parameter that varies
+    in the rows except the feature's own and, for a model-derived feature (parameters, MACs), the
+    model's name (which sets it)."""
+    name = feature.removeprefix("log ")
+    column = dict(LOG_FEATURES).get(name, f"param.{name.split('=', 1)[0]}")
+    own = {column} | ({f"param.{k}" for k in IDENTITY_KEYS} if column.startswith("metric.") else set())
+    rows = m.rows
+    return [c for c in rows.columns if c.startswith("param.") and c not in own and c not in NOT_SETTINGS
+            and rows[c].astype("string").nunique(dropna=False) > 1]
+
+
+def check_direction(m: EnergyModel, feature: str) -> DirectionCheck:
+    """Does each group of rows with every other setting fixed move with ``feature`` the way its
+    exponent says? The slope of log energy on log feature within a group, over the group's range."""
+    name = feature.removeprefix("log ")
+    x = np.log(_feature_values(m.rows, dict(LOG_FEATURES)[name]).to_numpy(dtype=float))
+    y = np.log(pd.to_numeric(m.rows[m.target], errors="coerce").to_numpy(dtype=float))
+    others = _other_settings(m, feature)
+    if others:
+        keys = m.rows[others].astype("string").fillna("<NA>")
+        group_ids = keys.groupby(others, dropna=False).ngroup().to_numpy()
+    else:
+        group_ids = np.zeros(len(x), dtype=int)
+    sign = np.sign(m.coefficient(feature))
+    agree = disagree = flat = groups = 0
+    for g in np.unique(group_ids):
+        sel = (group_ids == g) & np.isfinite(x) & np.isfinite(y)
+        if len(np.unique(np.round(x[sel], 9))) < 2:
+            continue
+        groups += 1
+        slope = np.polyfit(x[sel], y[sel], 1)[0]
+        change = slope * float(np.ptp(x[sel]))
+        if abs(change) <= math.log1p(DIRECTION_NOISE):
+            flat += 1
+        elif np.sign(change) == sign:
+            agree += 1
+        else:
+            disagree += 1
+    return DirectionCheck(name, agree, disagree, flat, groups)
 
 
 def _fmt(x: float) -> str:
@@ -157,6 +220,18 @@ def _share_range(values: pd.Series) -> str:
 
 
 def build(frame: pd.DataFrame, pareto: list[ParetoPoint], sens: list[SensitivityRow], models: list[EnergyModel]) -> list[Guideline]:
+    out = _build(frame, pareto, sens, models)
+    est = estimated_workloads(frame)
+    for g in out:
+        # A guideline names its workload first ("train: ...", "serve: ...", "Serving: ..."); one
+        # that names none (power against utilisation) rests on every row.
+        head = g.text.split(":", 1)[0].split(" ", 1)[0]
+        head = "serve" if head == "Serving" else head
+        g.estimated = head in est if head in set(frame.get("workload", pd.Series(dtype=str)).dropna()) else bool(est)
+    return out
+
+
+def _build(frame: pd.DataFrame, pareto: list[ParetoPoint], sens: list[SensitivityRow], models: list[EnergyModel]) -> list[Guideline]:
     out: list[Guideline] = []
     out += _batch_guidelines(best_batch_sizes(frame))
     out += [Guideline(t, f"{figures.PARETO.cite()}, {figures.PARETO_TABLE}") for t in _pareto_texts(pareto)]
@@ -194,11 +269,19 @@ def build(frame: pd.DataFrame, pareto: list[ParetoPoint], sens: list[Sensitivity
                                  figures.POWER.cite()))
     out += _phase_guidelines(phase_split(frame))
     for m in models:
-        logs = {f.removeprefix("log "): m.coefficient(f) for f in m.features if f.startswith("log ")}
-        if logs:
-            terms = ", ".join(f"{k}^{v:+.2f}" for k, v in logs.items())
-            util = [f for f in m.features if f.endswith("_util_pct")]
-            held = f" at fixed {' and '.join(u.removesuffix('_pct').replace('_', ' ') for u in util)}" if util else ""
-            out.append(Guideline(f"{m.workload}: {m.target} scales as {terms}{held} (held-out R² {m.r2_holdout:.2f}).",
-                                 figures.MODEL_TABLE))
+        terms = []
+        for f in m.features:
+            if not f.startswith("log "):
+                continue
+            if not check_direction(m, f).supported:
+                continue  # the rows do not all move this way: no guideline (Table M says why)
+            se = m.standard_error(f)
+            if not (math.isfinite(se) and abs(m.coefficient(f)) > 1.96 * se):
+                continue  # its 95% interval includes 0: no direction to state
+            err = f" ± {se:.2f}" if math.isfinite(se) else ""
+            terms.append(f"{f.removeprefix('log ')}^{m.coefficient(f):+.2f}{err}")
+        if terms:
+            out.append(Guideline(f"{m.workload}: {m.target} scales as {', '.join(terms)} (exponent ± standard error; "
+                                 f"held-out R² {m.r2_holdout:.2f}; every group of rows with the other settings fixed "
+                                 "moves this way).", figures.MODEL_TABLE))
     return out

@@ -1,15 +1,21 @@
-"""Energy model: log(energy per unit) as a linear function of workload and hardware features.
+"""Energy model: log(energy per unit) as a linear function of the configuration.
 
 One model per workload kind (train, infer: energy per sample; llm-infer, serve: energy per request),
 because the kinds differ in what a unit of work is. In log space a power law
 ``E = a * params^b * batch^c`` becomes linear, so the coefficients of log features read as
-exponents. Plain numpy least squares; fit quality is measured on points the fit did not see.
+exponents. Only what a user chooses is a feature (model, batch, lengths, rate, precision, power
+limit). Utilisation is a consequence of those choices, not a knob: as a covariate it is collinear
+with them and flips their signs (the H200 study's serve fit read model_params^-0.47 with it,
++0.22 without, while every rate's rows rose with size), so it is only reported beside the model.
+Ordinary least squares from statsmodels, with standard errors and the design's condition number;
+fit quality is measured on points the fit did not see.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -31,14 +37,11 @@ LOG_FEATURES: tuple[tuple[str, str], ...] = (
     ("max_batch_size", "param.max_batch_size"),
     ("gpu_power_limit_w", "hw.gpu_power_limit_w"),
 )
-LINEAR_FEATURES: tuple[tuple[str, str], ...] = (("gpu_util_pct", "metric.gpu_util_pct"), ("cpu_util_pct", "metric.cpu_util_pct"))
+# Measured, not chosen: reported beside the model (their range over the rows), never fitted.
+BESIDE: tuple[tuple[str, str], ...] = (("gpu_util_pct", "metric.gpu_util_pct"), ("cpu_util_pct", "metric.cpu_util_pct"))
 CATEGORICAL_FEATURES: tuple[tuple[str, str], ...] = (("precision", "param.precision"),)
 IDENTITY_KEYS = ("arch", "model_size")  # what names a model; params/MACs are looked up from it
 
-# Utilisation that moves by less than this (percentage points) across the rows is noise around one
-# level, not a setting that varied: fitted, it turns into a huge coefficient offset by the intercept
-# (seen on the H200: CPU utilisation 6.256-6.277 % = one busy core of 16, coefficient -15.8).
-MIN_UTIL_SPREAD_PCT = 2.0
 MIN_COVERAGE = 0.9  # a feature missing in more rows than this drops out rather than the rows
 LOO_MAX_ROWS = 40  # up to here leave-one-out; above, every 5th point (by point id) is held out
 Z_95 = 1.96
@@ -54,6 +57,8 @@ class EnergyModel:
     target: str  # the column modelled, e.g. energy_per_sample_j
     features: list[str]  # design columns after the intercept: "log batch_size", "gpu_util_pct", "precision=bf16"
     coef: npt.NDArray[np.float64]  # intercept first, then one per feature
+    stderr: npt.NDArray[np.float64]  # the coefficients' standard errors, same order
+    condition_number: float  # of the design matrix (intercept included): large means features nearly collinear
     n_rows: int
     r2_train: float
     r2_holdout: float  # on log energy, points not in the fit
@@ -63,9 +68,13 @@ class EnergyModel:
     categorical_levels: dict[str, list[str]] = field(default_factory=dict)  # first level is the reference
     dropped: dict[str, str] = field(default_factory=dict)  # feature -> why it is not in the model
     rows: pd.DataFrame = field(default_factory=pd.DataFrame)  # the rows fitted, for lookups when predicting
+    beside: dict[str, tuple[float, float]] = field(default_factory=dict)  # measured, not fitted: (min, max) over the rows
 
     def coefficient(self, feature: str) -> float:
         return float(self.coef[1 + self.features.index(feature)])
+
+    def standard_error(self, feature: str) -> float:
+        return float(self.stderr[1 + self.features.index(feature)])
 
 
 @dataclass
@@ -103,17 +112,6 @@ def _candidate_columns(rows: pd.DataFrame) -> tuple[dict[str, npt.NDArray[np.flo
                 dropped[name] = "missing in too many rows"
             continue
         cols[f"log {name}"] = np.log(v)
-    for name, column in LINEAR_FEATURES:
-        v = _feature_values(rows, column).to_numpy()
-        if np.isfinite(v).mean() < MIN_COVERAGE:
-            if np.isfinite(v).any():
-                dropped[name] = "missing in too many rows"
-            continue
-        finite = v[np.isfinite(v)]
-        if finite.size and np.ptp(finite) < MIN_UTIL_SPREAD_PCT:
-            dropped[name] = f"varies by under {MIN_UTIL_SPREAD_PCT:g} points"
-            continue
-        cols[name] = v
     for name, column in CATEGORICAL_FEATURES:
         if column not in rows.columns or rows[column].isna().mean() > 1 - MIN_COVERAGE:
             continue
@@ -146,10 +144,27 @@ def _independent(x: npt.NDArray[np.float64], names: list[str], dropped: dict[str
     return keep
 
 
+def _ols(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> Any:
+    """statsmodels' OLS on [1, x]: params, bse, condition_number."""
+    try:
+        import statsmodels.api as sm
+    except ImportError:
+        raise ModelError("the energy model needs statsmodels (pip install 'greentop[report]')") from None
+
+    return sm.OLS(y, np.hstack([np.ones((x.shape[0], 1)), x])).fit()
+
+
 def _lstsq(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    a = np.hstack([np.ones((x.shape[0], 1)), x])
-    coef, *_ = np.linalg.lstsq(a, y, rcond=None)
-    return np.asarray(coef, dtype=np.float64)
+    return np.asarray(_ols(x, y).params, dtype=np.float64)
+
+
+def _beside(rows: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    out: dict[str, tuple[float, float]] = {}
+    for name, column in BESIDE:
+        v = _feature_values(rows, column).dropna()
+        if not v.empty:
+            out[name] = (float(v.min()), float(v.max()))
+    return out
 
 
 def _r2(y: npt.NDArray[np.float64], pred: npt.NDArray[np.float64]) -> float:
@@ -193,18 +208,22 @@ def fit_workload(frame: pd.DataFrame, workload: str) -> EnergyModel:
     x = x[:, keep]
     if len(y) < x.shape[1] + 3:
         raise ModelError(f"{workload}: too few points ({len(y)}) to fit and check {x.shape[1]} features")
-    coef = _lstsq(x, y)
+    fit = _ols(x, y)
+    coef = np.asarray(fit.params, dtype=np.float64)
+    with np.errstate(all="ignore"):  # a saturated fit has no residual variance: its errors are NaN, said so
+        stderr = np.asarray(fit.bse, dtype=np.float64)
     fitted = coef[0] + x @ coef[1:]
     order = np.argsort(rows["point"].astype(str).to_numpy(), kind="stable") if "point" in rows.columns else np.arange(len(y))
     y_held, p_held, method = _holdout_predictions(x, y, order)
     resid = y_held - p_held
     return EnergyModel(
-        workload=workload, target=target, features=names, coef=coef, n_rows=len(y),
+        workload=workload, target=target, features=names, coef=coef, stderr=stderr,
+        condition_number=float(fit.condition_number), n_rows=len(y),
         r2_train=_r2(y, fitted), r2_holdout=_r2(y_held, p_held),
         mape_holdout_pct=float(np.mean(np.abs(np.expm1(-resid)))) * 100.0,  # |pred - true| / true
         holdout=method, sigma_log=float(np.sqrt(np.mean(resid**2))),
         categorical_levels={k: v for k, v in levels.items() if any(n.startswith(k + "=") for n in names)},
-        dropped=dropped, rows=rows,
+        dropped=dropped, rows=rows, beside=_beside(rows),
     )
 
 
@@ -287,7 +306,7 @@ def predict(model: EnergyModel, query: dict[str, str]) -> Prediction:
     near, near_what = _matching(rows, query)
     x: list[float] = []
     filled: dict[str, str] = {}
-    columns = dict(LOG_FEATURES + LINEAR_FEATURES)
+    columns = dict(LOG_FEATURES)
     for feature in model.features:
         if "=" in feature:  # one-hot categorical
             name, level = feature.split("=", 1)

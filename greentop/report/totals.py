@@ -20,6 +20,21 @@ class Totals:
     intensities_g_per_kwh: list[float] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     by_workload: dict[str, tuple[int, float, float | None]] = field(default_factory=dict)  # runs, energy_j, gco2e
+    estimated_workloads: set[str] = field(default_factory=set)  # whose energy includes an estimated share
+
+
+def estimated_rows(frame: pd.DataFrame) -> pd.Series:
+    """Rows whose energy includes an estimated share (the table's ``estimated`` column)."""
+    if "estimated" not in frame.columns:
+        return pd.Series(False, index=frame.index)
+    return frame["estimated"].astype(str).str.strip().str.lower().isin(("true", "1", "1.0"))
+
+
+def estimated_workloads(frame: pd.DataFrame) -> set[str]:
+    if "workload" not in frame.columns:
+        return set()
+    est = estimated_rows(frame)
+    return {str(w) for w in frame.loc[est, "workload"].dropna().unique()}
 
 
 def _sum(frame: pd.DataFrame, col: str) -> float | None:
@@ -43,4 +58,5 @@ def totals(frame: pd.DataFrame, trace_sources: dict[str, int] | None = None, tra
         runs=len(frame), energy_j=_sum(frame, "energy_j") or 0.0, energy_above_idle_j=_sum(frame, "energy_above_idle_j"),
         duration_s=_sum(frame, "duration_s"), gco2e=_sum(frame, "gco2e"), runs_with_carbon=int(carbon.notna().sum()),
         intensities_g_per_kwh=intensities, sources=sources, by_workload=by,
+        estimated_workloads=estimated_workloads(frame),
     )

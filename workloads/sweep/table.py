@@ -82,6 +82,7 @@ def summary_columns(summary: dict[str, Any], primary_phase: str | None) -> dict[
         return False
 
     phase_sums: dict[str, dict[str, float]] = {}
+    phase_domains: dict[str, dict[str, float]] = {}  # per phase, each measured or estimated domain apart
     phase_counts: dict[str, dict[str, float]] = {}
     for r in phase_rows:
         if nested_in_namesake(r):
@@ -91,12 +92,18 @@ def summary_columns(summary: dict[str, Any], primary_phase: str | None) -> dict[
         s["energy_j"] += _f(t.get("energy_j")) or 0.0
         s["duration_s"] += _f(r.get("duration_s")) or 0.0
         s["exclusive_energy_j"] += _f(t.get("exclusive_energy_j")) or 0.0
+        pd_ = phase_domains.setdefault(r["name"], {})
+        for d in r.get("domains", []):
+            if d.get("domain") and d.get("domain") != "total":
+                pd_[d["domain"]] = pd_.get(d["domain"], 0.0) + (_f(d.get("energy_j")) or 0.0)
         c = phase_counts.setdefault(r["name"], {})
         for n, v in (r.get("counts") or {}).items():
             c[n] = c.get(n, 0.0) + (_f(v) or 0.0)
     for name, s in phase_sums.items():
         for k, v in s.items():
             cols[f"phase.{name}.{k}"] = v
+        for dom, v in phase_domains.get(name, {}).items():  # e.g. phase.decode.gpu-0.energy_j: GPU only
+            cols[f"phase.{name}.{dom}.energy_j"] = v
     for n, v in sorted((run.get("counts") or {}).items()):
         cols[f"count.{n}"] = _count_cell(v)
     primary = phase_sums.get(primary_phase or "")
