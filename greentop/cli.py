@@ -389,6 +389,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     return run_report(args)
 
 
+def _exit_if_stuck() -> None:
+    """After a trace read that timed out (``greentop.deadline``) its thread holds HDF5's lock and
+    the interpreter's exit would wait on it forever: leave at once."""
+    from greentop.deadline import stuck
+
+    if stuck():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_BAD_INPUT)
+
+
 class UsageError(Exception):
     """Bad input found after parsing; one line, exit code 2."""
 
@@ -419,6 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except (SamplerError, ValueError, UsageError, RecordError, TraceError) as exc:
         print(f"greentop: error: {exc}", file=sys.stderr)
+        _exit_if_stuck()
         return EXIT_BAD_INPUT
     except OSError as exc:
         print(f"greentop: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)

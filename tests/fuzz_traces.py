@@ -415,7 +415,12 @@ def _has_nonfinite(text: str) -> bool:
     return bad
 
 
-def _target(name: str, path: Path) -> tuple[str, str]:
+def _one_clean_line(text: str) -> bool:
+    lines = text.strip().splitlines()
+    return len(lines) == 1 and lines[0].startswith("greentop: error:")
+
+
+def _target(name: str, path: Path, errfile: Path) -> tuple[str, str]:
     """Run one reader in this (child) process: ("clean"|"ok"|"traceback", detail or summary JSON)."""
     from greentop.summary_format import format_summary
     from greentop.trace import TraceError
@@ -423,18 +428,20 @@ def _target(name: str, path: Path) -> tuple[str, str]:
     if name == "summary":
         from greentop import cli
 
-        out, err = io.StringIO(), io.StringIO()
-        sys.stdout, sys.stderr = out, err
-        try:
-            rc = cli.main(["summary", str(path), "--format", "json"])
-        finally:
-            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-        lines = err.getvalue().strip().splitlines()
-        if rc == 2 and len(lines) == 1 and lines[0].startswith("greentop: error:") and not out.getvalue():
-            return "clean", lines[0]
+        out = io.StringIO()
+        # stderr to a file: the CLI may leave with os._exit after a read that timed out.
+        with open(errfile, "w", buffering=1) as err:
+            sys.stdout, sys.stderr = out, err
+            try:
+                rc = cli.main(["summary", str(path), "--format", "json"])
+            finally:
+                sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        errors = errfile.read_text()
+        if rc == 2 and _one_clean_line(errors) and not out.getvalue():
+            return "clean", errors.strip()
         if rc == 0:
             return "ok", out.getvalue()
-        return "traceback", f"exit {rc}: {err.getvalue()[-2000:]}"
+        return "traceback", f"exit {rc}: {errors[-2000:]}"
     try:
         if name == "load":
             import greentop
@@ -456,15 +463,26 @@ def _target(name: str, path: Path) -> tuple[str, str]:
 
 def run_target(name: str, path: Path, timeout_s: float) -> tuple[str, str]:
     """``_target`` in a forked child with a deadline: adds "hang" and catches anything raised."""
+    errfile = Path(tempfile.mkstemp(prefix="greentop-fuzz-err-")[1])
+    try:
+        return _run_target(name, path, timeout_s, errfile)
+    finally:
+        errfile.unlink(missing_ok=True)
+
+
+def _run_target(name: str, path: Path, timeout_s: float, errfile: Path) -> tuple[str, str]:
     with tempfile.TemporaryFile("w+") as result:
         pid = os.fork()
         if pid == 0:  # the child: never returns
             code = 0
             try:
+                # The readers' own time limit (greentop.deadline) well inside the harness's deadline:
+                # a read that HDF5 cannot finish must end as a clean error, not as a hang.
+                os.environ["GREENTOP_READ_TIMEOUT_S"] = str(max(timeout_s / 4, 1.0))
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, 1)
                 os.dup2(devnull, 2)
-                status, detail = _target(name, path)
+                status, detail = _target(name, path, errfile)
             except BaseException as exc:  # noqa: BLE001 -- that is what is being measured
                 status, detail = "traceback", "".join(traceback.format_exception(exc))[-3000:]
             try:
@@ -489,7 +507,10 @@ def run_target(name: str, path: Path, timeout_s: float) -> tuple[str, str]:
         try:
             doc = json.load(result)
         except ValueError:
-            return "traceback", f"child exited {os.WEXITSTATUS(wstatus)} without a result"
+            errors = errfile.read_text()
+            if os.WEXITSTATUS(wstatus) == 2 and _one_clean_line(errors):
+                return "clean", errors.strip()  # the CLI's immediate exit after a read that timed out
+            return "traceback", f"child exited {os.WEXITSTATUS(wstatus)} without a result: {errors[-500:]}"
         return doc["status"], doc["detail"]
 
 
