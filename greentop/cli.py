@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("record", help="run a command and record every sensor to an HDF5 trace",
                        usage="greentop record -o RUN.h5 [options] -- CMD [ARGS...]")
     r.add_argument("-o", "--output", required=True, metavar="RUN.h5", help="trace file to write")
+    r.add_argument("--force", action="store_true", help="replace RUN.h5 if it exists (by default an existing file is kept)")
     r.add_argument("--rate", type=_rate, default=DEFAULT_RATE_HZ, metavar="HZ", help="fast-lane rate (default 1000)")
     r.add_argument("--slow-rate", type=_rate, default=DEFAULT_SLOW_RATE_HZ, metavar="HZ", help="slow-lane rate (default 10)")
     r.add_argument("--baseline", type=_seconds, default=3.0, metavar="S", help="idle baseline before the command (default 3 s)")
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     lv = sub.add_parser("run", help="show live power while a command runs (no command: watch the machine)",
                         usage="greentop run [-o RUN.h5] [options] [-- CMD [ARGS...]]")
     lv.add_argument("-o", "--output", metavar="RUN.h5", help="also record the whole run to this trace (without it: r records)")
+    lv.add_argument("--force", action="store_true", help="with -o: replace RUN.h5 if it exists")
     lv.add_argument("--baseline", type=_seconds, default=3.0, metavar="S", help="with -o: idle baseline before the command (default 3 s)")
     lv.add_argument("--no-baseline", action="store_true", help="with -o: skip the idle baseline")
     lv.add_argument("--rate", type=_rate, default=DEFAULT_RATE_HZ, metavar="HZ", help="fast-lane rate (default 1000)")
@@ -275,13 +277,14 @@ def cmd_record(args: argparse.Namespace) -> int:
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
-    check_inputs(cmd, Path(args.output))
+    check_inputs(cmd, Path(args.output), getattr(args, "force", False))
     intensity, source = _carbon(args)
     found = discover(_options(args))
     if not found.channels:
         raise UsageError("no channel to sample (no sensor and no /proc/stat)")
     opts = RecordOptions(output=Path(args.output), rate_hz=args.rate, slow_rate_hz=args.slow_rate,
-                         baseline_s=0.0 if args.no_baseline else args.baseline, carbon_g_per_kwh=intensity, carbon_source=source)
+                         baseline_s=0.0 if args.no_baseline else args.baseline, carbon_g_per_kwh=intensity, carbon_source=source,
+                         force=getattr(args, "force", False))
     names = ", ".join(c.name for c in found.channels)
     print(f"greentop: recording {len(found.channels)} channels ({names}) to {args.output}", file=sys.stderr)
     result = record(cmd, found.channels, found, opts)
@@ -312,8 +315,14 @@ def _print_summary(path: Path, fmt: str, carbon: tuple[float, str] | None, args:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     if args.output:
-        with open(args.output, "w") as out:
-            _print_summary(Path(args.trace), args.format, None, args, out)
+        import io
+
+        from greentop.trace_files import write_atomically
+
+        # Written whole or not at all: a trace that fails to read leaves an old report as it was.
+        out = io.StringIO()
+        _print_summary(Path(args.trace), args.format, None, args, out)
+        write_atomically(Path(args.output), out.getvalue())
     else:
         _print_summary(Path(args.trace), args.format, None, args, sys.stdout)
     return 0
@@ -337,7 +346,7 @@ def cmd_phase(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from greentop.recorder import check_command, check_output
+    from greentop.recorder import check_command, check_output, replace_output
     from greentop.tui.app import run_live
 
     cmd = list(args.cmd)
@@ -347,7 +356,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if cmd:
         check_command(cmd, usage="greentop run [-o run.h5] -- CMD ARGS...")
     if output is not None:
-        check_output(output)
+        check_output(output, args.force)
+        if args.force:
+            replace_output(output)
     carbon = _carbon(args)  # an unknown region: one line and exit 2, before any screen
     textual_driver = "TEXTUAL_DRIVER" in os.environ  # a driver named explicitly draws without a tty
     if cmd and not textual_driver and not (sys.stdin.isatty() and sys.stdout.isatty()):

@@ -14,6 +14,7 @@ import os
 import select
 import shutil
 import socket
+import stat
 import tempfile
 import threading
 import weakref
@@ -151,6 +152,7 @@ class EventListener:
     def start(self) -> None:
         if self._thread is not None:
             raise RuntimeError("EventListener already started")
+        remove_stale_dirs()
         d = tempfile.mkdtemp(prefix="greentop-")  # mode 0700: nobody else can reach the socket
         if len(d) + 1 + len(_SOCKET_NAME) > _MAX_SUN_PATH:  # a long $TMPDIR
             os.rmdir(d)
@@ -253,6 +255,39 @@ class EventListener:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
+
+
+def remove_stale_dirs(folders: Iterable[str] | None = None) -> list[str]:
+    """Remove the socket folders of listeners that died without cleaning up (a recorder killed with
+    SIGKILL): ours (same uid), holding nothing but the socket, and nobody bound to it (a connect
+    is refused). Returns the folders removed."""
+    removed = []
+    for top in folders if folders is not None else {tempfile.gettempdir(), "/tmp"}:
+        try:
+            names = [n for n in os.listdir(top) if n.startswith("greentop-")]
+        except OSError:
+            continue
+        for name in names:
+            d = os.path.join(top, name)
+            try:
+                st = os.lstat(d)
+                if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or os.listdir(d) != [_SOCKET_NAME]:
+                    continue
+                if not stat.S_ISSOCK(os.lstat(os.path.join(d, _SOCKET_NAME)).st_mode):
+                    continue
+                probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                try:
+                    probe.connect(os.path.join(d, _SOCKET_NAME))
+                    continue  # a live listener
+                except ConnectionRefusedError:
+                    pass
+                finally:
+                    probe.close()
+            except OSError:
+                continue
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
 
 
 def _remove_dir(path: str, owner_pid: int) -> None:

@@ -39,6 +39,7 @@ from greentop.trace import (
 
 DRAIN_S = 0.05
 FLUSH_S = 0.5  # the bar is "at least once a second"
+PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
 GRACE_S = 5.0  # after Ctrl-C: time the workload gets before SIGTERM, then again before SIGKILL
 
 
@@ -54,6 +55,7 @@ class RecordOptions:
     baseline_s: float = 3.0  # 0: no idle baseline
     carbon_g_per_kwh: float = 0.0
     carbon_source: str = ""
+    force: bool = False  # replace an existing output (see check_output)
 
 
 @dataclass
@@ -202,8 +204,31 @@ def _run_event(name: str, value: float = 0.0) -> Event:
     return Event(kind="run", t_ns=time.monotonic_ns(), pid=os.getpid(), name=name, phase_id="", parent_id="", value=value, attrs={})
 
 
-def _wait_child(child: subprocess.Popen[bytes], interrupted: Callable[[], bool]) -> int:
-    """Wait for the workload; after Ctrl-C give it GRACE_S to stop, then SIGTERM, then SIGKILL."""
+def _death_signal_setter() -> Callable[[], None] | None:
+    """What the workload's child runs before exec: have the kernel send it SIGTERM when the
+    recorder dies, even by SIGKILL, so a workload never runs on unrecorded and orphaned
+    (``PR_SET_PDEATHSIG``; processes the workload starts itself are its own to stop). prctl is
+    resolved here, in the recorder: the forked child of a threaded process must not dlopen."""
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def set_in_child() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the recorder died before the prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_in_child
+
+
+def _wait_child(child: subprocess.Popen[bytes], interrupted: Callable[[], bool],
+                first_signal: Callable[[], int] = lambda: signal.SIGINT) -> int:
+    """Wait for the workload; after Ctrl-C give it GRACE_S to stop, then SIGTERM, then SIGKILL.
+    ``first_signal``: what is passed on first (SIGINT after Ctrl-C, SIGTERM after a SIGTERM)."""
     deadline: float | None = None
     stage = 0
     while True:
@@ -216,7 +241,7 @@ def _wait_child(child: subprocess.Popen[bytes], interrupted: Callable[[], bool])
             if deadline is None:
                 deadline = now + 1.0  # a terminal's Ctrl-C reached the child too; give it a moment
             elif now >= deadline:
-                sig = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)[min(stage, 2)]
+                sig = (first_signal(), signal.SIGTERM, signal.SIGKILL)[min(stage, 2)]
                 try:
                     child.send_signal(sig)
                 except ProcessLookupError:
@@ -233,8 +258,9 @@ def check_command(cmd: Sequence[str], usage: str = "greentop record -o run.h5 --
         raise RecordError(f"command not found: {cmd[0]}")
 
 
-def check_output(output: Path) -> None:
-    """Refuse, before anything starts, a trace path that could not be written."""
+def check_output(output: Path, force: bool = False) -> None:
+    """Refuse, before anything starts, a trace path that could not be written, or one where
+    something already is (a file, a symlink: never followed) unless ``force``."""
     out_dir = output.resolve().parent
     if not out_dir.is_dir():
         raise RecordError(f"output folder does not exist: {out_dir}")
@@ -244,12 +270,22 @@ def check_output(output: Path) -> None:
         raise RecordError(f"output is a folder: {output}")
     if output.exists() and not output.is_file():
         raise RecordError(f"output is not a regular file: {output}")
+    if os.path.lexists(output) and not force:
+        what = "a symbolic link" if output.is_symlink() else "a file"
+        raise RecordError(f"output {output} exists ({what}): choose another name, or pass --force to replace it")
 
 
-def check_inputs(cmd: Sequence[str], output: Path) -> None:
+def replace_output(output: Path) -> None:
+    """``--force``: remove what is at the output path (a symlink itself, never its target), so the
+    trace is created new."""
+    if os.path.lexists(output) and not output.is_dir():
+        output.unlink()
+
+
+def check_inputs(cmd: Sequence[str], output: Path, force: bool = False) -> None:
     """Both checks of ``greentop record``: the command, then the output."""
     check_command(cmd)
-    check_output(output)
+    check_output(output, force)
 
 
 def default_trace_path(folder: Path | None = None, now: float | None = None) -> Path:
@@ -368,14 +404,19 @@ class Recorder:
 
 def record(cmd: Sequence[str], channels: list[Channel], found: SourceResult, opts: RecordOptions,
            on_start: Callable[[], None] | None = None) -> Recording:
-    check_inputs(cmd, opts.output)
+    check_inputs(cmd, opts.output, opts.force)
+    if opts.force:
+        replace_output(opts.output)
 
     sampler = Sampler(channels, rate_hz=opts.rate_hz, slow_rate_hz=opts.slow_rate_hz)
     listener = EventListener()
     interrupted = threading.Event()
     previous: dict[int, Any] = {}
 
+    received: list[int] = []
+
     def on_signal(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
         interrupted.set()
 
     sampler.start()
@@ -390,12 +431,14 @@ def record(cmd: Sequence[str], channels: list[Channel], found: SourceResult, opt
             on_start()
         if not interrupted.is_set():
             recorder.log(RUN_WORKLOAD_START)
-            child = subprocess.Popen(list(cmd), env=os.environ | listener.env())
-            rc = _wait_child(child, interrupted.is_set)
+            child = subprocess.Popen(list(cmd), env=os.environ | listener.env(), preexec_fn=_death_signal_setter())
+            rc = _wait_child(child, interrupted.is_set, lambda: received[0] if received else signal.SIGINT)
             recorder.log(RUN_WORKLOAD_EXIT, float(rc))
             exit_code = rc if rc >= 0 else 128 - rc
         else:
             exit_code = 130
+        if received and received[0] == signal.SIGTERM:
+            exit_code = 128 + signal.SIGTERM  # the shell's convention for "terminated": 143
         if interrupted.is_set():
             recorder.log(RUN_INTERRUPTED)
         time.sleep(DRAIN_S)  # datagrams sent just before the exit are still in the socket

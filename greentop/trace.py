@@ -120,7 +120,12 @@ class TraceWriter:
         self._pending: list[list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]] = [[] for _ in self.channels]
         self._pending_events: list[Event] = []
         self._tail_len = [0] * len(self.channels)
-        self._f = h5py.File(self.path, "w", libver="latest")
+        # A new file, never one that is there (nor a symlink's target); owner-only when it will hold
+        # readings other users may not make (trace_files explains why).
+        from greentop.trace_files import create_new, private_readings
+
+        create_new(self.path, private_readings(self.channels))
+        self._f = h5py.File(self.path, "w", libver="latest")  # truncates the file just made, keeping its mode
         f = self._f
         f.attrs["format"] = FORMAT_NAME
         f.attrs["format_version"] = FORMAT_VERSION
