@@ -402,10 +402,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _exit_if_stuck() -> None:
     """After a trace read that timed out (``greentop.deadline``) its thread holds HDF5's lock and
-    the interpreter's exit would wait on it forever: leave at once."""
+    the interpreter's exit would wait on it forever; after a failed write (a full disk) HDF5 holds
+    handles it can neither flush nor release, and its shutdown can crash: leave at once."""
     from greentop.deadline import stuck
+    from greentop.trace import WRITE_FAILED
 
-    if stuck():
+    if stuck() or WRITE_FAILED.is_set():
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(EXIT_BAD_INPUT)

@@ -192,12 +192,28 @@ class _Pump:
                     next_flush += FLUSH_S
         except BaseException as exc:  # surfaced by stop(): a dead writer must not pass silently
             self.error = exc
+            # Said at once, not at the end of a run that may go on for hours: the recording stops
+            # here, the file is closed as it stands (what reached the disk before stays readable).
+            print(f"greentop: writing {self.writer.path} failed ({_reason(exc)}): recording stopped; the trace keeps "
+                  "what was written before; the workload runs on; greentop will exit with code 2", file=sys.stderr, flush=True)
+            self.writer.close_after_failure(exc)
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+        if self.error is not None:
+            return  # the writer is closed: nothing more can go into the trace
         self._pump_once()
         self._snapshot()
+
+
+def _reason(exc: BaseException) -> str:
+    """The one-line cause of a failed write ("No space left on device", ...)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc)
+    m = re.search(r"error message = '([^']*)'", text)  # HDF5's long description of a failed write
+    return m.group(1) if m else (" ".join(text.split())[:160] or type(exc).__name__)
 
 
 def _run_event(name: str, value: float = 0.0) -> Event:
@@ -373,7 +389,8 @@ class Recorder:
         self.stop()
         pump = self._pump
         if pump.error is not None:
-            raise RecordError(f"writing {self.path} failed: {pump.error}")
+            raise RecordError(f"writing {self.path} failed ({_reason(pump.error)}): the trace holds the run up to the last "
+                              "write that succeeded")
         end_ns = time.monotonic_ns()
         status = "ok" if exit_code in (0, None) else "crashed"
         stats: dict[str, int] = {}
@@ -383,7 +400,12 @@ class Recorder:
                                "events_dropped": dropped, "events_overflowed": getattr(self.listener, "overflowed", 0), **stats}
         if exit_code is None:
             run["workload_running"] = True
-        pump.writer.finalize(run, phases, marks, counts)
+        try:
+            pump.writer.finalize(run, phases, marks, counts)
+        except Exception as exc:  # noqa: BLE001 -- a full disk, a vanished file system: give the file up, say so
+            pump.writer.close_after_failure(exc)
+            raise RecordError(f"writing {self.path} failed at the end of the run ({_reason(exc)}): the trace holds the run "
+                              "up to the last write that succeeded") from None
         self._store_overview()
         self.finished = Recording(-1 if exit_code is None else exit_code, self.path, self.sampler.health(), interrupted, dropped)
         return self.finished

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -45,6 +46,12 @@ RUN_WORKLOAD_EXIT = "workload-exit"  # value: exit code (negative: killed by tha
 RUN_INTERRUPTED = "interrupted"  # the user pressed Ctrl-C
 
 _STR = h5py.string_dtype()
+
+
+# Set once a trace could not be written (a full disk): HDF5 then holds handles it can neither flush
+# nor release, and its own shutdown at exit can crash; the greentop command leaves with os._exit.
+WRITE_FAILED = threading.Event()
+_FAILED_HANDLES: list[Any] = []  # see TraceWriter.close_after_failure
 
 
 class TraceError(Exception):
@@ -194,6 +201,7 @@ class TraceWriter:
         """Write everything pending and make it durable (the SWMR flush point). Whole chunks go to
         the compressed datasets; the rest to the channel's tail (or, when ``final``, to the end of
         the compressed datasets)."""
+        moved = False  # whether samples left a tail for the main datasets in this flush
         for i, new in enumerate(self._pending):
             on_tail = self._on_tail[i]
             if not new and not (final and on_tail):
@@ -212,6 +220,7 @@ class TraceWriter:
                 on_tail.clear()
                 new[:] = [(t[whole:], raw[whole:])] if total > whole else []
                 self._tail_len[i] = 0
+                moved = True
             if new:
                 # Only what the tail does not hold yet is written: each flush costs what it adds.
                 rows = np.empty((sum(p[0].size for p in new), 2), dtype=np.int64)
@@ -225,6 +234,10 @@ class TraceWriter:
                 on_tail.extend(new)
             new.clear()
             self._pending_n[i] = 0
+        if moved:
+            # Samples moved out of a tail must be on disk before the tail lengths say so: if this
+            # write fails (a full disk), the old lengths still point at them in the tail.
+            self._f.flush()
         _write_rows(self._tail_len_ds, 0, np.asarray(self._tail_len, dtype=np.int64))
         if self._pending_events:
             self._write_events(self._pending_events)
@@ -275,6 +288,18 @@ class TraceWriter:
                 "value": np.array([c.value for c in counts], np.float64), "pid": np.array([c.pid for c in counts], np.int64),
                 "phase": np.array([c.phase for c in counts], np.int64),
             })
+
+    def close_after_failure(self, error: BaseException | None = None) -> None:
+        """Give up on the file after a write failed (a full disk). HDF5 cannot release a handle of
+        it without writing, and each release that fails prints a traceback (h5py), so the file and
+        the failed write's traceback (``error``: its frames hold handles too) are kept, open, for the
+        rest of the process: the greentop command exits at once (``WRITE_FAILED``). The file keeps
+        what reached the disk before. Idempotent."""
+        f, self._f = self._f, None
+        if f is None:
+            return
+        _FAILED_HANDLES.append((f, self._ds, self._tail_len_ds, error))
+        WRITE_FAILED.set()
 
     def abort(self) -> None:
         """Close without finalising (the file stays readable up to the last flush)."""
@@ -513,6 +538,13 @@ def iter_channels(f: h5py.File, channels: Sequence[str] | None = None, *, ends_o
             else:
                 t, raw = g["t_ns"][:n], g["raw"][:n]
             t, raw = np.asarray(t, dtype=np.int64), np.asarray(raw, dtype=np.int64)
+            if t.size and t[-1] == 0:
+                # Rows the file has room for but whose data never reached the disk (a write that
+                # failed: a full disk) read as HDF5's fill value, 0: the trace ends before them.
+                t_all = np.asarray(g["t_ns"][:n], dtype=np.int64)
+                n = int(np.argmax(t_all == 0)) if (t_all == 0).any() else n
+                t, raw = (t_all[[0, n - 1]], np.asarray(g["raw"][[0, n - 1]], dtype=np.int64)) if ends_only and n > 1 \
+                    else (t_all[:n], np.asarray(g["raw"][:n], dtype=np.int64))
             k = int(tail_len[index]) if index < tail_len.size else 0
             if k:
                 # A recorder that died: samples short of a whole chunk are in the tail. Timestamps
@@ -520,7 +552,7 @@ def iter_channels(f: h5py.File, channels: Sequence[str] | None = None, *, ends_o
                 tail = tv.int_column(f"{field}/tail", g["tail"][:k], ndim=2)
                 if tail.shape != (k, 2):
                     raise tv.InvalidValue(f"{field}/tail", f"shape {tail.shape}, expected ({k}, 2)")
-                keep = tail[:, 0] > t[-1] if t.size else np.ones(k, dtype=bool)
+                keep = tail[:, 0] > (t[-1] if t.size else 0)  # 0: a row never written (see above)
                 t, raw = np.concatenate([t, tail[keep, 0]]), np.concatenate([raw, tail[keep, 1]])
             if ends_only:
                 # Only the ends are read here: their order and range; the rest when read whole.
