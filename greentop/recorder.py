@@ -179,6 +179,7 @@ class _Pump:
         self.writer.append_health(
             time.monotonic_ns(), [c.overruns for c in chans], [c.errors for c in chans], [c.reads for c in chans],
             [lane.ticks for lane in lanes], [lane.missed for lane in lanes], [lane.late for lane in lanes], dropped,
+            events_lost=getattr(self.listener, "lost", 0),
         )
 
     def _run(self) -> None:
@@ -397,7 +398,10 @@ class Recorder:
         phases, marks, counts = phases_from_log(pump.events, end_ns, status, stats)
         dropped = getattr(self.listener, "dropped", 0)
         run: dict[str, Any] = {"exit_code": -1 if exit_code is None else exit_code, "interrupted": interrupted, "end_mono_ns": end_ns,
-                               "events_dropped": dropped, "events_overflowed": getattr(self.listener, "overflowed", 0), **stats}
+                               "events_dropped": dropped, "events_overflowed": getattr(self.listener, "overflowed", 0),
+                               "events_oversized": getattr(self.listener, "oversized", 0),
+                               "events_lost_by_clients": getattr(self.listener, "client_lost", 0),
+                               "events_lost": getattr(self.listener, "lost", 0), **stats}
         if exit_code is None:
             run["workload_running"] = True
         try:

@@ -162,6 +162,7 @@ class TraceWriter:
         h = f.create_group("health")
         h.create_dataset("t_ns", shape=(0,), maxshape=(None,), dtype="i8", chunks=(EVENT_CHUNK,))
         h.create_dataset("events_dropped", shape=(0,), maxshape=(None,), dtype="i8", chunks=(EVENT_CHUNK,))
+        h.create_dataset("events_lost", shape=(0,), maxshape=(None,), dtype="i8", chunks=(EVENT_CHUNK,))
         for name in ("overruns", "read_errors", "reads"):
             h.create_dataset(name, shape=(0, len(self.channels)), maxshape=(None, len(self.channels)), dtype="i8",
                              chunks=(EVENT_CHUNK, max(len(self.channels), 1)))
@@ -183,7 +184,8 @@ class TraceWriter:
         self._pending_events.extend(events)
 
     def append_health(self, t_ns: int, overruns: Sequence[int], read_errors: Sequence[int], reads: Sequence[int],
-                      lane_ticks: Sequence[int], lane_missed: Sequence[int], lane_late: Sequence[int], events_dropped: int) -> None:
+                      lane_ticks: Sequence[int], lane_missed: Sequence[int], lane_late: Sequence[int], events_dropped: int,
+                      events_lost: int = 0) -> None:
         """A snapshot of the sampler's cumulative counters (per channel / per lane, in order)."""
         h = self._f["health"]
         n = h["t_ns"].shape[0]
@@ -192,7 +194,7 @@ class TraceWriter:
             d = h[name]
             d.resize((n + 1, d.shape[1]))
             d[n, :] = np.asarray(row, dtype=np.int64)
-        for name, value in (("t_ns", t_ns), ("events_dropped", events_dropped)):
+        for name, value in (("t_ns", t_ns), ("events_dropped", events_dropped), ("events_lost", events_lost)):
             d = h[name]
             d.resize((n + 1,))
             d[n] = value
@@ -669,6 +671,7 @@ def _read_tables(f: h5py.File, span: tuple[int, int]) -> tuple[list[Phase], list
 
 def _read_health(f: h5py.File) -> dict[str, Any]:
     h = f["health"]
+    run_lost = tv.integer("run events_lost", f["run"].attrs.get("events_lost", 0), 0) if "run" in f else 0
     if h["t_ns"].shape[0] == 0:
         return {}
     names, lanes = _name_list("health channels", h.attrs["channels"]), _name_list("health lanes", h.attrs["lanes"])
@@ -685,12 +688,17 @@ def _read_health(f: h5py.File) -> dict[str, Any]:
         tv.in_range(f"health/{k}", last[k], 0, 2**62)
     dropped = tv.int_column("health/events_dropped", h["events_dropped"][()])
     tv.in_range("health/events_dropped", dropped, 0, 2**62)
+    lost = None
+    if "events_lost" in h:  # traces since issue #11: events that clients could not send or the recorder not keep
+        lost = tv.int_column("health/events_lost", h["events_lost"][()])
+        tv.in_range("health/events_lost", lost, 0, 2**62)
     return {
         "channels": {n: {"overruns": int(last["overruns"][i]), "read_errors": int(last["read_errors"][i]),
                          "reads": int(last["reads"][i])} for i, n in enumerate(names)},
         "lanes": {n: {"ticks": int(last["lane_ticks"][i]), "missed": int(last["lane_missed"][i]),
                       "late": int(last["lane_late"][i])} for i, n in enumerate(lanes)},
         "events_dropped": int(dropped[-1]) if dropped.size else 0,
+        **({"events_lost": max(int(lost[-1]) if lost.size else 0, int(run_lost))} if lost is not None else {}),
         "overruns": int(np.sum(last["overruns"])),
         "read_errors": int(np.sum(last["read_errors"])),
     }
