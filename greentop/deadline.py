@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+import traceback
 from typing import Callable, TypeVar
 
 T = TypeVar("T")
@@ -48,6 +49,10 @@ def bounded(fn: Callable[[], T], on_timeout: Callable[[float], BaseException]) -
         try:
             box["value"] = fn()
         except BaseException as exc:  # noqa: BLE001 -- handed to the caller as is
+            # Free what the failed read's frames hold, here, in this thread: an h5py generator
+            # left suspended mid-iteration (attrs.items()) keeps h5py's lock, which only this
+            # thread can release; the caller would wait on it forever.
+            traceback.clear_frames(exc.__traceback__)
             box["error"] = exc
 
     worker = threading.Thread(target=run, name="greentop-read", daemon=True)

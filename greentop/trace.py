@@ -489,7 +489,21 @@ def _channel_index(f: h5py.File) -> tuple[h5py.Group, Any, tuple[int, int] | Non
         if c.name in found:
             raise tv.InvalidValue(f"channels/{key} name", f"{c.name!r} is also channel {found[c.name][1]}")
         found[c.name] = (index, key, c)
-    return groups, tail_len, window, found
+    return groups, tail_len, window, found, _reads_recorded(f, len(groups))
+
+
+def _reads_recorded(f: h5py.File, n_channels: int) -> Any:
+    """Per channel, how many readings the sampler took, from the last health row of a finished
+    trace (None: not known). A channel with none stored though it was read has lost its samples."""
+    try:
+        if "run" not in f or "health" not in f or "reads" not in f["health"]:
+            return None
+        d = f["health"]["reads"]
+        if d.ndim != 2 or d.shape[0] == 0 or d.shape[1] != n_channels or d.dtype.kind not in "iu":
+            return None
+        return np.asarray(d[-1], dtype=np.int64)
+    except (KeyError, OSError, RuntimeError, ValueError):
+        return None
 
 
 def iter_channels(f: h5py.File, channels: Sequence[str] | None = None, *, ends_only: bool = False,
@@ -507,7 +521,7 @@ def iter_channels(f: h5py.File, channels: Sequence[str] | None = None, *, ends_o
     from greentop.deadline import bounded
 
     try:
-        groups, tail_len, window, found = bounded(lambda: _channel_index(f), _timed_out(f.filename))
+        groups, tail_len, window, found, reads = bounded(lambda: _channel_index(f), _timed_out(f.filename))
     except TraceError:
         raise
     except Exception as exc:  # noqa: BLE001 -- whatever a damaged file makes h5py or numpy raise
@@ -559,6 +573,8 @@ def iter_channels(f: h5py.File, channels: Sequence[str] | None = None, *, ends_o
             if ends_only:
                 # Only the ends are read here: their order and range; the rest when read whole.
                 t, raw = (t[[0, -1]], raw[[0, -1]]) if t.size > 1 else (t, raw)
+            if t.size == 0 and reads is not None and index < reads.size and reads[index] > 0:
+                raise tv.InvalidValue(f"{field}/t_ns", f"no samples, though the sampler read the channel {int(reads[index])} times")
             tv.check_samples(field, channel, t, raw, window)
         except TraceError:
             raise
