@@ -99,3 +99,19 @@ def test_load_raises_only_trace_error_for_a_garbage_format_version(tmp_path: Pat
         f.attrs["format_version"] = "one"
     with pytest.raises(TraceError, match="format version"):
         load(path)
+
+
+def test_a_read_that_never_returns_fails_with_one_line_at_the_time_limit() -> None:
+    # A read stuck inside HDF5 (as 512 zeroed bytes in the strings' heap made it) stands in as a
+    # sleep without the GIL, which is what HDF5 does then; the command must still answer.
+    code = ("import sys, time\n"
+            "import greentop.trace as t\n"
+            "t._read_log = lambda *a: time.sleep(60)\n"
+            "from greentop import cli\n"
+            "sys.exit(cli.main(['summary', sys.argv[1]]))\n")
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code, str(DATA / "fakehost_complete.h5")], capture_output=True, text=True,
+                          cwd=REPO, timeout=60, env={**__import__("os").environ, "GREENTOP_READ_TIMEOUT_S": "1"})
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "took more than 1 s" in proc.stderr
+    assert time.monotonic() - t0 < 30
