@@ -64,3 +64,47 @@ def test_a_disk_that_fills_up_mid_run_ends_cleanly_with_a_readable_trace(small_f
     doc = json.loads(summary.stdout)
     run_s = (doc["run_end_ns"] - doc["run_start_ns"]) / 1e9
     assert 1.5 < run_s < 8.0  # the samples that reached the disk; never-written rows are not timestamps
+
+
+class _FullDiskWriter:
+    """A trace writer whose every flush fails as a full disk makes it (the recording thread's view)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.closed_with: BaseException | None = None
+
+    def append_samples(self, *a: object) -> None: ...
+    def append_events(self, *a: object) -> None: ...
+    def append_health(self, *a: object, **k: object) -> None: ...
+
+    def flush(self, final: bool = False) -> None:
+        raise OSError(28, "No space left on device")
+
+    def close_after_failure(self, error: BaseException | None = None) -> None:
+        self.closed_with = error
+
+
+class _IdleSampler:
+    def drain(self) -> dict[str, object]:
+        return {}
+
+    def health(self) -> object:
+        from greentop.sampler import SamplerHealth
+
+        return SamplerHealth(lanes={}, channels={})
+
+
+def test_a_write_that_fails_mid_run_is_said_at_once_and_stops_the_recording(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from greentop.recorder import FLUSH_S, _Pump
+
+    writer = _FullDiskWriter(tmp_path / "run.h5")
+    pump = _Pump(_IdleSampler(), None, writer, [])  # type: ignore[arg-type]
+    pump.start()
+    deadline = time.monotonic() + 10 * FLUSH_S + 5
+    while pump.error is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert isinstance(pump.error, OSError)
+    err = capsys.readouterr().err  # while the run goes on, not at its end
+    assert "No space left on device" in err and "recording stopped" in err and err.count("\n") == 1
+    assert writer.closed_with is pump.error
+    pump.stop()  # nothing more is written into a file given up
