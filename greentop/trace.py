@@ -246,6 +246,14 @@ class TraceWriter:
             self._pending_events = []
         self._f.flush()
 
+    def logged_events(self) -> list[Event]:
+        """Every event logged so far, read back from the trace (what is pending is written first):
+        the recorder keeps none in memory."""
+        if self._pending_events:
+            self._write_events(self._pending_events)
+            self._pending_events = []
+        return read_events(self._f)
+
     def _write_events(self, events: Sequence[Event]) -> None:
         ev = self._f["events"]
         n = ev["t_ns"].shape[0]
