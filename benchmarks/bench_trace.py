@@ -82,6 +82,7 @@ def bench_write(path: Path, minutes: float) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     t, raws = synth(n, intervals, rng)
     chans = channels()
+    path.unlink(missing_ok=True)  # TraceWriter creates a new file, never reuses one (--keep may name an old one)
     w = TraceWriter(path, chans, {"host": platform.node(), "rate_hz": float(RATE_HZ)}, ["fast"])
     step = int(APPEND_S * RATE_HZ)
     flush_every = int(FLUSH_S / APPEND_S)

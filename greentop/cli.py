@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("record", help="run a command and record every sensor to an HDF5 trace",
                        usage="greentop record -o RUN.h5 [options] -- CMD [ARGS...]")
     r.add_argument("-o", "--output", required=True, metavar="RUN.h5", help="trace file to write ({host}, {rank}, {node_rank} are filled in)")
+    r.add_argument("--force", action="store_true", help="replace RUN.h5 if it exists (by default an existing file is kept)")
     r.add_argument("--rate", type=_rate, default=DEFAULT_RATE_HZ, metavar="HZ", help="fast-lane rate (default 1000)")
     r.add_argument("--slow-rate", type=_slow_rate, default=DEFAULT_SLOW_RATE_HZ, metavar="HZ", help="slow-lane rate (default 10)")
     r.add_argument("--baseline", type=_seconds, default=3.0, metavar="S", help="idle baseline before the command (default 3 s)")
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     lv = sub.add_parser("run", help="show live power while a command runs (no command: watch the machine)",
                         usage="greentop run [-o RUN.h5] [options] [-- CMD [ARGS...]]")
     lv.add_argument("-o", "--output", metavar="RUN.h5", help="also record the whole run to this trace (without it: r records)")
+    lv.add_argument("--force", action="store_true", help="with -o: replace RUN.h5 if it exists")
     lv.add_argument("--baseline", type=_seconds, default=3.0, metavar="S", help="with -o: idle baseline before the command (default 3 s)")
     lv.add_argument("--no-baseline", action="store_true", help="with -o: skip the idle baseline")
     lv.add_argument("--rate", type=_rate, default=DEFAULT_RATE_HZ, metavar="HZ", help="fast-lane rate (default 1000)")
@@ -334,13 +336,14 @@ def cmd_record(args: argparse.Namespace) -> int:
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
     args.output = expand_output(args.output)  # run-{host}.h5: one trace per node of a job
-    check_inputs(cmd, Path(args.output))
+    check_inputs(cmd, Path(args.output), getattr(args, "force", False))
     intensity, source = _carbon(args)
     found = discover(_options(args))
     if not found.channels:
         raise UsageError("no channel to sample (no sensor and no /proc/stat)")
     opts = RecordOptions(output=Path(args.output), rate_hz=args.rate, slow_rate_hz=args.slow_rate,
-                         baseline_s=0.0 if args.no_baseline else args.baseline, carbon_g_per_kwh=intensity, carbon_source=source)
+                         baseline_s=0.0 if args.no_baseline else args.baseline, carbon_g_per_kwh=intensity, carbon_source=source,
+                         force=getattr(args, "force", False))
     names = ", ".join(c.name for c in found.channels)
     exporter = _exporter(found.channels, args.export) if getattr(args, "export", None) else None
     print(f"greentop: recording {_plural(len(found.channels), 'channel')} ({names}) to {args.output}", file=sys.stderr)
@@ -389,8 +392,14 @@ def _print_summary(path: Path, fmt: str, carbon: tuple[float, str] | None, args:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     if args.output:
-        with open(args.output, "w") as out:
-            _print_summary(Path(args.trace), args.format, None, args, out, by=args.by)
+        import io
+
+        from greentop.trace_files import write_atomically
+
+        # Written whole or not at all: a trace that fails to read leaves an old report as it was.
+        out = io.StringIO()
+        _print_summary(Path(args.trace), args.format, None, args, out, by=args.by)
+        write_atomically(Path(args.output), out.getvalue())
     else:
         _print_summary(Path(args.trace), args.format, None, args, sys.stdout, by=args.by)
     return 0
@@ -465,7 +474,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from greentop.recorder import check_command, check_output
+    from greentop.recorder import check_command, check_output, replace_output
     from greentop.tui.app import run_live
 
     cmd = list(args.cmd)
@@ -475,7 +484,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if cmd:
         check_command(cmd, usage="greentop run [-o run.h5] -- CMD ARGS...")
     if output is not None:
-        check_output(output)
+        check_output(output, args.force)
+        if args.force:
+            replace_output(output)
     carbon = _carbon(args)  # an unknown region: one line and exit 2, before any screen
     textual_driver = "TEXTUAL_DRIVER" in os.environ  # a driver named explicitly draws without a tty
     if cmd and not textual_driver and not (sys.stdin.isatty() and sys.stdout.isatty()):
@@ -526,6 +537,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     return run_report(args)
 
 
+def _exit_if_stuck() -> None:
+    """After a trace read that timed out (``greentop.deadline``) its thread holds HDF5's lock and
+    the interpreter's exit would wait on it forever; after a failed write (a full disk) HDF5 holds
+    handles it can neither flush nor release, and its shutdown can crash: leave at once."""
+    from greentop.deadline import stuck
+    from greentop.trace import WRITE_FAILED
+
+    if stuck() or WRITE_FAILED.is_set():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_BAD_INPUT)
+
+
 class UsageError(Exception):
     """Bad input found after parsing; one line, exit code 2."""
 
@@ -557,6 +581,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except (SamplerError, ValueError, UsageError, RecordError, TraceError) as exc:
         print(f"greentop: error: {exc}", file=sys.stderr)
+        _exit_if_stuck()
         return getattr(exc, "exit_code", EXIT_BAD_INPUT)  # 127/126: a command not found/executable
     except OSError as exc:
         print(f"greentop: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)

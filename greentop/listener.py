@@ -14,6 +14,7 @@ import os
 import select
 import shutil
 import socket
+import stat
 import tempfile
 import threading
 import weakref
@@ -21,13 +22,13 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Iterable, NoReturn, TypeGuard
 
-from greentop.phases import ENV_VAR, MAX_NAME_CHARS, PROTOCOL_VERSION
+from greentop.phases import ENV_VAR, MAX_DATAGRAM_BYTES as MAX_EVENT_BYTES, MAX_NAME_CHARS, PROTOCOL_VERSION
 from greentop.tracedata import AttrValue, Count, Mark, Phase
 
 KINDS = frozenset({"start", "end", "mark", "count"})
 MAX_DATAGRAM_BYTES = 65536  # read size; the client keeps its datagrams under 8 KiB
 MAX_ID_CHARS = 64  # "pid:n" is far shorter
-MAX_PENDING = 1_000_000  # datagrams held between drains before new ones are counted as overflowed
+MAX_PENDING_BYTES = 64 << 20  # datagrams held between drains (bytes) before new ones are counted as overflowed
 _SOCKET_NAME = "ev"
 _MAX_SUN_PATH = 100  # AF_UNIX paths must fit in 108 bytes; leave room
 _INT64_MAX = 2**63 - 1
@@ -115,6 +116,20 @@ def parse_event(data: bytes) -> Event | None:
     return Event(kind=kind, t_ns=t_ns, pid=pid, name=name, phase_id=phase_id, parent_id=parent_id, value=value, attrs=attrs)
 
 
+def parse_lost(data: bytes) -> tuple[int, int] | None:
+    """A client's report of the events it could not send: (pid, cumulative count), or None."""
+    try:
+        msg = json.loads(data)
+    except Exception:  # noqa: BLE001
+        return None
+    if type(msg) is not dict or msg.get("v") != PROTOCOL_VERSION or msg.get("k") != "lost":
+        return None
+    pid, n = msg.get("p"), msg.get("val")
+    if not _is_int(pid) or not _is_int(n) or not 0 < pid <= _INT64_MAX or not 0 <= n <= _INT64_MAX:
+        return None
+    return pid, n
+
+
 class EventListener:
     """The receiving end of the workload's phase events.
 
@@ -122,11 +137,15 @@ class EventListener:
     is what the child needs in its environment; ``drain()`` returns the events received since the
     last drain; ``stop()`` reads what is still queued, closes and removes everything (call
     ``drain()`` once more after it). ``dropped`` counts datagrams that were not valid events;
-    ``overflowed`` those lost because nobody drained ``MAX_PENDING`` of them."""
+    ``overflowed`` those lost because nobody drained ``MAX_PENDING_BYTES`` of them; ``oversized``
+    those over ``MAX_EVENT_BYTES`` (also in ``dropped``); ``client_lost`` what the workload reports
+    it could not send; ``lost`` the sum of ``client_lost`` and ``overflowed``."""
 
     def __init__(self) -> None:
         self.dropped: int = 0
         self.overflowed: int = 0
+        self.oversized: int = 0  # datagrams over MAX_EVENT_BYTES, refused unread
+        self._client_lost: dict[int, int] = {}  # pid -> events it reports it could not send
         self._dir: str | None = None
         self._path: str | None = None
         self._sock: socket.socket | None = None
@@ -135,6 +154,7 @@ class EventListener:
         self._stopping = False
         self._lock = threading.Lock()
         self._raw: list[bytes] = []
+        self._raw_bytes = 0
         self._cleanup: weakref.finalize | None = None
 
     @property
@@ -151,6 +171,7 @@ class EventListener:
     def start(self) -> None:
         if self._thread is not None:
             raise RuntimeError("EventListener already started")
+        remove_stale_dirs()
         d = tempfile.mkdtemp(prefix="greentop-")  # mode 0700: nobody else can reach the socket
         if len(d) + 1 + len(_SOCKET_NAME) > _MAX_SUN_PATH:  # a long $TMPDIR
             os.rmdir(d)
@@ -193,12 +214,17 @@ class EventListener:
                 except OSError:
                     return  # closed under us: nothing more can come
             if batch:
+                kept = [d for d in batch if len(d) <= MAX_EVENT_BYTES]
                 with self._lock:
-                    room = MAX_PENDING - len(self._raw)
-                    if room < len(batch):
-                        self.overflowed += len(batch) - max(room, 0)
-                        batch = batch[: max(room, 0)]
-                    self._raw.extend(batch)
+                    self.oversized += len(batch) - len(kept)
+                    self.dropped += len(batch) - len(kept)  # refused: not an event a client can send
+                    for d in kept:
+                        # Bounded by bytes, not count: 60 KB marks at 2 kHz once held 2.5 GB here.
+                        if self._raw_bytes + len(d) > MAX_PENDING_BYTES:
+                            self.overflowed += 1
+                            continue
+                        self._raw.append(d)
+                        self._raw_bytes += len(d)
             if final:
                 return
             if self._stopping:
@@ -212,18 +238,35 @@ class EventListener:
         """Events received since the last call, in arrival order (not sorted by time)."""
         with self._lock:
             raw, self._raw = self._raw, []
+            self._raw_bytes = 0
         events: list[Event] = []
         bad = 0
         for data in raw:
             event = parse_event(data)
-            if event is None:
+            if event is not None:
+                events.append(event)
+                continue
+            lost = parse_lost(data)
+            if lost is None:
                 bad += 1
             else:
-                events.append(event)
+                pid, n = lost
+                self._client_lost[pid] = max(self._client_lost.get(pid, 0), n)
         if bad:
             with self._lock:
                 self.dropped += bad
         return events
+
+    @property
+    def client_lost(self) -> int:
+        """Events the workload's processes report they could not send (``phases.send_failures``)."""
+        return sum(self._client_lost.values())
+
+    @property
+    def lost(self) -> int:
+        """Valid events known lost: not sent by a client, or not kept here for want of room
+        (refused datagrams, oversized ones included, are counted in ``dropped``)."""
+        return self.client_lost + self.overflowed
 
     def stop(self) -> None:
         """Read what is queued, then close the socket and remove its directory. Idempotent."""
@@ -253,6 +296,39 @@ class EventListener:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
+
+
+def remove_stale_dirs(folders: Iterable[str] | None = None) -> list[str]:
+    """Remove the socket folders of listeners that died without cleaning up (a recorder killed with
+    SIGKILL): ours (same uid), holding nothing but the socket, and nobody bound to it (a connect
+    is refused). Returns the folders removed."""
+    removed = []
+    for top in folders if folders is not None else {tempfile.gettempdir(), "/tmp"}:
+        try:
+            names = [n for n in os.listdir(top) if n.startswith("greentop-")]
+        except OSError:
+            continue
+        for name in names:
+            d = os.path.join(top, name)
+            try:
+                st = os.lstat(d)
+                if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or os.listdir(d) != [_SOCKET_NAME]:
+                    continue
+                if not stat.S_ISSOCK(os.lstat(os.path.join(d, _SOCKET_NAME)).st_mode):
+                    continue
+                probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                try:
+                    probe.connect(os.path.join(d, _SOCKET_NAME))
+                    continue  # a live listener
+                except ConnectionRefusedError:
+                    pass
+                finally:
+                    probe.close()
+            except OSError:
+                continue
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
 
 
 def _remove_dir(path: str, owner_pid: int) -> None:

@@ -335,7 +335,7 @@ def _load_level(path: Path, key: str, k: int) -> tuple[np.ndarray, np.ndarray, n
             if k == 0:
                 return mean, mean, mean
             return _readonly(lg["min_w"][()]), _readonly(lg["max_w"][()]), mean
-    except (KeyError, OSError, ValueError) as exc:
+    except (KeyError, OSError, ValueError, RuntimeError) as exc:
         raise OverviewError(f"{path}: cannot read the overview of /channels/{key} ({type(exc).__name__}: {exc})") from None
 
 
@@ -358,11 +358,43 @@ def _read_group(f: h5py.File, path: Path, top: h5py.Group | None = None) -> dict
         # Shapes come from the dataset headers: no sample is read.
         if channel.name != _str(a["channel"]) or min(src["t_ns"].shape[0], src["raw"].shape[0]) != int(a["n_samples"]):
             return None
+        if not _plausible(g, a):
+            log.info("%s: overview of /channels/%s out of range: rebuilt", path, key)
+            return None
         levels = [Level(int(w), int(first), int(n), loader=partial(_load_level, path, key, k))
                   for k, (w, first, n) in enumerate(zip(a["level_bin_ns"], a["level_first_bin"], a["level_n_bins"]))]
         out[channel.name] = Overview(channel, int(a["t_first_ns"]), int(a["t_last_ns"]), int(a["n_samples"]),
                                      float(a["energy_j"]), levels, int(a["factor"]))
     return out
+
+
+def _plausible(g: h5py.Group, a: dict[str, object]) -> bool:
+    """Whether a stored channel overview's attributes and level shapes are in range (a damaged one
+    is rebuilt, never drawn): finite energy, a grid that covers the channel's span, and datasets of
+    the length their level says. Reads attributes and dataset headers only."""
+    try:
+        t_first, t_last = int(a["t_first_ns"]), int(a["t_last_ns"])  # type: ignore[call-overload]
+        factor, energy = int(a["factor"]), float(a["energy_j"])  # type: ignore[call-overload, arg-type]
+        widths, firsts, counts = (np.asarray(a[k]) for k in ("level_bin_ns", "level_first_bin", "level_n_bins"))
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return False
+    if not (np.isfinite(energy) and factor >= 2 and t_first <= t_last and widths.ndim == firsts.ndim == counts.ndim == 1):
+        return False
+    if not (widths.size == firsts.size == counts.size) or widths.dtype.kind not in "iu" or firsts.dtype.kind not in "iu" \
+            or counts.dtype.kind not in "iu":
+        return False
+    for k, (w, first, n) in enumerate(zip(widths.tolist(), firsts.tolist(), counts.tolist())):
+        # The level's bins must start at or before the first reading and not run far past the last.
+        if w < 1 or n < 1 or first * w > t_first or (first + n - 1) * w > t_last:
+            return False
+        lg = g.get(f"L{k:02d}")
+        if not isinstance(lg, h5py.Group):
+            return False
+        for name in ("mean_w",) + (("min_w", "max_w") if k else ()):
+            d = lg.get(name)
+            if not isinstance(d, h5py.Dataset) or d.shape != (n,) or d.dtype.kind != "f":
+                return False
+    return True
 
 
 def _str(v: object) -> str:
@@ -382,7 +414,7 @@ def read_overview(path: str | Path) -> dict[str, Overview] | None:
     with open_trace(p) as f:
         try:
             return _read_group(f, p)
-        except (KeyError, OSError, ValueError) as exc:
+        except (KeyError, OSError, ValueError, TypeError, RuntimeError, OverflowError) as exc:
             log.info("%s: unreadable overview ignored (%s: %s)", path, type(exc).__name__, exc)
             return None
 
@@ -466,7 +498,7 @@ def ensure_overview(path: str | Path, bin_ns: int = DEFAULT_BIN_NS) -> dict[str,
     with open_trace(p) as f:
         try:
             stored = _read_group(f, p)
-        except (KeyError, OSError, ValueError):
+        except (KeyError, OSError, ValueError, TypeError, RuntimeError, OverflowError):
             stored = None
         if stored is not None:
             return stored
@@ -480,7 +512,7 @@ def ensure_overview(path: str | Path, bin_ns: int = DEFAULT_BIN_NS) -> dict[str,
     if complete:
         try:
             _write_cache(p, keys, built, bin_ns)
-        except (OSError, OverviewError, ValueError) as exc:
+        except (OSError, OverviewError, KeyError, RuntimeError, ValueError) as exc:
             log.info("%s: overview kept in memory (%s)", p, exc)
     return built
 

@@ -85,6 +85,9 @@ class _Client:
         self._fd = -1
         self._degraded = False  # True after a timeout, until a send succeeds again
         self.rank_attrs = rank_attrs()  # added to every phase this process starts (torchrun, srun)
+        self._base = send_failures  # failures before this client (a forked child inherits its parent's count)
+        self._reported = send_failures  # failures already reported to the recorder ("lost" messages)
+        self._warned = False
 
     def new_id(self) -> str:
         return f"{self.pid}:{next(self._ids)}"
@@ -120,9 +123,14 @@ class _Client:
                 self._sock.send(data)  # poll() for room, up to SEND_TIMEOUT_S, then send
             if self._degraded:
                 self._degraded = False
+            if send_failures > self._reported:
+                self._report_lost()
             return True
         except TimeoutError:
             self._degraded = True
+        except PermissionError as exc:
+            self._warn_once(f"{exc.strerror}: the workload runs as another user than the recorder (a dropped "
+                            "privilege?), and the recorder's socket admits its own user only")
         except Exception:  # noqa: BLE001 -- listener gone, queue full, anything: never raise
             pass
         # The socket stays open (a listener that is gone does not come back, and sends to it fail
@@ -130,6 +138,33 @@ class _Client:
         # thread's os.write, whose fd number could otherwise be reused by an unrelated file.
         send_failures += 1
         return False
+
+    def _report_lost(self) -> None:
+        """Tell the recorder how many of this process's events were lost so far (cumulative): it
+        counts them in the trace and the summary. Best effort: a report that fails is itself lost,
+        and the next successful send (or the process's exit) tries again."""
+        lost = send_failures
+        msg = (f'{{"v":{PROTOCOL_VERSION},"k":"lost","t":{time.monotonic_ns()},"p":{os.getpid()},"n":"lost",'
+               f'"val":{lost - self._base}}}')
+        try:
+            os.write(self._fd, msg.encode())
+        except OSError:
+            return
+        self._reported = lost
+
+    def report_at_exit(self) -> None:
+        if send_failures > self._reported and self._fd >= 0 and os.getpid() == self.pid:
+            self._report_lost()
+
+    def _warn_once(self, why: str) -> None:
+        """The first event that cannot reach the recorder says why, once, on stderr: a silent loss
+        of every phase is worse than one line in the workload's output."""
+        if not self._warned:
+            self._warned = True
+            try:
+                sys.stderr.write(f"greentop: phase events cannot reach the recorder ({why}); they are lost\n")
+            except Exception:  # noqa: BLE001 -- never break the workload
+                pass
 
     def close(self) -> None:
         """Only when no other thread can be sending (after fork, in tests)."""
@@ -177,6 +212,10 @@ def _decide() -> _Client | None:
         if _client is _UNDECIDED:
             path = os.environ.get(ENV_VAR, "")
             _client = _Client(path) if path else None
+            if _client is not None:
+                import atexit
+
+                atexit.register(_client.report_at_exit)
         return _client  # type: ignore[no-any-return]
 
 

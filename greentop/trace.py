@@ -18,13 +18,16 @@ each flush overwrites in place; a clean finish moves it into the main datasets.
 from __future__ import annotations
 
 import json
+import os
+import threading
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import h5py
 import numpy as np
 import numpy.typing as npt
 
+from greentop import trace_validate as tv
 from greentop.channel import Channel, CpuPowerModel, Lane, Quantity, Reader, ReaderKind
 from greentop.listener import Event, build_phases
 from greentop.tracedata import ChannelData, Count, Mark, Phase, TraceData
@@ -43,6 +46,12 @@ RUN_WORKLOAD_EXIT = "workload-exit"  # value: exit code (negative: killed by tha
 RUN_INTERRUPTED = "interrupted"  # the user pressed Ctrl-C
 
 _STR = h5py.string_dtype()
+
+
+# Set once a trace could not be written (a full disk): HDF5 then holds handles it can neither flush
+# nor release, and its own shutdown at exit can crash; the greentop command leaves with os._exit.
+WRITE_FAILED = threading.Event()
+_FAILED_HANDLES: list[Any] = []  # see TraceWriter.close_after_failure
 
 
 class TraceError(Exception):
@@ -118,7 +127,12 @@ class TraceWriter:
         self._pending: list[list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]] = [[] for _ in self.channels]
         self._pending_events: list[Event] = []
         self._tail_len = [0] * len(self.channels)
-        self._f = h5py.File(self.path, "w", libver="latest")
+        # A new file, never one that is there (nor a symlink's target); owner-only when it will hold
+        # readings other users may not make (trace_files explains why).
+        from greentop.trace_files import create_new, private_readings
+
+        create_new(self.path, private_readings(self.channels))
+        self._f = h5py.File(self.path, "w", libver="latest")  # truncates the file just made, keeping its mode
         f = self._f
         f.attrs["format"] = FORMAT_NAME
         f.attrs["format_version"] = FORMAT_VERSION
@@ -148,6 +162,7 @@ class TraceWriter:
         h = f.create_group("health")
         h.create_dataset("t_ns", shape=(0,), maxshape=(None,), dtype="i8", chunks=(EVENT_CHUNK,))
         h.create_dataset("events_dropped", shape=(0,), maxshape=(None,), dtype="i8", chunks=(EVENT_CHUNK,))
+        h.create_dataset("events_lost", shape=(0,), maxshape=(None,), dtype="i8", chunks=(EVENT_CHUNK,))
         for name in ("overruns", "read_errors", "reads"):
             h.create_dataset(name, shape=(0, len(self.channels)), maxshape=(None, len(self.channels)), dtype="i8",
                              chunks=(EVENT_CHUNK, max(len(self.channels), 1)))
@@ -169,7 +184,8 @@ class TraceWriter:
         self._pending_events.extend(events)
 
     def append_health(self, t_ns: int, overruns: Sequence[int], read_errors: Sequence[int], reads: Sequence[int],
-                      lane_ticks: Sequence[int], lane_missed: Sequence[int], lane_late: Sequence[int], events_dropped: int) -> None:
+                      lane_ticks: Sequence[int], lane_missed: Sequence[int], lane_late: Sequence[int], events_dropped: int,
+                      events_lost: int = 0) -> None:
         """A snapshot of the sampler's cumulative counters (per channel / per lane, in order)."""
         h = self._f["health"]
         n = h["t_ns"].shape[0]
@@ -178,7 +194,7 @@ class TraceWriter:
             d = h[name]
             d.resize((n + 1, d.shape[1]))
             d[n, :] = np.asarray(row, dtype=np.int64)
-        for name, value in (("t_ns", t_ns), ("events_dropped", events_dropped)):
+        for name, value in (("t_ns", t_ns), ("events_dropped", events_dropped), ("events_lost", events_lost)):
             d = h[name]
             d.resize((n + 1,))
             d[n] = value
@@ -187,6 +203,7 @@ class TraceWriter:
         """Write everything pending and make it durable (the SWMR flush point). Whole chunks go to
         the compressed datasets; the rest to the channel's tail (or, when ``final``, to the end of
         the compressed datasets)."""
+        moved = False  # whether samples left a tail for the main datasets in this flush
         for i, new in enumerate(self._pending):
             on_tail = self._on_tail[i]
             if not new and not (final and on_tail):
@@ -205,6 +222,7 @@ class TraceWriter:
                 on_tail.clear()
                 new[:] = [(t[whole:], raw[whole:])] if total > whole else []
                 self._tail_len[i] = 0
+                moved = True
             if new:
                 # Only what the tail does not hold yet is written: each flush costs what it adds.
                 rows = np.empty((sum(p[0].size for p in new), 2), dtype=np.int64)
@@ -218,11 +236,23 @@ class TraceWriter:
                 on_tail.extend(new)
             new.clear()
             self._pending_n[i] = 0
+        if moved:
+            # Samples moved out of a tail must be on disk before the tail lengths say so: if this
+            # write fails (a full disk), the old lengths still point at them in the tail.
+            self._f.flush()
         _write_rows(self._tail_len_ds, 0, np.asarray(self._tail_len, dtype=np.int64))
         if self._pending_events:
             self._write_events(self._pending_events)
             self._pending_events = []
         self._f.flush()
+
+    def logged_events(self) -> list[Event]:
+        """Every event logged so far, read back from the trace (what is pending is written first):
+        the recorder keeps none in memory."""
+        if self._pending_events:
+            self._write_events(self._pending_events)
+            self._pending_events = []
+        return read_events(self._f)
 
     def _write_events(self, events: Sequence[Event]) -> None:
         ev = self._f["events"]
@@ -269,6 +299,18 @@ class TraceWriter:
                 "phase": np.array([c.phase for c in counts], np.int64),
             })
 
+    def close_after_failure(self, error: BaseException | None = None) -> None:
+        """Give up on the file after a write failed (a full disk). HDF5 cannot release a handle of
+        it without writing, and each release that fails prints a traceback (h5py), so the file and
+        the failed write's traceback (``error``: its frames hold handles too) are kept, open, for the
+        rest of the process: the greentop command exits at once (``WRITE_FAILED``). The file keeps
+        what reached the disk before. Idempotent."""
+        f, self._f = self._f, None
+        if f is None:
+            return
+        _FAILED_HANDLES.append((f, self._ds, self._tail_len_ds, error))
+        WRITE_FAILED.set()
+
     def abort(self) -> None:
         """Close without finalising (the file stays readable up to the last flush)."""
         try:
@@ -295,9 +337,37 @@ def _write_table(f: h5py.File, name: str, columns: dict[str, Any]) -> None:
 
 
 # -- reading ---------------------------------------------------------------------------------------
+class TraceFile(h5py.File):
+    """An open trace. Its close is skipped after a read timed out (``greentop.deadline``): the
+    stuck read holds HDF5's lock, and closing would wait on it forever."""
+
+    def close(self) -> None:
+        from greentop.deadline import stuck
+
+        if not stuck():
+            super().close()
+
+    def __exit__(self, *exc: Any) -> None:
+        from greentop.deadline import stuck
+
+        if not stuck():  # h5py's own __exit__ takes the lock before it closes
+            super().__exit__(*exc)
+
+
+def _timed_out(name: Any) -> Callable[[float], TraceError]:
+    return lambda limit: TraceError(f"{name}: reading the trace took more than {limit:g} s: a damaged file? "
+                                    f"(GREENTOP_READ_TIMEOUT_S sets the limit)")
+
+
 def open_trace(path: str | Path) -> h5py.File:
-    """Open a trace for reading, with one clear error for each way it can be unusable."""
-    p = Path(path)
+    """Open a trace for reading, with one clear error for each way it can be unusable; the open
+    is bounded in time (``greentop.deadline``)."""
+    from greentop.deadline import bounded
+
+    return bounded(lambda: _open_trace(Path(path)), _timed_out(path))
+
+
+def _open_trace(p: Path) -> h5py.File:
     if not p.exists():
         raise TraceError(f"{p}: no such file")
     if p.is_dir():
@@ -308,45 +378,96 @@ def open_trace(path: str | Path) -> h5py.File:
     except OSError as exc:
         raise TraceError(f"{p}: cannot read: {exc.strerror or exc}") from None
     try:
-        f = h5py.File(p, "r")
+        f = TraceFile(p, "r")
     except OSError as exc:
         if "already open for write" not in str(exc):
             raise TraceError(f"{p}: truncated or corrupt HDF5 file") from None
-        # A recorder that died mid-run leaves its SWMR write flag set; SWMR read mode opens it.
+        # A recorder that died mid-run leaves its SWMR write flag set; SWMR read mode opens it,
+        # with a bounded number of read attempts (see h5bounds).
         try:
-            f = h5py.File(p, "r", swmr=True)
-        except OSError:
+            f = swmr_open(p)
+        except (OSError, RuntimeError, KeyError, ValueError):
             raise TraceError(f"{p}: truncated or corrupt HDF5 file") from None
-    fmt = f.attrs.get("format")
-    if isinstance(fmt, bytes):
-        fmt = fmt.decode()
+    except (RuntimeError, KeyError, ValueError):
+        raise TraceError(f"{p}: truncated or corrupt HDF5 file") from None
+    try:
+        fmt = f.attrs.get("format")
+        if isinstance(fmt, bytes):
+            fmt = fmt.decode()
+        version = f.attrs.get("format_version", -1)
+    except Exception:  # noqa: BLE001 -- damaged root attributes: any error of h5py's is the same news
+        f.close()
+        raise TraceError(f"{p}: truncated or corrupt HDF5 file") from None
     if fmt != FORMAT_NAME:
         f.close()
         raise TraceError(f"{p}: an HDF5 file, but not a greentop trace")
-    version = int(f.attrs.get("format_version", -1))
-    if version != FORMAT_VERSION:
+    if not isinstance(version, (int, np.integer)) or version != FORMAT_VERSION:
         f.close()
-        raise TraceError(f"{p}: trace format version {version}; this greentop reads version {FORMAT_VERSION}")
+        shown = int(version) if isinstance(version, (int, np.integer)) else repr(version)
+        raise TraceError(f"{p}: trace format version {shown}; this greentop reads version {FORMAT_VERSION}")
     return f
+
+
+def swmr_open(path: Path) -> h5py.File:
+    """A file whose writer is gone (or still writing), opened in SWMR read mode with at most
+    ``h5bounds.SWMR_READ_ATTEMPTS`` attempts per metadata read."""
+    from greentop.h5bounds import swmr_read_fapl
+
+    fapl = swmr_read_fapl()
+    if fapl is None:
+        return TraceFile(path, "r", swmr=True)
+    fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY | h5py.h5f.ACC_SWMR_READ, fapl=fapl)
+    return TraceFile(fid)
 
 
 def _strings(d: h5py.Dataset) -> list[str]:
     return [x.decode() if isinstance(x, bytes) else str(x) for x in d[()]]
 
 
-def read_events(f: h5py.File) -> list[Event]:
+def read_events(f: h5py.File, span: tuple[int, int] | None = None) -> list[Event]:
+    """The event log, each value checked (``trace_validate``); ``span``: the samples' time span,
+    which event times must lie near."""
     ev = f["events"]
-    n = ev["t_ns"].shape[0]
-    if n == 0:
+    if ev["t_ns"].shape[0] == 0:
         return []
     cols = {name: _strings(ev[name]) for name in ("kind", "name", "phase_id", "parent_id", "attrs")}
-    t, pid, value = ev["t_ns"][()], ev["pid"][()], ev["value"][()]
-    n = min(n, *(len(v) for v in cols.values()), t.size, pid.size, value.size)
+    t = tv.int_column("events/t_ns", ev["t_ns"][()])
+    pid = tv.int_column("events/pid", ev["pid"][()])
+    value = tv.float_column("events/value", ev["value"][()])
+    lengths = {"t_ns": t.size, "pid": pid.size, "value": value.size} | {k: len(v) for k, v in cols.items()}
+    if f.swmr_mode:
+        n = min(lengths.values())  # a live writer extends the columns one after another
+    else:
+        n = tv.same_lengths("events", lengths)
+    tv.in_range("events/pid", pid[:n], 0, 2**62)
+    if span is not None:
+        tv.check_times("events/t_ns", t[:n], span)
+    for i, kind in enumerate(cols["kind"][:n]):
+        if kind not in tv.EVENT_KINDS:
+            raise tv.InvalidValue("events/kind", f"row {i} is {kind!r}, not one of {', '.join(sorted(tv.EVENT_KINDS))}")
     return [
         Event(kind=cols["kind"][i], t_ns=int(t[i]), pid=int(pid[i]), name=cols["name"][i], phase_id=cols["phase_id"][i],
-              parent_id=cols["parent_id"][i], value=float(value[i]), attrs=json.loads(cols["attrs"][i] or "{}"))
+              parent_id=cols["parent_id"][i], value=float(value[i]), attrs=tv.json_object(f"events/attrs row {i}", cols["attrs"][i]))
         for i in range(n)
     ]
+
+
+def _sample_window(f: h5py.File) -> tuple[int, int] | None:
+    """Where a channel's timestamps may lie (``trace_validate.sample_window``)."""
+    meta = {k: _meta_read(v) for k, v in f["meta"].attrs.items()} if "meta" in f else {}
+    run = {k: _meta_read(v) for k, v in f["run"].attrs.items()} if "run" in f else {}
+    health_t = None
+    if "health" in f and "t_ns" in f["health"]:
+        health_t = tv.int_column("health/t_ns", f["health"]["t_ns"][()])
+    return tv.sample_window(meta, run, health_t)
+
+
+def _damaged(name: Any, exc: BaseException) -> TraceError:
+    """The one line for a trace that cannot be read as it stands."""
+    if isinstance(exc, tv.InvalidValue):
+        return TraceError(f"{name}: damaged trace: {exc}")
+    text = " ".join(str(exc).split())[:200]
+    return TraceError(f"{name}: damaged trace ({type(exc).__name__}: {text})")
 
 
 def _run_window(f: h5py.File, channels: list[ChannelData]) -> tuple[int, int]:
@@ -355,6 +476,42 @@ def _run_window(f: h5py.File, channels: list[ChannelData]) -> tuple[int, int]:
     if not starts:
         raise TraceError(f"{f.filename}: the trace holds no samples")
     return min(starts), max(ends)
+
+
+def _channel_index(f: h5py.File) -> tuple[h5py.Group, Any, tuple[int, int] | None, dict[str, tuple[int, str, Channel]]]:
+    """The channel groups, the tail lengths, the samples' time window and each channel's
+    (index, group key, description) by name, every attribute checked."""
+    groups = f["channels"]
+    tail_len = tv.int_column("tail_len", f["tail_len"][()]) if "tail_len" in f else np.zeros(0, np.int64)
+    if "tail_len" in f and tail_len.size != len(groups):
+        raise tv.InvalidValue("tail_len", f"{tail_len.size} values for {len(groups)} channels")
+    tv.in_range("tail_len", tail_len, 0, CHUNK_SAMPLES)
+    window = _sample_window(f)
+    found: dict[str, tuple[int, str, Channel]] = {}  # name -> (index, group key, description)
+    for index, key in enumerate(sorted(groups)):
+        try:
+            c = _channel_from_attrs(groups[key].attrs)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise tv.InvalidValue(f"channels/{key}", f"bad attributes ({type(exc).__name__}: {exc})") from None
+        tv.check_channel(f"channels/{key}", c)
+        if c.name in found:
+            raise tv.InvalidValue(f"channels/{key} name", f"{c.name!r} is also channel {found[c.name][1]}")
+        found[c.name] = (index, key, c)
+    return groups, tail_len, window, found, _reads_recorded(f, len(groups))
+
+
+def _reads_recorded(f: h5py.File, n_channels: int) -> Any:
+    """Per channel, how many readings the sampler took, from the last health row of a finished
+    trace (None: not known). A channel with none stored though it was read has lost its samples."""
+    try:
+        if "run" not in f or "health" not in f or "reads" not in f["health"]:
+            return None
+        d = f["health"]["reads"]
+        if d.ndim != 2 or d.shape[0] == 0 or d.shape[1] != n_channels or d.dtype.kind not in "iu":
+            return None
+        return np.asarray(d[-1], dtype=np.int64)
+    except (KeyError, OSError, RuntimeError, ValueError):
+        return None
 
 
 def iter_channels(f: h5py.File, channels: Sequence[str] | None = None, *, ends_only: bool = False,
@@ -369,38 +526,69 @@ def iter_channels(f: h5py.File, channels: Sequence[str] | None = None, *, ends_o
     first and last samples (what a run window needs), for a chunk or two per channel."""
     if channels is not None and len(channels) == 0:
         return
-    tail_len = f["tail_len"][()] if "tail_len" in f else np.zeros(0, np.int64)
-    groups = f["channels"]
-    found: dict[str, tuple[int, str, Channel]] = {}  # name -> (index, group key, description)
-    for index, key in enumerate(sorted(groups)):
-        c = _channel_from_attrs(groups[key].attrs)
-        found[c.name] = (index, key, c)
+    from greentop.deadline import bounded
+
+    try:
+        groups, tail_len, window, found, reads = bounded(lambda: _channel_index(f), _timed_out(f.filename))
+    except TraceError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- whatever a damaged file makes h5py or numpy raise
+        raise _damaged(f.filename, exc) from None
     if channels is not None:
         missing = [name for name in channels if name not in found]
         if missing:
             raise TraceError(f"{f.filename}: no channel named {', '.join(missing)}")
 
     def read(index: int, key: str, channel: Channel) -> ChannelData:
+        from greentop.deadline import bounded
+
+        return bounded(lambda: read_now(index, key, channel), _timed_out(f.filename))
+
+    def read_now(index: int, key: str, channel: Channel) -> ChannelData:
         try:
             g = groups[key]
+            field = f"channels/{key}"
+            for name in ("t_ns", "raw"):
+                d = g[name]
+                if d.ndim != 1 or d.dtype.kind not in "iu":
+                    raise tv.InvalidValue(f"{field}/{name}", f"{d.dtype} of shape {d.shape}, expected one column of integers")
+            n_t, n_raw = g["t_ns"].shape[0], g["raw"].shape[0]
+            if n_t != n_raw and not f.swmr_mode:  # SWMR: a reader may see one dataset extended before the other
+                raise tv.InvalidValue(field, f"{n_t} timestamps but {n_raw} readings")
+            n = min(n_t, n_raw)
             if ends_only:
-                n = min(g["t_ns"].shape[0], g["raw"].shape[0])
                 rows = [0, n - 1] if n > 1 else slice(0, n)
                 t, raw = g["t_ns"][rows], g["raw"][rows]
             else:
-                t, raw = g["t_ns"][()], g["raw"][()]
-                n = min(t.size, raw.size)  # SWMR: a reader may see one dataset extended before the other
-                t, raw = t[:n], raw[:n]
+                t, raw = g["t_ns"][:n], g["raw"][:n]
+            t, raw = np.asarray(t, dtype=np.int64), np.asarray(raw, dtype=np.int64)
+            if t.size and t[-1] == 0:
+                # Rows the file has room for but whose data never reached the disk (a write that
+                # failed: a full disk) read as HDF5's fill value, 0: the trace ends before them.
+                t_all = np.asarray(g["t_ns"][:n], dtype=np.int64)
+                n = int(np.argmax(t_all == 0)) if (t_all == 0).any() else n
+                t, raw = (t_all[[0, n - 1]], np.asarray(g["raw"][[0, n - 1]], dtype=np.int64)) if ends_only and n > 1 \
+                    else (t_all[:n], np.asarray(g["raw"][:n], dtype=np.int64))
             k = int(tail_len[index]) if index < tail_len.size else 0
             if k:
                 # A recorder that died: samples short of a whole chunk are in the tail. Timestamps
                 # rise strictly, so a tail that overlaps what reached the main datasets is trimmed.
-                tail = g["tail"][:k]
-                keep = tail[:, 0] > t[-1] if t.size else np.ones(k, dtype=bool)
+                tail = tv.int_column(f"{field}/tail", g["tail"][:k], ndim=2)
+                if tail.shape != (k, 2):
+                    raise tv.InvalidValue(f"{field}/tail", f"shape {tail.shape}, expected ({k}, 2)")
+                keep = tail[:, 0] > (t[-1] if t.size else 0)  # 0: a row never written (see above)
                 t, raw = np.concatenate([t, tail[keep, 0]]), np.concatenate([raw, tail[keep, 1]])
-        except (KeyError, OSError, ValueError) as exc:
-            raise TraceError(f"{f.filename}: damaged trace ({type(exc).__name__}: {exc})") from None
-        return ChannelData(channel, np.asarray(t, dtype=np.int64), np.asarray(raw, dtype=np.int64))
+            if ends_only:
+                # Only the ends are read here: their order and range; the rest when read whole.
+                t, raw = (t[[0, -1]], raw[[0, -1]]) if t.size > 1 else (t, raw)
+            if t.size == 0 and reads is not None and index < reads.size and reads[index] > 0:
+                raise tv.InvalidValue(f"{field}/t_ns", f"no samples, though the sampler read the channel {int(reads[index])} times")
+            tv.check_samples(field, channel, t, raw, window)
+        except TraceError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- whatever a damaged file makes h5py or numpy raise
+            raise _damaged(f.filename, exc) from None
+        return ChannelData(channel, t, raw)
 
     names = list(found) if channels is None else list(channels)
     if not read_ahead:
@@ -430,32 +618,43 @@ def load(path: str | Path | h5py.File, channels: Sequence[str] | None = None) ->
     time (``attribution.summarise``)."""
     from contextlib import nullcontext
 
+    from greentop.deadline import bounded
+
     name = path.filename if isinstance(path, h5py.File) else path
     with nullcontext(path) if isinstance(path, h5py.File) else open_trace(path) as f:
         try:
-            meta = {k: _meta_read(v) for k, v in f["meta"].attrs.items()}
-            channels_data = list(iter_channels(f, channels))
+            meta = bounded(lambda: {k: _meta_read(v) for k, v in f["meta"].attrs.items()}, _timed_out(name))
+            tv.check_meta(meta)
+            channels_data = list(iter_channels(f, channels))  # each channel's read bounded in time on its own
             ends = channels_data if channels is None else list(iter_channels(f, ends_only=True))
             run_start, run_end = _run_window(f, ends)
-            events = read_events(f)
-            complete = "run" in f and "phases" in f
-            run = {k: _meta_read(v) for k, v in f["run"].attrs.items()} if "run" in f else {}
-            if complete:
-                phases, marks, counts = _read_tables(f)
-            else:
-                exit_event = next((e for e in events if e.kind == "run" and e.name == RUN_WORKLOAD_EXIT), None)
-                # No exit logged: greentop itself died mid-run, and open phases end with the data.
-                status = "ok" if exit_event is not None and exit_event.value == 0 else "crashed"
-                phases, marks, counts = phases_from_log(events, run_end, status)
-            health = _read_health(f)
+            events, complete, run, (phases, marks, counts), health = bounded(
+                lambda: _read_log(f, run_start, run_end), _timed_out(name))
         except TraceError:
             raise
-        except (KeyError, OSError, ValueError) as exc:
-            raise TraceError(f"{name}: damaged trace ({type(exc).__name__}: {exc})") from None
+        except Exception as exc:  # noqa: BLE001 -- whatever a damaged file makes h5py, numpy or json raise
+            raise _damaged(name, exc) from None
     baseline = _window(events, RUN_BASELINE_START, RUN_BASELINE_END)
     meta = meta | {"run": run}
     return TraceData(meta=meta, channels=channels_data, phases=phases, marks=marks, counts=counts, run_start_ns=run_start,
                      run_end_ns=run_end, baseline=baseline, health=health, complete=complete)
+
+
+def _read_log(f: h5py.File, run_start: int, run_end: int) -> tuple[list[Event], bool, dict[str, Any],
+                                                                   tuple[list[Phase], list[Mark], list[Count]], dict[str, Any]]:
+    """Events, completeness, /run, the phase tables (read, or rebuilt from the log) and health."""
+    events = read_events(f, (run_start, run_end))
+    complete = "run" in f and "phases" in f
+    run = {k: _meta_read(v) for k, v in f["run"].attrs.items()} if "run" in f else {}
+    tv.check_run(run)
+    if complete:
+        tables = _read_tables(f, (run_start, run_end))
+    else:
+        exit_event = next((e for e in events if e.kind == "run" and e.name == RUN_WORKLOAD_EXIT), None)
+        # No exit logged: greentop itself died mid-run, and open phases end with the data.
+        status = "ok" if exit_event is not None and exit_event.value == 0 else "crashed"
+        tables = phases_from_log(events, run_end, status)
+    return events, complete, run, tables, _read_health(f)
 
 
 def _window(events: list[Event], start: str, end: str) -> tuple[int, int] | None:
@@ -464,37 +663,82 @@ def _window(events: list[Event], start: str, end: str) -> tuple[int, int] | None
     return (a, b) if a is not None and b is not None and b > a else None
 
 
-def _read_tables(f: h5py.File) -> tuple[list[Phase], list[Mark], list[Count]]:
+def _read_tables(f: h5py.File, span: tuple[int, int]) -> tuple[list[Phase], list[Mark], list[Count]]:
+    """The derived tables of a finished trace, each value checked (``trace_validate``)."""
     p = f["phases"]
     names, attrs, status, ids = _strings(p["name"]), _strings(p["attrs"]), _strings(p["status"]), _strings(p["phase_id"])
-    start, end, depth, parent, pid = (p[c][()] for c in ("start_ns", "end_ns", "depth", "parent", "pid"))
+    start, end, depth, parent, pid = (tv.int_column(f"phases/{c}", p[c][()]) for c in ("start_ns", "end_ns", "depth", "parent", "pid"))
+    n = tv.same_lengths("phases", {"name": len(names), "attrs": len(attrs), "status": len(status), "phase_id": len(ids),
+                                   "start_ns": start.size, "end_ns": end.size, "depth": depth.size, "parent": parent.size,
+                                   "pid": pid.size})
+    tv.check_times("phases/start_ns", start, span)
+    tv.check_times("phases/end_ns", end, span)
+    tv.check_phase_rows(start, end, depth, parent, status)
     phases = [Phase(i, names[i], int(start[i]), int(end[i]), int(depth[i]), int(parent[i]), int(pid[i]),
-                    json.loads(attrs[i] or "{}"), status[i], ids[i]) for i in range(len(names))]
+                    tv.json_object(f"phases/attrs row {i}", attrs[i]), status[i], ids[i]) for i in range(n)]
     m = f["marks"]
     mn, ma = _strings(m["name"]), _strings(m["attrs"])
-    marks = [Mark(int(t), mn[i], int(pd), json.loads(ma[i] or "{}")) for i, (t, pd) in enumerate(zip(m["t_ns"][()], m["pid"][()]))]
+    mt, mp = tv.int_column("marks/t_ns", m["t_ns"][()]), tv.int_column("marks/pid", m["pid"][()])
+    tv.same_lengths("marks", {"name": len(mn), "attrs": len(ma), "t_ns": mt.size, "pid": mp.size})
+    tv.check_times("marks/t_ns", mt, span)
+    marks = [Mark(int(t), mn[i], int(pd), tv.json_object(f"marks/attrs row {i}", ma[i])) for i, (t, pd) in enumerate(zip(mt, mp))]
     c = f["counts"]
     cn = _strings(c["name"])
-    counts = [Count(int(t), cn[i], float(v), int(pd), int(ph))
-              for i, (t, v, pd, ph) in enumerate(zip(c["t_ns"][()], c["value"][()], c["pid"][()], c["phase"][()]))]
+    ct, cv = tv.int_column("counts/t_ns", c["t_ns"][()]), tv.float_column("counts/value", c["value"][()])
+    cp, cph = tv.int_column("counts/pid", c["pid"][()]), tv.int_column("counts/phase", c["phase"][()])
+    tv.same_lengths("counts", {"name": len(cn), "t_ns": ct.size, "value": cv.size, "pid": cp.size, "phase": cph.size})
+    tv.check_times("counts/t_ns", ct, span)
+    tv.in_range("counts/phase", cph, -1, n - 1, f"-1 .. {n - 1} (the phases)")
+    counts = [Count(int(t), cn[i], float(v), int(pd), int(ph)) for i, (t, v, pd, ph) in enumerate(zip(ct, cv, cp, cph))]
     return phases, marks, counts
 
 
 def _read_health(f: h5py.File) -> dict[str, Any]:
     h = f["health"]
+    run_lost = tv.integer("run events_lost", f["run"].attrs.get("events_lost", 0), 0) if "run" in f else 0
     if h["t_ns"].shape[0] == 0:
         return {}
-    names, lanes = json.loads(h.attrs["channels"]), json.loads(h.attrs["lanes"])
-    last = {k: h[k][-1] for k in ("overruns", "read_errors", "reads", "lane_ticks", "lane_missed", "lane_late")}
+    names, lanes = _name_list("health channels", h.attrs["channels"]), _name_list("health lanes", h.attrs["lanes"])
+    rows = h["t_ns"].shape[0]
+    if names != [_channel_from_attrs(f["channels"][k].attrs).name for k in sorted(f["channels"])]:
+        raise tv.InvalidValue("health channels", "names that are not the trace's channels")
+    last = {}
+    for k, width in (("overruns", len(names)), ("read_errors", len(names)), ("reads", len(names)),
+                     ("lane_ticks", len(lanes)), ("lane_missed", len(lanes)), ("lane_late", len(lanes))):
+        d = h[k]
+        if d.ndim != 2 or d.shape[1] != width or d.shape[0] < rows and not f.swmr_mode:
+            raise tv.InvalidValue(f"health/{k}", f"shape {d.shape}, expected ({rows}, {width})")
+        last[k] = tv.int_column(f"health/{k}", d[-1:], ndim=2)[0] if d.shape[0] else np.zeros(width, np.int64)
+        tv.in_range(f"health/{k}", last[k], 0, 2**62)
+    dropped = tv.int_column("health/events_dropped", h["events_dropped"][()])
+    tv.in_range("health/events_dropped", dropped, 0, 2**62)
+    lost = None
+    if "events_lost" in h:  # traces since issue #11: events that clients could not send or the recorder not keep
+        lost = tv.int_column("health/events_lost", h["events_lost"][()])
+        tv.in_range("health/events_lost", lost, 0, 2**62)
     return {
         "channels": {n: {"overruns": int(last["overruns"][i]), "read_errors": int(last["read_errors"][i]),
                          "reads": int(last["reads"][i])} for i, n in enumerate(names)},
         "lanes": {n: {"ticks": int(last["lane_ticks"][i]), "missed": int(last["lane_missed"][i]),
                       "late": int(last["lane_late"][i])} for i, n in enumerate(lanes)},
-        "events_dropped": int(h["events_dropped"][-1]),
+        "events_dropped": int(dropped[-1]) if dropped.size else 0,
+        **({"events_lost": max(int(lost[-1]) if lost.size else 0, int(run_lost))} if lost is not None else {}),
         "overruns": int(np.sum(last["overruns"])),
         "read_errors": int(np.sum(last["read_errors"])),
     }
+
+
+def _name_list(field: str, text: Any) -> list[str]:
+    """A JSON list of names (the health table's column names)."""
+    if isinstance(text, bytes):
+        text = text.decode()
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        raise tv.InvalidValue(field, f"not JSON ({str(text)[:40]!r})") from None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise tv.InvalidValue(field, "not a list of names")
+    return value
 
 
 def wall_time_s(meta: dict[str, Any], t_ns: int) -> float:

@@ -10,6 +10,7 @@ everywhere; override it with ``--cpu-idle-w`` / ``--cpu-max-w`` or
 
 from __future__ import annotations
 
+import math
 import os
 import re
 
@@ -35,7 +36,12 @@ def model_from(idle_w: float | None, max_w: float | None, n_cpus: int) -> CpuPow
         parts = os.environ[MODEL_ENV].split(",")
         if len(parts) != 2:
             raise ValueError(f"{MODEL_ENV} must be IDLE_W,MAX_W, got {os.environ[MODEL_ENV]!r}")
-        idle_w, max_w = float(parts[0]), float(parts[1])
+        try:
+            idle_w, max_w = float(parts[0]), float(parts[1])
+        except ValueError:
+            raise ValueError(f"{MODEL_ENV} must be two numbers IDLE_W,MAX_W, got {os.environ[MODEL_ENV]!r}") from None
+        if not (math.isfinite(idle_w) and math.isfinite(max_w)):
+            raise ValueError(f"{MODEL_ENV} must be finite watts, got {os.environ[MODEL_ENV]!r}")
     idle = IDLE_W_PER_CPU * n_cpus if idle_w is None else idle_w
     peak = MAX_W_PER_CPU * n_cpus if max_w is None else max_w
     if idle < 0 or peak < idle:

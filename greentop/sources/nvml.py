@@ -39,6 +39,31 @@ def _preload() -> None:
         ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
 
 
+def _soname(path: str) -> str:
+    """The DT_SONAME of a 64-bit little-endian ELF shared library ("" if none or unreadable)."""
+    import struct
+
+    try:
+        data = open(path, "rb").read()
+        if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+            return ""
+        shoff, = struct.unpack_from("<Q", data, 0x28)
+        shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+        sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
+        for _name, kind, _flags, _addr, offset, size, link, *_ in sections:
+            if kind != 6:  # SHT_DYNAMIC
+                continue
+            strtab = sections[link]
+            for k in range(0, size, 16):
+                tag, value = struct.unpack_from("<qQ", data, offset + k)
+                if tag == 14:  # DT_SONAME
+                    start = strtab[4] + value
+                    return data[start:data.index(b"\0", start)].decode(errors="replace")
+    except (OSError, struct.error, IndexError, ValueError):
+        return ""
+    return ""
+
+
 def _nvidia_device_nodes() -> bool:
     return host_path("/dev/nvidia0").exists() or host_path("/proc/driver/nvidia/version").exists()
 
@@ -63,7 +88,15 @@ def discover() -> SourceResult:
     except pynvml.NVMLError as exc:
         code = getattr(exc, "value", None)
         if code == ERROR_LIBRARY_NOT_FOUND:
-            if _nvidia_device_nodes():
+            if library_path():
+                # The file named was loaded, yet NVML's loader looks for its soname: say what is wrong with it.
+                result.problems.append(Problem(
+                    SOURCE, library_path(),
+                    f"{LIB_ENV}={library_path()} loads, but pynvml finds libraries by the name libnvidia-ml.so.1 and "
+                    f"this file's SONAME is {_soname(library_path()) or 'missing'}",
+                    "link the library with -Wl,-soname,libnvidia-ml.so.1 (readelf -d FILE shows it), or point "
+                    f"{LIB_ENV} at the driver's libnvidia-ml.so.1"))
+            elif _nvidia_device_nodes():
                 result.problems.append(
                     Problem(SOURCE, "libnvidia-ml.so.1", "NVIDIA devices exist but NVML is not found",
                             f"install the driver's NVML library (libnvidia-ml.so.1) or set {LIB_ENV} to its path")
