@@ -13,7 +13,6 @@ import platform
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Callable, Protocol, Sequence
 
-from greentop import __version__
+from greentop import __version__, launch
 from greentop.channel import Channel
 from greentop.listener import Event, EventListener
 from greentop.sampler import Sampler, SamplerHealth, Samples
@@ -39,8 +38,6 @@ from greentop.trace import (
 
 DRAIN_S = 0.05
 FLUSH_S = 0.5  # the bar is "at least once a second"
-PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
-GRACE_S = 5.0  # after Ctrl-C: time the workload gets before SIGTERM, then again before SIGKILL
 
 
 class RecordError(Exception):
@@ -228,52 +225,6 @@ def _reason(exc: BaseException) -> str:
 
 def _run_event(name: str, value: float = 0.0) -> Event:
     return Event(kind="run", t_ns=time.monotonic_ns(), pid=os.getpid(), name=name, phase_id="", parent_id="", value=value, attrs={})
-
-
-def _death_signal_setter() -> Callable[[], None] | None:
-    """What the workload's child runs before exec: have the kernel send it SIGTERM when the
-    recorder dies, even by SIGKILL, so a workload never runs on unrecorded and orphaned
-    (``PR_SET_PDEATHSIG``; processes the workload starts itself are its own to stop). prctl is
-    resolved here, in the recorder: the forked child of a threaded process must not dlopen."""
-    import ctypes
-
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def set_in_child() -> None:
-        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-        if os.getppid() != parent:  # the recorder died before the prctl took effect
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return set_in_child
-
-
-def _wait_child(child: subprocess.Popen[bytes], interrupted: Callable[[], bool],
-                first_signal: Callable[[], int] = lambda: signal.SIGINT) -> int:
-    """Wait for the workload; after Ctrl-C give it GRACE_S to stop, then SIGTERM, then SIGKILL.
-    ``first_signal``: what is passed on first (SIGINT after Ctrl-C, SIGTERM after a SIGTERM)."""
-    deadline: float | None = None
-    stage = 0
-    while True:
-        try:
-            return child.wait(timeout=0.1)
-        except subprocess.TimeoutExpired:
-            pass
-        if interrupted():
-            now = time.monotonic()
-            if deadline is None:
-                deadline = now + 1.0  # a terminal's Ctrl-C reached the child too; give it a moment
-            elif now >= deadline:
-                sig = (first_signal(), signal.SIGTERM, signal.SIGKILL)[min(stage, 2)]
-                try:
-                    child.send_signal(sig)
-                except ProcessLookupError:
-                    pass
-                stage += 1
-                deadline = now + GRACE_S
 
 
 def check_command(cmd: Sequence[str], usage: str = "greentop record -o run.h5 -- CMD ARGS...") -> None:
@@ -487,10 +438,10 @@ def record(cmd: Sequence[str], channels: list[Channel], found: SourceResult, opt
             on_start()
         if not interrupted.is_set():
             recorder.log(RUN_WORKLOAD_START)
-            child = subprocess.Popen(list(cmd), env=os.environ | listener.env(), preexec_fn=_death_signal_setter())
-            rc = _wait_child(child, interrupted.is_set, lambda: received[0] if received else signal.SIGINT)
-            recorder.log(RUN_WORKLOAD_EXIT, float(rc))
-            exit_code = rc if rc >= 0 else 128 - rc
+            # The one launcher and its stop protocol (greentop.launch); the workload keeps the terminal.
+            workload = launch.start(cmd, listener.env())
+            exit_code = workload.wait(interrupted.is_set, lambda: received[0] if received else signal.SIGINT)
+            recorder.log(RUN_WORKLOAD_EXIT, float(workload.process.returncode))
         else:
             exit_code = 130
         if received and received[0] == signal.SIGTERM:

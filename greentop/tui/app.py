@@ -13,15 +13,13 @@ from __future__ import annotations
 import math
 import os
 import queue
-import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from rich.markup import escape
 from textual.app import App, ComposeResult
@@ -33,6 +31,7 @@ from textual import events
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Log, Static
 
+from greentop import launch
 from greentop.attribution import J_PER_KWH, J_PER_WH
 from greentop.channel import Channel
 from greentop.listener import Event
@@ -762,29 +761,6 @@ def wrap_output(lines: Sequence[str], width: int) -> list[str]:
     return out
 
 
-def _pump_output(stream: IO[bytes], out: "queue.SimpleQueue[str]") -> None:
-    for line in iter(stream.readline, b""):
-        out.put(line.decode("utf-8", "replace").rstrip("\n"))
-    stream.close()
-
-
-def _stop_child(child: subprocess.Popen[bytes], grace_s: float = 3.0) -> int:
-    """SIGINT, then SIGTERM, then SIGKILL to the workload's process group, ``grace_s`` apart."""
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-        if child.poll() is not None:
-            break
-        try:
-            os.killpg(child.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            child.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            continue
-    rc = child.wait()
-    return rc if rc >= 0 else 128 - rc
-
-
 @dataclass
 class LiveResult:
     exit_code: int
@@ -814,6 +790,7 @@ def run_live(cmd: Sequence[str], channels: Sequence[Channel], rate_hz: float, sl
     sampler = Sampler(channels, rate_hz=rate_hz, slow_rate_hz=slow_rate_hz)
     listener = EventListener() if cmd else None
     child: subprocess.Popen[bytes] | None = None
+    workload: launch.Workload | None = None
     output_q: queue.SimpleQueue[str] | None = None
     recording: Recorder | None = None
 
@@ -849,18 +826,19 @@ def run_live(cmd: Sequence[str], channels: Sequence[Channel], rate_hz: float, sl
             output_q = queue.SimpleQueue()
             if recording is not None:
                 recording.log(RUN_WORKLOAD_START)
-            # Its own session: the terminal belongs to the view; its output goes to the output pane.
-            child = subprocess.Popen(list(cmd), env=os.environ | listener.env(), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-            assert child.stdout is not None
-            threading.Thread(target=_pump_output, args=(child.stdout, output_q), name="greentop-output", daemon=True).start()
+            # The one launcher (greentop.launch): a session of its own, since the terminal belongs to
+            # the view; its output goes to the output pane.
+            workload = launch.start(cmd, listener.env(), own_group=True, capture_output=True)
+            child = workload.process
+            assert workload.output is not None
+            launch.pump_lines(workload.output, output_q.put)
         app = LiveApp(sampler, channels, listener=listener, child=child, command=cmd, output=output_q, window_s=window_s,
                       recording=recording, new_recording=None if output is not None else new_recording, carbon=carbon,
                       found=found, **app_kwargs)
         rc = app.run()
     finally:
         running = child is not None and child.poll() is None
-        exit_code = _stop_child(child) if child is not None else 0
+        exit_code = workload.stop() if workload is not None else 0
         sampler.stop()
         rec = app.recording if app is not None else recording
         if rec is not None:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from greentop import launch
 from workloads.results import (
     RESULTS_SCHEMA_VERSION,
     ResultError,
@@ -50,41 +51,33 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop greentop record the way Ctrl-C does (it stops its workload and finishes the trace);
-    escalate if it does not stop. A second Ctrl-C here kills it at once."""
-    for sig, grace_s in ((signal.SIGINT, STOP_GRACE_S), (signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
-        try:
-            proc.send_signal(sig)
-            proc.wait(timeout=grace_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-        except KeyboardInterrupt:
-            proc.kill()
-            proc.wait()
-            return
-        except ProcessLookupError:
-            return
+def _stop(workload: launch.Workload) -> None:
+    """Stop greentop record the way Ctrl-C does (it stops its workload and finishes the trace),
+    by greentop's one stop protocol (``greentop.launch``). A second Ctrl-C here kills it at once."""
+    try:
+        workload.stop(signal.SIGINT, grace_s=STOP_GRACE_S)
+    except KeyboardInterrupt:
+        workload.send(signal.SIGKILL)
+        workload.process.wait()
 
 
-def _wait(proc: subprocess.Popen[bytes], timeout_s: float | None, progress: Progress) -> tuple[int, bool]:
+def _wait(workload: launch.Workload, timeout_s: float | None, progress: Progress) -> tuple[int, bool]:
     """(exit code, timed out). Ctrl-C stops the point and raises :class:`Interrupted`."""
     deadline = time.monotonic() + timeout_s if timeout_s else None
     try:
         while True:
             try:
-                return proc.wait(timeout=POLL_S), False
+                return workload.process.wait(timeout=POLL_S), False
             except subprocess.TimeoutExpired:
                 pass
             progress.tick()
             if deadline is not None and time.monotonic() >= deadline:
-                _stop(proc)
+                _stop(workload)
                 return EXIT_TIMEOUT, True
     except KeyboardInterrupt:
         # A terminal's Ctrl-C reached greentop record too (same process group); a signal sent to
         # the sweep alone did not: send it on either way (record treats a second one the same).
-        _stop(proc)
+        _stop(workload)
         raise Interrupted() from None
 
 
@@ -120,8 +113,8 @@ def run_point(sweep: Sweep, point: Point, out_dir: Path, record: RecordSettings,
     with files.log.open("w") as log:
         log.write(f"# sweep {sweep.name}, point {point.id}\n# params: {json.dumps(point.params)}\n# command: {shlex.join(cmd)}\n")
         log.flush()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        rc, timed_out = _wait(proc, timeout_s, progress)
+        workload = launch.start(cmd, env, log=log)
+        rc, timed_out = _wait(workload, timeout_s, progress)
     problems: list[str] = []
     if timed_out:
         problems.append(f"stopped after the {timeout_s:g} s timeout")
