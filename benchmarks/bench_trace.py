@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from greentop.channel import Channel, Lane, Quantity, Reader, ReaderKind  # noqa: E402
-from greentop.listener import Event  # noqa: E402
+from greentop.events import Event  # noqa: E402
 from greentop.sampler import Sampler  # noqa: E402
 from greentop.trace import TraceWriter, phases_from_log  # noqa: E402
 

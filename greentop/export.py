@@ -40,7 +40,7 @@ import numpy.typing as npt
 from greentop import __version__
 from greentop.channel import Channel
 from greentop.energy import Converter, converter_for, primary_channels
-from greentop.listener import Event
+from greentop.events import Event
 from greentop.sampler import SamplerHealth, Samples
 
 DEFAULT_LISTEN = "127.0.0.1:9464"

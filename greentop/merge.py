@@ -35,7 +35,7 @@ from typing import Any, Sequence
 
 from greentop.channel import Channel
 from greentop.energy import primary_channels
-from greentop.listener import Event
+from greentop.events import Event
 from greentop.trace import (
     RUN_BASELINE_END,
     RUN_BASELINE_START,

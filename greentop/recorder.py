@@ -23,7 +23,8 @@ from typing import Any, Callable, Protocol, Sequence
 
 from greentop import __version__, launch
 from greentop.channel import Channel
-from greentop.listener import Event, EventListener
+from greentop.events import Event
+from greentop.listener import EventListener
 from greentop.sampler import Sampler, SamplerHealth, Samples
 from greentop.sources import SourceResult
 from greentop.trace import (

@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from greentop import trace_validate as tv
 from greentop.channel import Channel, CpuPowerModel, Lane, Quantity, Reader, ReaderKind
-from greentop.listener import Event, build_phases
+from greentop.events import Event, build_phases
 from greentop.tracedata import ChannelData, Count, Mark, Phase, TraceData
 
 FORMAT_NAME = "greentop-trace"

@@ -34,7 +34,7 @@ from greentop.attribution import (
 from greentop.carbon import REGIONS, SOURCE, intensity_for
 from greentop.channel import Channel, CpuPowerModel, Lane, Quantity, Reader, ReaderKind
 from greentop.energy import primary_channels
-from greentop.listener import Event
+from greentop.events import Event
 from greentop.summary_format import format_summary
 from greentop.trace import RUN_BASELINE_END, RUN_BASELINE_START, TraceError, TraceWriter, iter_channels, load, open_trace
 from greentop.tracedata import ChannelData, Count, Phase, TraceData

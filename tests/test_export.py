@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 from greentop.channel import Channel, Quantity, Reader, ReaderKind  # noqa: E402
 from greentop.energy import converter_for, primary_channels  # noqa: E402
 from greentop.export import ExportState, _Collector, parse_listen  # noqa: E402
-from greentop.listener import Event  # noqa: E402
+from greentop.events import Event  # noqa: E402
 from greentop.sampler import Samples  # noqa: E402
 from greentop.trace import load  # noqa: E402
 

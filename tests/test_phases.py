@@ -21,7 +21,8 @@ import pytest
 
 import greentop
 from greentop import phases
-from greentop.listener import Event, EventListener, build_phases, parse_event
+from greentop.events import Event, build_phases, parse_event
+from greentop.listener import EventListener
 
 REPO = Path(__file__).resolve().parent.parent
 

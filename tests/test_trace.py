@@ -17,7 +17,7 @@ import pytest
 
 import greentop
 from greentop.channel import Channel, Lane, Quantity, Reader, ReaderKind
-from greentop.listener import Event
+from greentop.events import Event
 from greentop.trace import RUN_BASELINE_END, RUN_BASELINE_START, TraceError, TraceWriter, load, phases_from_log, wall_time_s
 from tests.fakes.host import FakeHost
 from tests.fakes.profile import PowerProfile

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from greentop.channel import Channel, Quantity, Reader, ReaderKind
-from greentop.listener import Event
+from greentop.events import Event
 from greentop.sampler import ChannelHealth, LaneHealth, SamplerHealth, Samples
 from greentop.tui.app import ConfirmQuit, HelpScreen, LiveApp
 from greentop.tui.chart import PowerChart

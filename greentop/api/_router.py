@@ -2,7 +2,7 @@
 
 While at least one Monitor runs, one :class:`Router` is installed as the phase module's event
 sink (``phases._swap_client``). It takes the same datagrams a launcher would receive, parses them
-with the launcher's own parser (``listener.parse_event``), hands each event to every running
+with the launcher's own parser (``events.parse_event``), hands each event to every running
 Monitor, and forwards the datagram unchanged to the launcher when the process runs under one, so
 ``greentop record -- python train.py`` still sees every phase of a script that also has a Monitor.
 A forked child re-decides its sink from its environment: its phases reach a launcher, never the
@@ -17,7 +17,7 @@ import threading
 from typing import Any, Callable, Protocol
 
 from greentop import phases
-from greentop.listener import Event, parse_event
+from greentop.events import Event, parse_event
 
 
 class EventSink(Protocol):

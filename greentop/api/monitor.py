@@ -38,7 +38,7 @@ from greentop import gpusync, phases
 from greentop.api import _router
 from greentop.attribution import KIND_PHASE, PhaseSummary, RunSummary
 from greentop.channel import Channel
-from greentop.listener import Event, build_phases
+from greentop.events import Event, build_phases
 from greentop.sampler import DEFAULT_RATE_HZ, DEFAULT_SLOW_RATE_HZ, Sampler, SamplerError, SamplerHealth, Samples
 from greentop.sources import DiscoveryOptions, SourceResult, discover
 from greentop.tracedata import ChannelData, TraceData

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from greentop.listener import Event
+from greentop.events import Event
 from greentop.recorder import RecordOptions, check_output, run_metadata
 from greentop.sampler import SamplerHealth
 from greentop.trace import TraceWriter

@@ -34,7 +34,7 @@ from textual.widgets import DataTable, Footer, Log, Static
 from greentop import launch
 from greentop.attribution import J_PER_KWH, J_PER_WH
 from greentop.channel import Channel
-from greentop.listener import Event
+from greentop.events import Event
 from greentop.output_dir import OUTPUT_DIR_ENV, output_dir
 from greentop.labels import singular
 from greentop.recorder import DRAIN_S as RECORD_DRAIN_S

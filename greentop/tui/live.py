@@ -31,7 +31,7 @@ import numpy.typing as npt
 
 from greentop.channel import Channel, Quantity
 from greentop.energy import Converter, CounterUnwrapper, converter_for, primary_channels
-from greentop.listener import Event, build_phases
+from greentop.events import Event, build_phases
 from greentop.sampler import Samples
 
 GRID_NS = 10_000_000  # display resolution: 10 ms
