@@ -41,6 +41,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _machine, _pysampler
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # greentop from a checkout
 
+from _busy import calibrate_work, py_work  # noqa: E402
 from _machine import file_channels, machine_info  # noqa: E402
 from _pysampler import PySampler  # noqa: E402
 
@@ -57,28 +58,6 @@ RESULTS: list[dict[str, Any]] = []
 def emit(rec: dict[str, Any]) -> None:
     RESULTS.append(rec)
     print(json.dumps(rec), flush=True)
-
-
-def py_work(n: int) -> int:
-    """The busy loop: dict and str operations in pure Python (the same as bench_sampler's)."""
-    d: dict[str, int] = {}
-    acc = 0
-    for i in range(n):
-        k = "key%d" % (i & 1023)
-        d[k] = d.get(k, 0) + i
-        acc += len(k.upper())
-    return acc + len(d)
-
-
-def calibrate_work(target_s: float) -> int:
-    n = 20_000
-    while True:
-        t0 = time.perf_counter()
-        py_work(n)
-        el = time.perf_counter() - t0
-        if el > 0.05:
-            return max(int(n * target_s / el), 1)
-        n *= 4
 
 
 def read_counters(fds: list[int]) -> list[int]:
