@@ -19,7 +19,7 @@ setup: $(VENV)/.installed
 
 demo: setup
 	$(VENV)/bin/greentop devices --watch 0.5
-	$(VENV)/bin/greentop run -o demo.h5 --baseline 2 -- $(PY) -m workloads demo
+	$(VENV)/bin/greentop run -o demo.h5 --force --baseline 2 -- $(PY) -m workloads demo
 	$(PATH_HINT)
 
 test: setup
