@@ -94,6 +94,7 @@ from greentop.channel import Channel, CpuPowerModel, Quantity
 from greentop.domains import CPU_TOTAL_PACKAGES, DomainPlan, describe_total, plan_domains
 from greentop.energy import Converter, CounterUnwrapper, converter_for
 from greentop.energy import PEAK_WINDOW_S, update_period_s
+from greentop.formatters import J_PER_KWH, J_PER_WH
 from greentop.tracedata import ChannelData, Phase, TraceData
 
 F64 = npt.NDArray[np.float64]
@@ -101,8 +102,6 @@ I64 = npt.NDArray[np.int64]
 
 SCHEMA_VERSION = 1
 TOTAL = "total"
-J_PER_KWH = 3.6e6
-J_PER_WH = 3600.0
 
 KIND_RUN = "run"
 KIND_BASELINE = "baseline"

@@ -16,7 +16,7 @@ import torch
 
 import greentop
 from workloads import llm
-from workloads.cliargs import OneLineParser
+from greentop.cliargs import OneLineParser
 from workloads.results import mark_outcome, write_result
 from workloads.torchutil import (
     PRECISIONS,

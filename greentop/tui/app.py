@@ -33,7 +33,11 @@ from textual import events
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Log, Static
 
-from greentop.attribution import J_PER_KWH, J_PER_WH
+from greentop.formatters import co2 as _co2
+from greentop.formatters import duration_short as _duration
+from greentop.formatters import energy_j_wh as _energy
+from greentop.formatters import gco2e_g as _grams
+from greentop.formatters import power as _w
 from greentop.channel import Channel
 from greentop.listener import Event
 from greentop.output_dir import OUTPUT_DIR_ENV, output_dir
@@ -74,27 +78,6 @@ class ChildLike(Protocol):
     def poll(self) -> int | None: ...
 
 
-def _w(power_w: float) -> str:
-    if math.isnan(power_w):
-        return "- W"
-    if abs(power_w) >= 1000:
-        return f"{power_w / 1000:.2f} kW"
-    return f"{power_w:.1f} W"
-
-
-def _energy(energy_j: float) -> str:
-    return f"{energy_j:.1f} J ({energy_j / J_PER_WH:.4f} Wh)"
-
-
-def _grams(energy_j: float, g_per_kwh: float) -> float:
-    return energy_j / J_PER_KWH * g_per_kwh
-
-
-def _co2(energy_j: float, g_per_kwh: float) -> str:
-    g = _grams(energy_j, g_per_kwh)
-    return f"{g:.4f} gCO2e" if g < 10 else f"{g:.1f} gCO2e"
-
-
 def _singular(name: str) -> str:
     return singular(name)
 
@@ -106,13 +89,6 @@ def _per_unit(row: PhaseRow) -> str:
         return ""
     name = sorted(per)[0]
     return f"{per[name]:.3g} J/{_singular(name)}"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    m, s = divmod(int(seconds), 60)
-    return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
 
 
 class ConfirmQuit(ModalScreen[bool]):
