@@ -429,8 +429,7 @@ def _anomalies(info: DomainInfo, iv: _Intervals, origin: int) -> dict[str, npt.N
     }
 
 
-@dataclass(frozen=True)
-class _RowHead:
+class _RowHead(NamedTuple):  # a NamedTuple: a long run makes tens of thousands, and frozen dataclasses are slow to make
     """What a row is, before its figures: the ``PhaseSummary`` fields that are not energy."""
 
     kind: str
