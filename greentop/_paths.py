@@ -1,7 +1,9 @@
-"""Where the host's kernel interfaces live.
+"""Where the host's kernel interfaces and driver libraries live.
 
 ``GREENTOP_SYSFS_ROOT`` prefixes every ``/sys``, ``/dev`` and ``/proc`` path, so the test suite can
-point greentop at a fake host tree. Unset, paths are the real ones.
+point greentop at a fake host tree. Unset, paths are the real ones. ``GREENTOP_NVML_LIB`` names
+the NVML library to load instead of the driver's ``libnvidia-ml.so.1`` (the test suite's fake).
+The sampler reads it here, not through the NVML source module.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import os
 from pathlib import Path
 
 ROOT_ENV = "GREENTOP_SYSFS_ROOT"
+NVML_LIB_ENV = "GREENTOP_NVML_LIB"
 
 
 def host_path(path: str) -> Path:
@@ -27,3 +30,8 @@ def display_path(path: Path) -> str:
     if root and text.startswith(root.rstrip("/") + "/"):
         return "/" + text[len(root.rstrip("/")) + 1 :]
     return text
+
+
+def nvml_library_path() -> str:
+    """The NVML library greentop loads: ``$GREENTOP_NVML_LIB``, or "" for the driver's soname."""
+    return os.environ.get(NVML_LIB_ENV, "")

@@ -84,512 +84,64 @@ does not look idle (a long row below it, a swinging baseline, busy CPUs) gets a 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
-from greentop.channel import Channel, CpuPowerModel, Quantity
+from greentop.channel import Channel
+from greentop.channel_series import (
+    GAP_INTERVALS,
+    GAP_MIN_S,
+    STALL_MIN_S,
+    STALL_UPDATES,
+    Series,
+    anomaly_notes,
+    build_series,
+)
 from greentop.domains import CPU_TOTAL_PACKAGES, DomainPlan, describe_total, plan_domains
-from greentop.energy import Converter, CounterUnwrapper, converter_for
-from greentop.energy import PEAK_WINDOW_S, update_period_s
+from greentop.energy import PEAK_WINDOW_S
+from greentop.formatters import J_PER_KWH, J_PER_WH
+from greentop.intervals import Spans, complement, covered_s, events_in, sorted_unique, union
+from greentop.peaks import PeakGrid, peak_grid, peaks
+from greentop.row_figures import RowFigures, RowSpans, SpanFigures
+from greentop.summary_types import (
+    FLAG_ESTIMATED,
+    FLAG_GAP,
+    FLAG_GLITCH,
+    FLAG_INCLUDES_ESTIMATE,
+    FLAG_NO_DATA,
+    FLAG_OUTSIDE,
+    FLAG_OVERLAP,
+    FLAG_RESET,
+    FLAG_SHORT,
+    FLAG_STALLED,
+    KIND_BASELINE,
+    KIND_PHASE,
+    KIND_RUN,
+    KIND_UNTAGGED,
+    NAME_BASELINE,
+    NAME_RUN,
+    NAME_UNTAGGED,
+    SCHEMA_VERSION,
+    TOTAL,
+    DomainInfo,
+    DomainSummary,
+    PhaseSummary,
+    RunSummary,
+)
 from greentop.tracedata import ChannelData, Phase, TraceData
+
+__all__ = [
+    "FLAG_ESTIMATED", "FLAG_GAP", "FLAG_GLITCH", "FLAG_INCLUDES_ESTIMATE", "FLAG_NO_DATA", "FLAG_OUTSIDE", "FLAG_OVERLAP",
+    "FLAG_RESET", "FLAG_SHORT", "FLAG_STALLED", "GAP_INTERVALS", "GAP_MIN_S", "J_PER_KWH", "J_PER_WH", "KIND_BASELINE",
+    "KIND_PHASE", "KIND_RUN", "KIND_UNTAGGED", "NAME_BASELINE", "NAME_RUN", "NAME_UNTAGGED", "SCHEMA_VERSION",
+    "STALL_MIN_S", "STALL_UPDATES", "TOTAL", "DomainInfo", "DomainSummary", "PhaseSummary", "RunSummary", "summarise",
+]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
-
-SCHEMA_VERSION = 1
-TOTAL = "total"
-J_PER_KWH = 3.6e6
-J_PER_WH = 3600.0
-
-KIND_RUN = "run"
-KIND_BASELINE = "baseline"
-KIND_PHASE = "phase"
-KIND_UNTAGGED = "untagged"
-NAME_RUN = "run"
-NAME_BASELINE = "idle baseline"
-NAME_UNTAGGED = "(untagged)"
-
-FLAG_SHORT = "shorter than sensor update period"
-FLAG_ESTIMATED = "estimated"
-FLAG_INCLUDES_ESTIMATE = "includes estimate"
-FLAG_OVERLAP = "overlapping children"
-FLAG_OUTSIDE = "partly outside sensor data"
-FLAG_NO_DATA = "no sensor data"
-FLAG_RESET = "counter reset"
-FLAG_GLITCH = "counter glitch skipped"
-FLAG_STALLED = "counter stalled"
-FLAG_GAP = "sensor gap"
-
-# A channel silent for this many of its median sample intervals (and at least GAP_MIN_S) has a gap:
-# the sensor disappeared or its reads failed. A counter that has moved before and then does not move
-# for STALL_UPDATES of its update periods (and at least STALL_MIN_S) while still read is stalled.
-GAP_INTERVALS = 20
-GAP_MIN_S = 0.5
-STALL_UPDATES = 100
-STALL_MIN_S = 2.0
-
-# Counters sampled at least this much faster than they update get their interpolation knots thinned
-# to the update instants (see module docstring); below it every sample is an update anyway.
-_THIN_RATIO = 1.5
-
-
-# ----------------------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class DomainInfo:
-    """One primary domain and the channel behind it, with what limits its precision."""
-
-    domain: str  # display name: the channel's domain, "cpu (estimated)" for the CPU estimate
-    channel: str
-    source: str
-    quantity: str  # "energy", "power", "cpu_busy"
-    unit: str  # unit of the raw integer
-    estimated: bool
-    samples: int
-    sample_interval_s: float | None  # median interval between samples
-    update_period_s: float | None  # median interval between changes of the raw reading (None: < 2 changes)
-    resolution_j: float  # energy of one raw unit, per boundary (counters, CPU estimate); 0 for gauges
-    resolution_w: float  # power of one raw unit (gauges); 0 otherwise
-    wraps: int
-    backwards: int  # counter steps backwards that no wrap explains: resets (the same as ``resets``)
-    note: str
-    in_total: bool = True  # added into the machine total (psys beside the packages is shown, not added)
-    resets: int = 0  # counter restarts (a step backwards no wrap explains): counted from the new value
-    glitches: int = 0  # readings off the counter's track (implausible power), skipped
-    reset_t_ns: list[int] = field(default_factory=list)
-    glitch_t_ns: list[int] = field(default_factory=list)
-    gaps_ns: list[tuple[int, int]] = field(default_factory=list)  # no readings (sensor gone or failing)
-    stalls_ns: list[tuple[int, int]] = field(default_factory=list)  # read, but the counter did not move
-    alternatives: list[str] = field(default_factory=list)  # other channels of the same domain, not taken
-
-
-@dataclass(slots=True)  # not frozen: a long run has tens of thousands, and frozen init is slow
-class DomainSummary:
-    """Figures of one row for one domain (or the "total" of all primary domains)."""
-
-    domain: str
-    estimated: bool  # the domain is (or, for "total", includes) an estimate
-    energy_j: float  # inclusive
-    energy_wh: float
-    energy_uncertainty_j: float  # worst-case bound, see the module docstring
-    average_w: float  # energy_j / duration_s
-    peak_w: float  # highest average over PEAK_WINDOW_S inside the row (the average if shorter)
-    exclusive_energy_j: float  # not under any direct child
-    exclusive_energy_uncertainty_j: float
-    baseline_w: float | None  # idle power of this domain (None: no baseline window)
-    above_baseline_j: float | None  # energy_j - baseline_w * duration_s
-    above_baseline_uncertainty_j: float | None
-    gco2e_g: float  # energy_j as kWh x carbon intensity
-    per_unit_j: dict[str, float] = field(default_factory=dict)  # J per sample / token / request ...
-    per_unit_above_baseline_j: dict[str, float] = field(default_factory=dict)
-    flag: str = ""
-
-
-@dataclass(slots=True)
-class PhaseSummary:
-    """One row: the run, the idle baseline, a phase, or the untagged remainder."""
-
-    kind: str  # "run", "baseline", "phase", "untagged"
-    name: str
-    index: int  # index in TraceData.phases; -1 for the other kinds
-    parent: int  # parent phase index; -1 at top level and for the other kinds
-    depth: int  # 0 at top level (and for the other kinds)
-    pid: int  # -1 for the other kinds
-    status: str  # phases: "ok", "crashed", "unclosed", "interrupted"; the run: tracedata.run_status
-    phase_id: str
-    attrs: dict[str, Any]
-    start_ns: int
-    end_ns: int
-    duration_s: float  # time covered (for "untagged": the sum of the gaps)
-    exclusive_duration_s: float  # time not covered by any direct child
-    counts: dict[str, float]  # work inside the row (inclusive)
-    flag: str  # row-level flags ("overlapping children")
-    domains: list[DomainSummary]  # one per primary domain, then "total"
-
-    @property
-    def total(self) -> DomainSummary:
-        return self.domains[-1]
-
-    def domain(self, name: str) -> DomainSummary:
-        for d in self.domains:
-            if d.domain == name:
-                return d
-        raise KeyError(name)
-
-
-@dataclass
-class RunSummary:
-    schema_version: int
-    carbon_g_per_kwh: float
-    carbon_source: str
-    peak_window_s: float
-    run_start_ns: int
-    run_end_ns: int
-    baseline: tuple[int, int] | None
-    complete: bool  # False: the recorder died before finalising the trace
-    domains: list[DomainInfo]
-    rows: list[PhaseSummary]
-    meta: dict[str, Any]  # the trace's own metadata
-    health: dict[str, Any]  # sampler health (overruns, read errors, dropped events ...)
-    notes: list[str]
-    cpu_total: str = CPU_TOTAL_PACKAGES  # what the CPU side of the machine total is ("packages" or "psys")
-    machine_total: str = ""  # one line: what the "total" domain contains
-
-    def row(self, name: str) -> PhaseSummary:
-        """The first row with this name ("run", "idle baseline", "(untagged)", or a phase name)."""
-        for r in self.rows:
-            if r.name == name:
-                return r
-        raise KeyError(name)
-
-    def phase_rows(self) -> list[PhaseSummary]:
-        return [r for r in self.rows if r.kind == KIND_PHASE]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-# ------------------------------------------------------------------------------------ per channel
-
-
-@dataclass
-class _Series:
-    """A primary channel ready for interpolation: knots (s since the run start) and cumulative J.
-
-    The knots may be a subset of the channel's: every query a summary makes brackets between two
-    knots that are consecutive in the full set too, so ``np.interp`` and the gap lookups give
-    exactly what they give on all of them (see ``_series``)."""
-
-    info: DomainInfo
-    t_s: F64
-    energy_j: F64
-    update_s: float | None
-    t_first_s: float
-    t_last_s: float
-    blind_s: F64 = field(default_factory=lambda: np.zeros((0, 2)))  # (start, end) s: energy not seen there
-    model: CpuPowerModel | None = None  # the CPU estimate's model
-
-    @property
-    def has_data(self) -> bool:
-        return self.t_s.size >= 2
-
-    def at(self, t_s: F64) -> F64:
-        # np.interp clamps outside the knots: no energy is invented beyond the samples.
-        return np.interp(t_s, self.t_s, self.energy_j) if self.has_data else np.zeros(t_s.shape)
-
-    def boundary_uncertainty_j(self, t_s: F64) -> F64:
-        """Energy of one window of max(update period, local knot gap) centred on each boundary."""
-        if not self.has_data:
-            return np.zeros(t_s.shape)
-        w_s = _uncertainty_window_s(self.t_s, self.update_s, t_s)
-        return (self.at(t_s + w_s / 2) - self.at(t_s - w_s / 2)) + self.info.resolution_j
-
-
-def _uncertainty_window_s(knots_s: F64, update_s: float | None, t_s: F64) -> F64:
-    """max(update period, gap between the knots around t) for each boundary t (>= 2 knots)."""
-    i = np.clip(np.searchsorted(knots_s, t_s), 1, knots_s.size - 1)
-    gap_s = knots_s[i] - knots_s[i - 1]
-    return np.maximum(gap_s, update_s or 0.0)
-
-
-def _domain_name(c: Channel) -> str:
-    return f"{c.domain} (estimated)" if c.estimated else c.domain
-
-
-def _resolution(c: Channel) -> tuple[float, float]:
-    """(J per raw unit at a boundary, W per raw unit over time)."""
-    if c.quantity is Quantity.ENERGY:
-        return c.scale, 0.0
-    if c.quantity is Quantity.POWER:
-        return 0.0, c.scale
-    # One unit of busy time moves the linear model's energy by scale * (max - idle) / n_cpus.
-    m = c.model
-    return (c.scale * (m.max_w - m.idle_w) / max(m.n_cpus, 1), 0.0) if m else (0.0, 0.0)
-
-
-# Sample intervals and update periods are medians; on a long channel, measure them on this many
-# evenly spaced stretches of this many samples (the whole channel when shorter), so an hour at
-# 1 kHz costs what a minute does and the whole run is still represented.
-_STRETCHES = 16
-_STRETCH_SAMPLES = 16_384
-
-
-def _median_over_stretches(measure: Callable[[int, int], float | None], n: int) -> float | None:
-    if n <= _STRETCHES * _STRETCH_SAMPLES:
-        return measure(0, n)
-    starts = np.linspace(0, n - _STRETCH_SAMPLES, _STRETCHES).astype(np.int64).tolist()
-    found = [v for v in (measure(a, a + _STRETCH_SAMPLES) for a in starts) if v is not None]
-    return float(np.median(found)) if found else None
-
-
-# The converters keep their state across chunks, so one pass over a long channel can go in chunks:
-# the temporaries stay small and are reused instead of touching a fresh gigabyte per channel.
-_FEED_CHUNK = 1 << 18
-
-
-def _seconds(t_ns: I64, origin_ns: int) -> F64:
-    """Seconds since ``origin_ns``: every knot time is made this way (subtract first: exact in int64)."""
-    t_s = (t_ns - origin_ns).astype(np.float64)
-    t_s *= 1e-9
-    return t_s
-
-
-def _last_at_or_before(t_ns: I64, origin_ns: int, q_s: F64) -> I64:
-    """For each time ``q_s`` (s since ``origin_ns``), the index of the last sample at or before it
-    (-1: none): ``searchsorted(_seconds(t_ns, origin_ns), q_s, "right") - 1``, exactly, without
-    converting every sample. Seconds grow with ns, so the samples at or before q are those at or
-    before the last whole ns whose seconds are <= q; a float guess lands within a ns of it."""
-    n = int(t_ns.size)
-    j = np.full(q_s.shape, -1, dtype=np.int64)
-    if n == 0:
-        return j
-    first_s, last_s = _seconds(t_ns[[0, -1]], origin_ns).tolist()
-    j[q_s >= last_s] = n - 1
-    inside = (q_s >= first_s) & (q_s < last_s)
-    q = q_s[inside]
-    c = np.floor(q * 1e9).astype(np.int64)  # ns since origin_ns
-    for _ in range(8):
-        up = _seconds(c + 1, 0) <= q
-        down = _seconds(c, 0) > q
-        if not (up.any() or down.any()):
-            break
-        c += up
-        c -= down
-    else:  # not on any real trace (a run of months); the direct way is exact too
-        return np.searchsorted(_seconds(t_ns, origin_ns), q_s, "right") - 1
-    j[inside] = np.searchsorted(t_ns, c + origin_ns, "right") - 1
-    return j
-
-
-def _sorted_unique(x: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    # np.unique without numpy 2's hash path for integers (~40x slower here); the input is a few
-    # sorted runs end to end, which the stable sort (timsort) merges in about linear time.
-    x = np.sort(x, kind="stable")
-    return x[np.concatenate(([True], x[1:] != x[:-1]))] if x.size else x
-
-
-def _needed_knots(t_ns: I64, origin_ns: int, update_s: float | None, queries_s: F64, bounds_s: F64) -> I64:
-    """The samples a summary's lookups touch, sorted: both knots around every query (``np.interp``),
-    both around every boundary (its gap, ``_uncertainty_window_s``) and around both ends of every
-    boundary's uncertainty window, plus the first two and last two. Interpolating on these alone
-    gives bit for bit what interpolating on every sample gives, at a fraction of the memory."""
-    n = int(t_ns.size)
-    ends = np.array([0, 1, n - 2, n - 1], dtype=np.int64)
-    j = _last_at_or_before(t_ns, origin_ns, queries_s)
-    # searchsorted(..., "left") counts the samples before t: those at or before the float just below t.
-    i = _last_at_or_before(t_ns, origin_ns, np.nextafter(bounds_s, -np.inf)) + 1
-    keep = _sorted_unique(np.clip(np.concatenate((ends, j, j + 1, i - 1, i)), 0, n - 1))
-    # The windows need the gaps, which these knots already give exactly.
-    w_s = _uncertainty_window_s(_seconds(t_ns[keep], origin_ns), update_s, bounds_s)
-    j = _last_at_or_before(t_ns, origin_ns, np.concatenate((bounds_s + w_s / 2, bounds_s - w_s / 2)))
-    return _sorted_unique(np.clip(np.concatenate((keep, j, j + 1)), 0, n - 1))
-
-
-def _feed_at(conv: Converter, t_ns: I64, raw: I64, keep: I64 | None) -> tuple[I64, F64]:
-    """One pass of ``conv.feed`` over the channel, in chunks; the cumulative energy (J) at the
-    samples ``keep`` (sorted), or with ``keep`` None at the first and last samples and every sample
-    where it changed. Returns those sample indices and energies."""
-    n = int(t_ns.size)
-    found: list[I64] = []
-    energy: list[F64] = []
-    last = np.nan  # the previous chunk's last energy (NaN: the first sample is always kept)
-    for a in range(0, n, _FEED_CHUNK):
-        b = min(a + _FEED_CHUNK, n)
-        e = conv.feed(t_ns[a:b], raw[a:b]).energy_j
-        if keep is not None:
-            lo, hi = np.searchsorted(keep, (a, b))
-            local = keep[lo:hi] - a
-        else:
-            changed = np.diff(e, prepend=last) != 0
-            if b == n:
-                changed[-1] = True
-            local = np.flatnonzero(changed)
-            last = e[-1]
-        found.append(local + a)
-        energy.append(e[local])
-    if not found:
-        return np.zeros(0, dtype=np.int64), np.zeros(0)
-    return np.concatenate(found), np.concatenate(energy)
-
-
-def _series(cd: ChannelData, origin_ns: int, queries_s: F64, bounds_s: F64, run_ns: tuple[int, int]) -> _Series:
-    """A channel's knots for the lookups a summary makes: energy at ``queries_s`` and uncertainty
-    windows around ``bounds_s`` (both s since ``origin_ns``). One pass of the converter over the
-    samples, and nothing as long as the channel is made: an hour at 1 kHz costs that one pass."""
-    c = cd.channel
-    conv = converter_for(c)
-    t_ns, raw = cd.t_ns, cd.raw
-    n = int(t_ns.size)
-    dt_s = _median_over_stretches(lambda a, b: float(np.median(np.diff(t_ns[a:b]))), n) if n >= 2 else None
-    dt_s = dt_s * 1e-9 if dt_s is not None else None
-    u_s = _median_over_stretches(lambda a, b: update_period_s(t_ns[a:b], raw[a:b]), n) if n >= 3 else None
-    if c.quantity is Quantity.ENERGY and n >= 3 and u_s and dt_s and u_s > _THIN_RATIO * dt_s:
-        keep = None  # knots where the counter changed, and the first and last samples
-    elif n >= 4:
-        keep = _needed_knots(t_ns, origin_ns, u_s, queries_s, bounds_s)
-    else:
-        keep = np.arange(n)
-    knots, energy = _feed_at(conv, t_ns, raw, keep)
-    res_j, res_w = _resolution(c)
-    counter = conv if isinstance(conv, CounterUnwrapper) else None
-    gap_ns = max(GAP_INTERVALS * (dt_s or 0.0), GAP_MIN_S) * 1e9
-    stall_ns = max(STALL_UPDATES * u_s, STALL_MIN_S) * 1e9 if c.quantity is Quantity.ENERGY and u_s else 0.0
-    gaps, stalls = _gaps_and_stalls(t_ns, raw, gap_ns, stall_ns, run_ns)
-    info = DomainInfo(
-        domain=_domain_name(c), channel=c.name, source=c.source, quantity=c.quantity.value, unit=c.unit,
-        estimated=c.estimated, samples=n, sample_interval_s=dt_s, update_period_s=u_s, resolution_j=res_j,
-        resolution_w=res_w, wraps=counter.wraps if counter else 0, backwards=counter.resets if counter else 0,
-        note=c.note, resets=counter.resets if counter else 0, glitches=counter.glitches if counter else 0,
-        reset_t_ns=list(counter.reset_t_ns) if counter else [], glitch_t_ns=list(counter.glitch_t_ns) if counter else [],
-        gaps_ns=gaps, stalls_ns=stalls,
-    )
-    first_s, last_s = _seconds(t_ns[[0, -1]], origin_ns).tolist() if n else (0.0, 0.0)
-    # Where the energy was not seen: every gap of a gauge or the estimate (held values stand in for
-    # readings), a counter's stalls and the edges it was not read at all (a counter read across a
-    # gap still counted the energy inside it).
-    blind = stalls + (gaps if c.quantity is not Quantity.ENERGY else
-                      [g for g in gaps if g[0] < int(t_ns[0]) or g[1] > int(t_ns[-1])] if n else gaps)
-    blind_s = (np.array(sorted(blind), dtype=np.int64).reshape(-1, 2) - origin_ns) * 1e-9
-    return _Series(info, _seconds(t_ns[knots], origin_ns), energy, u_s, first_s, last_s, blind_s, c.model)
-
-
-def _anomaly_notes(info: DomainInfo, origin_ns: int) -> list[str]:
-    """One note per kind of trouble a channel had, with when (s since the run start)."""
-    def at(ts: list[int]) -> str:
-        shown = ", ".join(f"{(t - origin_ns) * 1e-9:.3f} s" for t in ts[:5])
-        return shown + (f" and {len(ts) - 5} more" if len(ts) > 5 else "")
-
-    def spans(iv: list[tuple[int, int]]) -> str:
-        shown = ", ".join(f"{(a - origin_ns) * 1e-9:.3f}-{(b - origin_ns) * 1e-9:.3f} s" for a, b in iv[:5])
-        return shown + (f" and {len(iv) - 5} more" if len(iv) > 5 else "")
-
-    out: list[str] = []
-    name = f"{info.domain} ({info.channel})"
-    if info.resets:
-        out.append(f"{name}: {info.resets} counter reset(s) at {at(info.reset_t_ns)}: counted from the new value, "
-                   "one sample interval lost each")
-    if info.glitches:
-        out.append(f"{name}: {info.glitches} counter glitch(es) (implausible power) skipped at {at(info.glitch_t_ns)}")
-    if info.stalls_ns:
-        out.append(f"{name}: counter stalled (read, not moving) over {spans(info.stalls_ns)}: "
-                   "the rows over it carry its average power there in their uncertainty")
-    if info.gaps_ns:
-        out.append(f"{name}: no readings over {spans(info.gaps_ns)} (sensor gone or failing): "
-                   "the rows over it carry it in their uncertainty")
-    return out
-
-
-def _gaps_and_stalls(t_ns: I64, raw: I64, gap_ns: float, stall_ns: float,
-                     run_ns: tuple[int, int]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """Gaps (no reading for longer than ``gap_ns``, the run's edges included) and stalls (readings
-    that do not change for longer than ``stall_ns``; 0: not checked), as (start_ns, end_ns)."""
-    n = int(t_ns.size)
-    lo, hi = run_ns
-    if n == 0:
-        return ([(lo, hi)] if hi > lo else []), []
-    gaps: list[tuple[int, int]] = []
-    stalls: list[tuple[int, int]] = []
-    if int(t_ns[0]) - lo > gap_ns:
-        gaps.append((lo, int(t_ns[0])))
-    last_move: int | None = None  # time of the counter's last move (None: not yet moved)
-    for a in range(0, n, _FEED_CHUNK):
-        b = min(a + _FEED_CHUNK + 1, n)  # one sample of overlap: every interval seen once
-        tt, rr = t_ns[a:b], raw[a:b]
-        for k in np.flatnonzero(np.diff(tt) > gap_ns).tolist():
-            gaps.append((int(tt[k]), int(tt[k + 1])))
-        if stall_ns:
-            moves = tt[1:][np.diff(rr) != 0]
-            if moves.size:
-                times = moves if last_move is None else np.concatenate(([last_move], moves))
-                for k in np.flatnonzero(np.diff(times) > stall_ns).tolist():
-                    stalls.append((int(times[k]), int(times[k + 1])))
-                last_move = int(times[-1])
-    if stall_ns and last_move is not None and int(t_ns[-1]) - last_move > stall_ns:
-        stalls.append((last_move, int(t_ns[-1])))
-    if hi - int(t_ns[-1]) > gap_ns:
-        gaps.append((int(t_ns[-1]), hi))
-    return gaps, stalls
-
-
-def _covered_s(blind_s: F64, a: F64, b: F64) -> F64:
-    """Length (s) of each interval [a, b] covered by the disjoint sorted intervals ``blind_s``."""
-    if blind_s.size == 0:
-        return np.zeros(a.shape)
-    edges = blind_s.ravel()
-    cum = np.concatenate(([0.0], np.cumsum(blind_s[:, 1] - blind_s[:, 0])))
-    level = np.repeat(cum, 2)[1:-1]  # covered length up to each edge
-    cover = lambda x: np.interp(x, edges, level, left=0.0, right=cum[-1])  # noqa: E731
-    return np.maximum(cover(b) - cover(a), 0.0)
-
-
-def _events_in(t_ns: list[int], origin_ns: int, lead_s: float, a: F64, b: F64) -> npt.NDArray[np.bool_]:
-    """Whether each interval [a, b] (s since ``origin_ns``) overlaps one of the sample intervals
-    ``(t - lead_s, t]`` ending at the times ``t_ns`` (the interval a reset or glitch lost)."""
-    if not t_ns:
-        return np.zeros(a.shape, dtype=bool)
-    ev = np.sort((np.asarray(t_ns, dtype=np.int64) - origin_ns) * 1e-9)
-    return np.searchsorted(ev, b + lead_s, "left") > np.searchsorted(ev, a, "right")
-
-
-# ------------------------------------------------------------------------------------- intervals
-
-
-def _union(starts: I64, ends: I64) -> tuple[I64, I64, bool]:
-    """Merge intervals (ns); also say whether any two overlapped (touching is not overlapping)."""
-    if starts.size == 0:
-        return starts, ends, False
-    order = np.argsort(starts, kind="stable")
-    s, e = starts[order], ends[order]
-    reach = np.maximum.accumulate(e)
-    overlap = bool(np.any(s[1:] < reach[:-1]))
-    new = np.ones(s.size, dtype=bool)
-    new[1:] = s[1:] > reach[:-1]
-    first = np.flatnonzero(new)
-    return s[first], np.maximum.reduceat(e, first), overlap
-
-
-def _complement(lo: int, hi: int, us: I64, ue: I64) -> list[tuple[int, int]]:
-    """Parts of [lo, hi] not covered by the merged intervals (us, ue)."""
-    out: list[tuple[int, int]] = []
-    cur = lo
-    for a, b in zip(us.tolist(), ue.tolist()):
-        a, b = max(a, lo), min(b, hi)
-        if b <= a:
-            continue
-        if a > cur:
-            out.append((cur, a))
-        cur = max(cur, b)
-    if hi > cur:
-        out.append((cur, hi))
-    return out
-
-
-# kind, name, index, parent, depth, pid, status, phase_id, attrs, start_ns, end_ns
-_Head = tuple[str, str, int, int, int, int, str, str, dict[str, Any], int, int]
-
-
-class _Spans:
-    """Sets of intervals (ns), each set a "span" whose energy is the sum over its intervals."""
-
-    def __init__(self) -> None:
-        self.span: list[int] = []
-        self.start: list[int] = []
-        self.end: list[int] = []
-        self.n = 0
-
-    def add(self, intervals: list[tuple[int, int]]) -> int:
-        sid = self.n
-        self.n += 1
-        for a, b in intervals:
-            if b > a:
-                self.span.append(sid)
-                self.start.append(a)
-                self.end.append(b)
-        return sid
 
 
 # --------------------------------------------------------------------------------------- summary
@@ -626,204 +178,309 @@ def summarise(trace: TraceData, carbon_g_per_kwh: float, carbon_source: str = ""
     """
     origin = int(trace.run_start_ns)
     run_lo, run_hi = origin, max(int(trace.run_end_ns), origin)
-    notes: list[str] = []
+    tree = _phase_tree(trace.phases)
+    layout = _plan_rows(trace, tree, run_lo, run_hi)
+    notes = list(layout.notes)
+    iv = _Intervals.of(layout.spans, origin)
+    grid = peak_grid(iv.span, iv.a_s, iv.b_s, np.array([r.inclusive for r in layout.rows], dtype=np.int64), iv.n_spans)
 
-    phases = trace.phases
-    nph = len(phases)
+    # Per channel, only the knots every lookup below needs, one channel at a time.
+    queries, bounds = sorted_unique(np.concatenate((iv.both_t, grid.edges))), sorted_unique(iv.both_t)
+    series, plan = _read_series(trace, channels, every_channel, plan, cpu_total, origin, queries, bounds, (run_lo, run_hi))
+    machine_total = _label_series(series, plan, origin, notes)
 
-    def valid(p: int) -> bool:  # an index (Phase.parent, Count.phase) that points at a phase
-        return 0 <= p < nph
+    spans = _span_figures(series, iv, grid, origin, layout.baseline_span)
+    heads, counts, overlap = _row_heads(trace, tree, layout, run_lo, run_hi)
+    row_spans = RowSpans(inclusive=np.array([r.inclusive for r in layout.rows], dtype=np.int64),
+                         exclusive=np.array([r.exclusive for r in layout.rows], dtype=np.int64), counts=counts, overlap=overlap)
+    fig = RowFigures(series, spans, row_spans, float(carbon_g_per_kwh))
+    rows = [PhaseSummary(kind=h.kind, name=h.name, index=h.index, parent=h.parent, depth=h.depth, pid=h.pid, status=h.status,
+                         phase_id=h.phase_id, attrs=h.attrs, start_ns=h.start_ns, end_ns=h.end_ns,
+                         duration_s=fig.duration_s[r], exclusive_duration_s=fig.exclusive_duration_s[r], counts=counts[r],
+                         flag=FLAG_OVERLAP if overlap[r] else "", domains=fig.domains(r))
+            for r, h in enumerate(heads)]
 
-    # Phases are addressed by their position in trace.phases (which is what Phase.parent and
-    # Count.phase refer to).
+    if not trace.complete:
+        notes.append("the recorder died before finalising the trace: phases were rebuilt from the event log")
+    notes.extend(_baseline_warnings(series, rows))
+    return RunSummary(
+        schema_version=SCHEMA_VERSION, carbon_g_per_kwh=float(carbon_g_per_kwh),
+        carbon_source=carbon_source or "given to summarise()", peak_window_s=PEAK_WINDOW_S, run_start_ns=run_lo,
+        run_end_ns=run_hi, baseline=trace.baseline, complete=trace.complete, domains=[s.info for s in series], rows=rows,
+        meta=dict(trace.meta), health=dict(trace.health), notes=notes, cpu_total=plan.cpu_total, machine_total=machine_total,
+    )
+
+
+# ------------------------------------------------------------------------------------ the steps
+
+
+@dataclass
+class _PhaseTree:
+    """The phases as a tree. Phases are addressed by their position in ``trace.phases`` (what
+    ``Phase.parent`` and ``Count.phase`` refer to)."""
+
+    phases: list[Phase]
+    children: dict[int, list[int]]
+    top: list[int]  # phases without a valid parent
+    order: list[tuple[int, int]]  # (phase index, depth), depth-first: the order rows are shown in
+
+    def valid(self, p: int) -> bool:
+        """Whether an index (``Phase.parent``, ``Count.phase``) points at a phase."""
+        return 0 <= p < len(self.phases)
+
+
+def _phase_tree(phases: list[Phase]) -> _PhaseTree:
     children: dict[int, list[int]] = defaultdict(list)
     top: list[int] = []
     for i, ph in enumerate(phases):
-        if valid(ph.parent) and ph.parent != i:
+        if 0 <= ph.parent < len(phases) and ph.parent != i:
             children[ph.parent].append(i)
         else:
             top.append(i)
+    return _PhaseTree(phases, children, top, _tree_order(phases, top, children))
 
-    # --- spans: every interval set whose energy we need
-    spans = _Spans()
-    rows_spec: list[tuple[str, int, int, int]] = []  # (kind, phase index, inclusive span, exclusive span)
-    overlap_rows: set[int] = set()  # phase indices (-1: run) whose direct children overlap
 
+class _RowSpec(NamedTuple):
+    kind: str  # KIND_RUN, KIND_BASELINE, KIND_PHASE, KIND_UNTAGGED
+    phase: int  # index in trace.phases (KIND_PHASE), else -1
+    inclusive: int  # span of all the row's time
+    exclusive: int  # span of its time under no direct child
+
+
+@dataclass
+class _RowLayout:
+    """The rows in display order, and the interval sets ("spans") whose energy they need."""
+
+    spans: Spans
+    rows: list[_RowSpec]
+    overlapping: set[int]  # phase indices (-1: the run) whose direct children overlap
+    baseline_span: int  # -1: no baseline window
+    notes: list[str]
+
+    def overlaps(self, row: _RowSpec) -> bool:
+        return (row.kind == KIND_PHASE and row.phase in self.overlapping) or (row.kind == KIND_RUN and -1 in self.overlapping)
+
+
+def _plan_rows(trace: TraceData, tree: _PhaseTree, run_lo: int, run_hi: int) -> _RowLayout:
+    """The run (its exclusive part: the untagged time), the baseline, every phase in tree order
+    (exclusive: against the union of its children) and the untagged remainder."""
+    phases = tree.phases
+    spans = Spans()
+    rows: list[_RowSpec] = []
+    overlapping: set[int] = set()
+    notes: list[str] = []
     run_span = spans.add([(run_lo, run_hi)])
-    ts = np.array([max(phases[i].start_ns, run_lo) for i in top], dtype=np.int64)
-    te = np.array([min(phases[i].end_ns, run_hi) for i in top], dtype=np.int64)
-    us, ue, top_overlap = _union(ts, te)
-    untagged_span = spans.add(_complement(run_lo, run_hi, us, ue))
+    ts = np.array([max(phases[i].start_ns, run_lo) for i in tree.top], dtype=np.int64)
+    te = np.array([min(phases[i].end_ns, run_hi) for i in tree.top], dtype=np.int64)
+    us, ue, top_overlap = union(ts, te)
+    untagged_span = spans.add(complement(run_lo, run_hi, us, ue))
     if top_overlap:
-        overlap_rows.add(-1)
+        overlapping.add(-1)
         notes.append("top-level phases overlap (several processes): top-level phases + untagged exceed the run")
-    rows_spec.append((KIND_RUN, -1, run_span, untagged_span))
+    rows.append(_RowSpec(KIND_RUN, -1, run_span, untagged_span))
     baseline_span = -1
     if trace.baseline is not None and trace.baseline[1] > trace.baseline[0]:
         baseline_span = spans.add([(int(trace.baseline[0]), int(trace.baseline[1]))])
-        rows_spec.append((KIND_BASELINE, -1, baseline_span, baseline_span))
-    order = _tree_order(phases, top, children)
-    for i, _ in order:
+        rows.append(_RowSpec(KIND_BASELINE, -1, baseline_span, baseline_span))
+    for i, _ in tree.order:
         ph = phases[i]
         s, e = int(ph.start_ns), max(int(ph.end_ns), int(ph.start_ns))
         inc = spans.add([(s, e)])
-        kids = children.get(i, [])
+        kids = tree.children.get(i, [])
         if kids:
-            cs, ce, ov = _union(np.array([phases[k].start_ns for k in kids], dtype=np.int64),
-                                np.array([phases[k].end_ns for k in kids], dtype=np.int64))
-            exc = spans.add(_complement(s, e, cs, ce))
+            cs, ce, ov = union(np.array([phases[k].start_ns for k in kids], dtype=np.int64),
+                               np.array([phases[k].end_ns for k in kids], dtype=np.int64))
+            exc = spans.add(complement(s, e, cs, ce))
             if ov:
-                overlap_rows.add(i)
+                overlapping.add(i)
         else:
             exc = inc
-        rows_spec.append((KIND_PHASE, i, inc, exc))
-    rows_spec.append((KIND_UNTAGGED, -1, untagged_span, untagged_span))
-    if overlap_rows - {-1}:
+        rows.append(_RowSpec(KIND_PHASE, i, inc, exc))
+    rows.append(_RowSpec(KIND_UNTAGGED, -1, untagged_span, untagged_span))
+    if overlapping - {-1}:
         notes.append("some phases have overlapping children (several processes or threads): "
                      "exclusive energy is taken against the union of the children")
+    return _RowLayout(spans, rows, overlapping, baseline_span, notes)
 
-    iv_span = np.asarray(spans.span, dtype=np.int64)
-    iv_start_ns = np.asarray(spans.start, dtype=np.int64)
-    iv_end_ns = np.asarray(spans.end, dtype=np.int64)
-    iv_a = (iv_start_ns - origin).astype(np.float64) * 1e-9
-    iv_b = (iv_end_ns - origin).astype(np.float64) * 1e-9
-    nsp = spans.n
-    dur_s: F64 = np.bincount(iv_span, weights=(iv_end_ns - iv_start_ns).astype(np.float64) * 1e-9,
-                             minlength=nsp).astype(np.float64)
 
-    # --- per channel: the knots every lookup below needs, one channel at a time
-    both_span = np.concatenate((iv_span, iv_span))
-    both_t = np.concatenate((iv_a, iv_b))
-    row_spans = np.array([r[2] for r in rows_spec], dtype=np.int64)
-    grid = _peak_grid(iv_span, iv_a, iv_b, row_spans, nsp)
-    queries, bounds = _sorted_unique(np.concatenate((both_t, grid.edges))), _sorted_unique(both_t)
+@dataclass
+class _Intervals:
+    """Every interval of every span, as arrays (s since the run start)."""
+
+    span: I64  # the span each interval belongs to
+    a_s: F64  # start
+    b_s: F64  # end
+    n_spans: int
+    duration_s: F64  # per span: the length of its intervals together
+
+    @staticmethod
+    def of(spans: Spans, origin_ns: int) -> "_Intervals":
+        span = np.asarray(spans.span, dtype=np.int64)
+        start_ns = np.asarray(spans.start, dtype=np.int64)
+        end_ns = np.asarray(spans.end, dtype=np.int64)
+        a_s = (start_ns - origin_ns).astype(np.float64) * 1e-9
+        b_s = (end_ns - origin_ns).astype(np.float64) * 1e-9
+        dur_s: F64 = np.bincount(span, weights=(end_ns - start_ns).astype(np.float64) * 1e-9,
+                                 minlength=spans.n).astype(np.float64)
+        return _Intervals(span, a_s, b_s, spans.n, dur_s)
+
+    @property
+    def both_span(self) -> I64:  # the span of each boundary, starts then ends
+        return np.concatenate((self.span, self.span))
+
+    @property
+    def both_t(self) -> F64:  # every boundary: starts then ends
+        return np.concatenate((self.a_s, self.b_s))
+
+    def per_span(self, weights: F64) -> F64:
+        """Sum of a per-interval figure over each span."""
+        return np.bincount(self.span, weights=weights, minlength=self.n_spans)
+
+    def any_per_span(self, hit: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+        """Whether any interval of each span is hit."""
+        return self.per_span(hit.astype(np.float64)) > 0
+
+
+def _read_series(trace: TraceData, channels: Iterable[ChannelData] | None, every_channel: Sequence[Channel] | None,
+                 plan: DomainPlan | None, cpu_total: str, origin: int, queries: F64, bounds: F64,
+                 run_ns: tuple[int, int]) -> tuple[list[Series], DomainPlan]:
+    """The shown channels made ready (``channel_series.build_series``), one at a time, and the
+    domain plan they follow."""
     streamed = channels is not None
     every = list(every_channel) if every_channel is not None else [cd.channel for cd in trace.channels]
     if channels is None:
         by_name = {cd.channel.name: cd for cd in trace.channels}
         channels = [by_name[c.name] for c in (plan or plan_domains(every, cpu_total)).shown]
-    series: list[_Series] = []
+    series: list[Series] = []
     seen: list[Channel] = []
     for cd in channels:
-        series.append(_series(cd, origin, queries, bounds, (run_lo, run_hi)))
+        series.append(build_series(cd, origin, queries, bounds, run_ns))
         seen.append(cd.channel)
         del cd  # a streamed channel's samples go before the next channel's are read
     plan = plan or plan_domains(every if every_channel is not None else seen, cpu_total)
-    cpu_total = plan.cpu_total
     if streamed and [c.name for c in plan.shown] != [c.name for c in seen]:
         raise ValueError("summarise(channels=...) takes the primary (shown) channels only (domains.plan_domains(...).shown): "
                          "the others are inside them and would be counted twice")
-    for k, (sr, add) in enumerate(zip(series, plan.in_total)):
+    return series, plan
+
+
+def _label_series(series: list[Series], plan: DomainPlan, origin: int, notes: list[str]) -> str:
+    """Mark each series in or out of the machine total, note what was taken, left out or went
+    wrong (appended to ``notes``), and return what the machine total adds up."""
+    for sr, add in zip(series, plan.in_total):
         sr.info = replace(sr.info, in_total=add, alternatives=list(plan.alternatives.get(sr.info.channel, [])))
         if sr.info.alternatives:
             notes.append(f"{sr.info.domain}: {sr.info.channel} ({sr.info.source}) taken; "
                          f"also read, not added: {', '.join(sr.info.alternatives)}")
     for sr in series:
-        notes.extend(_anomaly_notes(sr.info, origin))
-    machine_total = describe_total(cpu_total, [sr.info.domain for sr in series if sr.info.in_total])
+        notes.extend(anomaly_notes(sr.info, origin))
+    machine_total = describe_total(plan.cpu_total, [sr.info.domain for sr in series if sr.info.in_total])
     if any(not sr.info.in_total for sr in series):
         notes.append("shown beside the total, not added to it: "
                      + ", ".join(sr.info.domain for sr in series if not sr.info.in_total))
     if not series:
         notes.insert(0, "no primary energy channel: every energy figure is 0")
+    return machine_total
 
-    # --- per channel, all spans at once
+
+def _span_figures(series: list[Series], iv: _Intervals, grid: PeakGrid, origin: int, baseline_span: int) -> SpanFigures:
+    """Per channel, all spans at once: energy, its uncertainty, flags, peaks and baseline power."""
+    nsp, dur_s = iv.n_spans, iv.duration_s
+    both_span, both_t = iv.both_span, iv.both_t
     energy = np.zeros((len(series), nsp))
     unc = np.zeros((len(series), nsp))
     short = np.zeros((len(series), nsp), dtype=bool)
     outside = np.zeros((len(series), nsp), dtype=bool)
     anomalies: list[dict[str, npt.NDArray[np.bool_]]] = []
     for k, sr in enumerate(series):
-        energy[k] = np.bincount(iv_span, weights=sr.at(iv_b) - sr.at(iv_a), minlength=nsp)
+        energy[k] = iv.per_span(sr.at(iv.b_s) - sr.at(iv.a_s))
         unc[k] = np.bincount(both_span, weights=sr.boundary_uncertainty_j(both_t), minlength=nsp)
         unc[k] += sr.info.resolution_w * dur_s
         if sr.update_s:
             short[k] = (dur_s > 0) & (dur_s < sr.update_s)
         if sr.has_data:
             tol = 2.0 * max(sr.update_s or 0.0, sr.info.sample_interval_s or 0.0)
-            out = (iv_a < sr.t_first_s - tol) | (iv_b > sr.t_last_s + tol)
-            outside[k] = np.bincount(iv_span, weights=out.astype(np.float64), minlength=nsp) > 0
+            outside[k] = iv.any_per_span((iv.a_s < sr.t_first_s - tol) | (iv.b_s > sr.t_last_s + tol))
         # Energy not seen (gaps, stalls): a row over it is uncertain by the channel's average power there.
-        info = sr.info
         run_avg_w = (sr.energy_j[-1] - sr.energy_j[0]) / max(sr.t_s[-1] - sr.t_s[0], 1e-9) if sr.has_data else 0.0
-        blind = _covered_s(sr.blind_s, iv_a, iv_b)
-        unc[k] += np.bincount(iv_span, weights=blind * run_avg_w, minlength=nsp)
-        per_span = lambda hit: np.bincount(iv_span, weights=hit.astype(np.float64), minlength=nsp) > 0  # noqa: E731
-        gap_s = (np.array(info.gaps_ns, dtype=np.int64).reshape(-1, 2) - origin) * 1e-9
-        stall_s = (np.array(info.stalls_ns, dtype=np.int64).reshape(-1, 2) - origin) * 1e-9
-        anomalies.append({
-            FLAG_RESET: per_span(_events_in(info.reset_t_ns, origin, info.sample_interval_s or 0.0, iv_a, iv_b)),
-            FLAG_GLITCH: per_span(_events_in(info.glitch_t_ns, origin, info.sample_interval_s or 0.0, iv_a, iv_b)),
-            FLAG_GAP: per_span(_covered_s(gap_s, iv_a, iv_b) > 0),
-            FLAG_STALLED: per_span(_covered_s(stall_s, iv_a, iv_b) > 0),
-        })
+        unc[k] += iv.per_span(covered_s(sr.blind_s, iv.a_s, iv.b_s) * run_avg_w)
+        anomalies.append(_anomalies(sr.info, iv, origin))
     energy = np.maximum(energy, 0.0)  # cumulative energy never decreases; guard float noise
-
-    peak, peak_total = _peaks(series, grid, nsp)
-
-    # --- baseline power per channel
+    peak, peak_total = peaks(series, grid, nsp)
     bw: F64 | None = None
     bw_unc: F64 | None = None
     if baseline_span >= 0 and dur_s[baseline_span] > 0:
         bw = energy[:, baseline_span] / dur_s[baseline_span]
         bw_unc = unc[:, baseline_span] / dur_s[baseline_span]
+    return SpanFigures(energy_j=energy, uncertainty_j=unc, peak_w=peak, peak_total_w=peak_total, duration_s=dur_s,
+                       short=short, outside=outside, anomalies=anomalies, baseline_w=bw, baseline_uncertainty_w=bw_unc)
 
-    # --- counts, inclusive up the tree
-    direct: list[dict[str, float]] = [defaultdict(float) for _ in range(nph)]
+
+def _anomalies(info: DomainInfo, iv: _Intervals, origin: int) -> dict[str, npt.NDArray[np.bool_]]:
+    """The spans each kind of channel trouble touches: resets, glitches, gaps, stalls."""
+    gap_s = (np.array(info.gaps_ns, dtype=np.int64).reshape(-1, 2) - origin) * 1e-9
+    stall_s = (np.array(info.stalls_ns, dtype=np.int64).reshape(-1, 2) - origin) * 1e-9
+    lead_s = info.sample_interval_s or 0.0
+    return {
+        FLAG_RESET: iv.any_per_span(events_in(info.reset_t_ns, origin, lead_s, iv.a_s, iv.b_s)),
+        FLAG_GLITCH: iv.any_per_span(events_in(info.glitch_t_ns, origin, lead_s, iv.a_s, iv.b_s)),
+        FLAG_GAP: iv.any_per_span(covered_s(gap_s, iv.a_s, iv.b_s) > 0),
+        FLAG_STALLED: iv.any_per_span(covered_s(stall_s, iv.a_s, iv.b_s) > 0),
+    }
+
+
+class _RowHead(NamedTuple):  # a NamedTuple: a long run makes tens of thousands, and frozen dataclasses are slow to make
+    """What a row is, before its figures: the ``PhaseSummary`` fields that are not energy."""
+
+    kind: str
+    name: str
+    index: int
+    parent: int
+    depth: int
+    pid: int
+    status: str
+    phase_id: str
+    attrs: dict[str, Any]
+    start_ns: int
+    end_ns: int
+
+
+def _row_heads(trace: TraceData, tree: _PhaseTree, layout: _RowLayout, run_lo: int,
+               run_hi: int) -> tuple[list[_RowHead], list[dict[str, float]], list[bool]]:
+    """Per row: its head, the work counted inside it (inclusive up the tree) and whether its
+    direct children overlap."""
+    phases = tree.phases
+    direct: list[dict[str, float]] = [defaultdict(float) for _ in range(len(phases))]
     outside_counts: dict[str, float] = defaultdict(float)
     all_counts: dict[str, float] = defaultdict(float)
     for cnt in trace.counts:
         all_counts[cnt.name] += cnt.value
-        if valid(cnt.phase):
+        if tree.valid(cnt.phase):
             direct[cnt.phase][cnt.name] += cnt.value
         else:
             outside_counts[cnt.name] += cnt.value
-    inclusive = _inclusive_counts(phases, direct, order)
-    depth_of = dict(order)
-
-    # --- rows: every figure as a (row x domain) matrix first, then objects
-    ci = float(carbon_g_per_kwh)
-    heads: list[_Head] = []
-    row_counts: list[dict[str, float]] = []
-    row_overlap: list[bool] = []
-    for kind, pi, _, _ in rows_spec:
-        if kind == KIND_PHASE:
-            ph = phases[pi]
-            row_counts.append(dict(inclusive[pi]))
-            heads.append((kind, ph.name, pi, ph.parent if valid(ph.parent) else -1, depth_of[pi], ph.pid, ph.status,
-                          ph.phase_id, dict(ph.attrs), int(ph.start_ns), int(ph.end_ns)))
-        elif kind == KIND_RUN:
-            row_counts.append(dict(all_counts))
-            heads.append((kind, NAME_RUN, -1, -1, 0, -1, trace.status, "", {}, run_lo, run_hi))
-        elif kind == KIND_BASELINE:
-            row_counts.append({})
+    inclusive = _inclusive_counts(phases, direct, tree.order)
+    depth_of = dict(tree.order)
+    heads: list[_RowHead] = []
+    counts: list[dict[str, float]] = []
+    for row in layout.rows:
+        if row.kind == KIND_PHASE:
+            ph = phases[row.phase]
+            counts.append(dict(inclusive[row.phase]))
+            heads.append(_RowHead(row.kind, ph.name, row.phase, ph.parent if tree.valid(ph.parent) else -1,
+                                  depth_of[row.phase], ph.pid, ph.status, ph.phase_id, dict(ph.attrs),
+                                  int(ph.start_ns), int(ph.end_ns)))
+        elif row.kind == KIND_RUN:
+            counts.append(dict(all_counts))
+            heads.append(_RowHead(row.kind, NAME_RUN, -1, -1, 0, -1, trace.status, "", {}, run_lo, run_hi))
+        elif row.kind == KIND_BASELINE:
+            counts.append({})
             b0, b1 = trace.baseline or (0, 0)
-            heads.append((kind, NAME_BASELINE, -1, -1, 0, -1, "ok", "", {}, int(b0), int(b1)))
+            heads.append(_RowHead(row.kind, NAME_BASELINE, -1, -1, 0, -1, "ok", "", {}, int(b0), int(b1)))
         else:
-            row_counts.append(dict(outside_counts))
-            heads.append((kind, NAME_UNTAGGED, -1, -1, 0, -1, "ok", "", {}, run_lo, run_hi))
-        row_overlap.append((kind == KIND_PHASE and pi in overlap_rows) or (kind == KIND_RUN and -1 in overlap_rows))
-    inc_i = np.array([r[2] for r in rows_spec], dtype=np.int64)
-    exc_i = np.array([r[3] for r in rows_spec], dtype=np.int64)
-    fig = _RowFigures(series, energy, unc, peak, peak_total, bw, bw_unc, dur_s, inc_i, exc_i, row_counts, ci,
-                       short, outside, row_overlap, anomalies)
-    rows: list[PhaseSummary] = []
-    for r, h in enumerate(heads):
-        rows.append(PhaseSummary(
-            kind=h[0], name=h[1], index=h[2], parent=h[3], depth=h[4], pid=h[5], status=h[6], phase_id=h[7],
-            attrs=h[8], start_ns=h[9], end_ns=h[10], duration_s=fig.dur[r], exclusive_duration_s=fig.xdur[r],
-            counts=row_counts[r], flag=FLAG_OVERLAP if row_overlap[r] else "", domains=fig.domains(r),
-        ))
-
-    if not trace.complete:
-        notes.append("the recorder died before finalising the trace: phases were rebuilt from the event log")
-    notes.extend(_baseline_warnings(series, rows))
-    return RunSummary(
-        schema_version=SCHEMA_VERSION, carbon_g_per_kwh=ci, carbon_source=carbon_source or "given to summarise()",
-        peak_window_s=PEAK_WINDOW_S, run_start_ns=run_lo, run_end_ns=run_hi, baseline=trace.baseline,
-        complete=trace.complete, domains=[s.info for s in series], rows=rows, meta=dict(trace.meta),
-        health=dict(trace.health), notes=notes, cpu_total=cpu_total, machine_total=machine_total,
-    )
+            counts.append(dict(outside_counts))
+            heads.append(_RowHead(row.kind, NAME_UNTAGGED, -1, -1, 0, -1, "ok", "", {}, run_lo, run_hi))
+    return heads, counts, [layout.overlaps(row) for row in layout.rows]
 
 
 # A baseline is not idle when some stretch of the run at least this long draws less than it (by more
@@ -834,7 +491,7 @@ _BASELINE_PEAK_RATIO = 1.5
 _BASELINE_MAX_UTILISATION = 0.5
 
 
-def _baseline_warnings(series: list[_Series], rows: list[PhaseSummary]) -> list[str]:
+def _baseline_warnings(series: list[Series], rows: list[PhaseSummary]) -> list[str]:
     """Warnings that the idle baseline was taken on a machine that was not idle: every "above
     baseline" figure then understates the workload (and may go negative)."""
     base = next((r for r in rows if r.kind == KIND_BASELINE), None)
@@ -894,165 +551,3 @@ def _inclusive_counts(phases: list[Phase], direct: list[dict[str, float]],
             for name, v in inc[i].items():
                 inc[parent][name] = inc[parent].get(name, 0.0) + v
     return inc
-
-
-@dataclass
-class _PeakGrid:
-    """The PEAK_WINDOW_S windows of every row, as the edges to interpolate energy at.
-
-    Windows tile each interval from its start; one more window ends at the interval's end when the
-    tiling leaves a tail. Neighbouring windows share an edge, so a row of n windows costs n + 1
-    lookups per channel."""
-
-    edges: F64
-    inner: npt.NDArray[np.bool_]  # edge pairs (i, i + 1) that bound a window
-    order: I64  # windows, sorted by span
-    first: I64  # in that order, the first window of each span that has any
-    spans_with: I64  # those spans
-
-
-def _peak_grid(iv_span: I64, iv_a: F64, iv_b: F64, row_spans: I64, nsp: int) -> _PeakGrid:
-    w = PEAK_WINDOW_S
-    is_row = np.zeros(nsp, dtype=bool)
-    is_row[row_spans] = True
-    sel = is_row[iv_span]
-    sp, a, b = iv_span[sel], iv_a[sel], iv_b[sel]
-    length = b - a
-    eps = 1e-9
-    n_full = np.where(length >= w - eps, np.floor((length + eps) / w), 0).astype(np.int64)
-    tail = (n_full > 0) & (length - n_full * w > eps)
-    # Edge groups: k * w from each tiled interval's start (n_full + 1 edges), then (b - w, b) per tail.
-    n_edges = np.where(n_full > 0, n_full + 1, 0)
-    offs = np.repeat(np.cumsum(n_edges) - n_edges, n_edges)
-    k = np.arange(int(n_edges.sum())) - offs
-    edges = np.concatenate((np.repeat(a, n_edges) + k * w, np.column_stack((b[tail] - w, b[tail])).ravel()))
-    group = np.concatenate((np.repeat(np.arange(sp.size), n_edges), np.repeat(np.arange(sp.size, sp.size + int(tail.sum())), 2)))
-    group_span = np.concatenate((sp, sp[tail]))
-    none = np.zeros(0, dtype=np.int64)
-    if edges.size < 2:
-        return _PeakGrid(edges, np.zeros(0, dtype=bool), none, none, none)
-    inner = group[1:] == group[:-1]  # consecutive edges of one group bound a window
-    w_span = group_span[group[1:][inner]]
-    order = np.argsort(w_span, kind="stable")
-    w_span = w_span[order]
-    first = np.flatnonzero(np.concatenate(([True], w_span[1:] != w_span[:-1])))
-    return _PeakGrid(edges, inner, order, first, w_span[first])
-
-
-def _peaks(series: list[_Series], grid: _PeakGrid, nsp: int) -> tuple[F64, F64]:
-    """Highest PEAK_WINDOW_S-average power per span (rows only), per channel and for the total."""
-    w = PEAK_WINDOW_S
-    peak = np.full((len(series), nsp), np.nan)
-    peak_total = np.full(nsp, np.nan)
-    if grid.edges.size < 2:
-        return peak, peak_total
-    total = np.zeros(grid.order.size)
-    for c, sr in enumerate(series):
-        p = (np.diff(sr.at(grid.edges))[grid.inner] / w)[grid.order]
-        if sr.info.in_total:
-            total += p
-        peak[c, grid.spans_with] = np.maximum.reduceat(p, grid.first)
-    peak_total[grid.spans_with] = np.maximum.reduceat(total, grid.first)
-    return peak, peak_total
-
-
-class _RowFigures:
-    """All figures of all rows as (row x domain) matrices; ``domains(r)`` builds one row's objects.
-
-    Vectorised so a run with tens of thousands of phases costs one object per row and domain and
-    nothing else per row in Python."""
-
-    def __init__(self, series: list[_Series], energy: F64, unc: F64, peak: F64, peak_total: F64, bw: F64 | None,
-                 bw_unc: F64 | None, dur_s: F64, inc: I64, exc: I64, counts: list[dict[str, float]], ci: float,
-                 short: npt.NDArray[np.bool_], outside: npt.NDArray[np.bool_], overlap: list[bool],
-                 anomalies: list[dict[str, npt.NDArray[np.bool_]]]) -> None:
-        c = len(series)
-        nrow = inc.size
-        dur, xdur = dur_s[inc], dur_s[exc]
-        e = np.zeros((nrow, c + 1))
-        u, x, xu, pk = (np.zeros((nrow, c + 1)) for _ in range(4))
-        e[:, :c], u[:, :c] = energy[:, inc].T, unc[:, inc].T
-        x[:, :c] = np.maximum(np.minimum(energy[:, exc].T, e[:, :c]), 0.0)  # clamp: see module docstring
-        xu[:, :c] = unc[:, exc].T
-        pk[:, :c], pk[:, c] = peak[:, inc].T, peak_total[inc]
-        add = np.array([s.info.in_total for s in series], dtype=bool)
-        for m in (e, u, x, xu):
-            m[:, c] = m[:, :c][:, add].sum(axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            avg = np.where(dur[:, None] > 0, e / dur[:, None], np.nan)
-        pk = np.where(np.isnan(pk), avg, pk)  # shorter than one peak window: its average is its peak
-        self.names = [s.info.domain for s in series] + [TOTAL]
-        est = [s.info.estimated for s in series]
-        self.estimated = est + [any(e and s.info.in_total for e, s in zip(est, series))]
-        self.dur, self.xdur = dur.tolist(), xdur.tolist()
-        self.e, self.u, self.x, self.xu = e.tolist(), u.tolist(), x.tolist(), xu.tolist()
-        self.wh, self.avg, self.pk = (e / J_PER_WH).tolist(), avg.tolist(), pk.tolist()
-        self.g = (e / J_PER_KWH * ci).tolist()
-        self.has_bw = bw is not None and bw_unc is not None
-        above: F64 | None = None
-        self.bw: list[float] = []
-        self.above: list[list[float]] = []
-        self.above_u: list[list[float]] = []
-        if bw is not None and bw_unc is not None:
-            bwd = np.append(bw, bw[add].sum())
-            bwud = np.append(bw_unc, bw_unc[add].sum())
-            above = e - bwd[None, :] * dur[:, None]
-            self.bw, self.above = bwd.tolist(), above.tolist()
-            self.above_u = (u + bwud[None, :] * dur[:, None]).tolist()
-        # Work counts: one column per count name; J per unit where the row counted any.
-        self.count_names = sorted({n for cnt in counts for n in cnt})
-        cm = np.array([[cnt.get(n, 0.0) for n in self.count_names] for cnt in counts]).reshape(nrow, -1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            self.pu: list[list[list[float]]] = (e[:, :, None] / cm[:, None, :]).tolist()
-            self.pua: list[list[list[float]]] | None = (
-                (above[:, :, None] / cm[:, None, :]).tolist() if above is not None else None)
-        self.pos = [[k for k, v in enumerate(row) if v > 0] for row in cm.tolist()]
-        self.flags = self._flags(series, inc, short, outside, overlap, anomalies)
-
-    def _flags(self, series: list[_Series], inc: I64, short: npt.NDArray[np.bool_], outside: npt.NDArray[np.bool_],
-               overlap: list[bool], anomalies: list[dict[str, npt.NDArray[np.bool_]]]) -> list[list[str]]:
-        c = len(series)
-        sh, out = short[:, inc].T.tolist(), outside[:, inc].T.tolist()
-        # Only anomalies that happened are looked at per row: a clean run pays nothing here.
-        odd = [[(name, hit[inc].tolist()) for name, hit in a.items() if hit.any()] for a in anomalies]
-        no_data = [not s.has_data for s in series]
-        any_est = self.estimated[c]
-        result: list[list[str]] = []
-        for r in range(inc.size):
-            base = [FLAG_OVERLAP] if overlap[r] else []
-            row: list[str] = []
-            tot: list[str] = list(base)
-            for k in range(c):
-                f = list(base)
-                checks = [(no_data[k], FLAG_NO_DATA), (sh[r][k], FLAG_SHORT), (out[r][k], FLAG_OUTSIDE)]
-                checks += [(hit[r], name) for name, hit in odd[k]]
-                for on, name in checks:
-                    if on:
-                        f.append(name)
-                        if series[k].info.in_total and name not in tot:
-                            tot.append(name)
-                if self.estimated[k]:
-                    f.append(FLAG_ESTIMATED)
-                row.append("; ".join(f))
-            if any_est:
-                tot.append(FLAG_INCLUDES_ESTIMATE)
-            row.append("; ".join(tot))
-            result.append(row)
-        return result
-
-    def domains(self, r: int) -> list[DomainSummary]:
-        out: list[DomainSummary] = []
-        e, u, x, xu, wh, avg, pk, g = (self.e[r], self.u[r], self.x[r], self.xu[r], self.wh[r], self.avg[r],
-                                       self.pk[r], self.g[r])
-        pos, names, flags = self.pos[r], self.count_names, self.flags[r]
-        pu = self.pu[r]
-        for d, name in enumerate(self.names):
-            per_unit = {names[k]: pu[d][k] for k in pos}
-            if self.has_bw:
-                per_above = {names[k]: self.pua[r][d][k] for k in pos} if self.pua is not None else {}
-                bw, above, above_u = self.bw[d], self.above[r][d], self.above_u[r][d]
-            else:
-                per_above, bw, above, above_u = {}, None, None, None
-            out.append(DomainSummary(name, self.estimated[d], e[d], wh[d], u[d], avg[d], pk[d], x[d], xu[d], bw,
-                                     above, above_u, g[d], per_unit, per_above, flags[d]))
-        return out

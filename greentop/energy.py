@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from greentop.channel import Channel, CpuPowerModel, Quantity
+from greentop.domains import plan_domains
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -263,8 +264,6 @@ def primary_channels(channels: list[Channel], cpu_total: str = "packages") -> li
     """The channels whose energies add up to the machine's total without double counting: one per
     physical domain, sub-zones and psys left out (see ``greentop.domains``, which also says which
     domains are shown beside the total)."""
-    from greentop.domains import plan_domains
-
     return plan_domains(channels, cpu_total).total
 
 

@@ -19,9 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from greentop import _sampler
-from greentop._paths import display_path
+from greentop._paths import display_path, nvml_library_path
 from greentop.channel import Channel, Lane, ReaderKind
-from greentop.sources import nvml as nvml_source
 
 DEFAULT_RATE_HZ = 1000.0
 DEFAULT_SLOW_RATE_HZ = 10.0
@@ -164,7 +163,7 @@ class Sampler:
     def _build_core(self) -> _sampler.Core:
         if any(c.reader.kind in _NVML_KINDS for c in self.channels):
             try:
-                _sampler.nvml_open(nvml_source.library_path())
+                _sampler.nvml_open(nvml_library_path())
             except OSError as exc:
                 raise SamplerError(f"NVML: {exc}") from exc
             self._nvml_open = True

@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 
 from greentop.attribution import FLAG_ESTIMATED, FLAG_INCLUDES_ESTIMATE, KIND_PHASE, TOTAL, PhaseSummary, RunSummary
 from greentop.labels import per_unit_label, phase_label
-from greentop.summary_format import _dur, _health_lines, _num, machine_total_text
+from greentop.formatters import duration as _dur
+from greentop.formatters import num as _num
+from greentop.summary_parts import health_lines as _health_lines
+from greentop.summary_parts import machine_total_text
 from greentop.update_period import update_period_text
 
 _WRAP = 118

@@ -16,7 +16,13 @@ import textwrap
 from typing import Any
 
 from greentop.attribution import KIND_PHASE, TOTAL, DomainSummary, PhaseSummary, RunSummary
+from greentop.formatters import count as _count
+from greentop.formatters import duration as _dur
+from greentop.formatters import num as _num
 from greentop.labels import attrs_text, per_unit_label, phase_label, singular
+from greentop.summary_compact import compact_table
+from greentop.summary_parts import health_lines as _health_lines
+from greentop.summary_parts import machine_total_text
 from greentop.update_period import update_period_text
 
 FORMATS = ("table", "csv", "json", "md")
@@ -28,8 +34,6 @@ def format_summary(summary: RunSummary, fmt: str = "table", detail: bool = False
     one row each (:mod:`greentop.summary_compact`)."""
     if fmt == "table":
         if not detail:
-            from greentop.summary_compact import compact_table
-
             return compact_table(summary)
         return _table(summary)
     if fmt == "csv":
@@ -39,44 +43,6 @@ def format_summary(summary: RunSummary, fmt: str = "table", detail: bool = False
     if fmt == "md":
         return _markdown(summary)
     raise ValueError(f"unknown summary format {fmt!r}; known: {', '.join(FORMATS)}")
-
-
-# ------------------------------------------------------------------------------------ numbers
-
-
-def _num(x: float | None) -> str:
-    """A figure rounded for reading: about four significant digits, no exponent from 1e-3 to the
-    tens of MJ a long run reaches; anything below 1e-9 (interpolation rounding) reads as 0."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    a = abs(x)
-    if a < 1e-9:
-        return "0"
-    if a >= 1000:
-        return f"{x:.0f}"
-    if a >= 100:
-        return f"{x:.1f}"
-    if a >= 10:
-        return f"{x:.2f}"
-    if a >= 1:
-        return f"{x:.3f}"
-    if a >= 1e-3:
-        return f"{x:.4f}".rstrip("0")
-    return f"{x:.1e}"
-
-
-def _count(v: float) -> str:
-    return f"{v:.0f}" if float(v).is_integer() else f"{v:g}"
-
-
-def _dur(s: float) -> str:
-    if s >= 3600:
-        return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m{s % 60:04.1f}s"
-    if s >= 60:
-        return f"{int(s // 60)}m{s % 60:04.1f}s"
-    if s >= 1:
-        return f"{s:.3f} s"
-    return f"{s * 1e3:.1f} ms"
 
 
 def _per_unit(d: DomainSummary) -> str:
@@ -96,27 +62,6 @@ def _row_title(r: PhaseSummary) -> str:
     if r.status != "ok":
         bits.append(f"[{r.status}]")
     return "  ".join(bits)
-
-
-def _health_lines(health: dict[str, Any]) -> list[str]:
-    """Sampler health, short: totals, each lane, and only the channels that had a problem."""
-    lines: list[str] = []
-    scalars = {k: v for k, v in health.items() if not isinstance(v, dict)}
-    if scalars:
-        lines.append("  " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in scalars.items()))
-    for key, sub in health.items():
-        if not isinstance(sub, dict):
-            continue
-        for name, vals in sub.items():
-            if isinstance(vals, dict):
-                problems = {k: v for k, v in vals.items() if k not in ("reads", "ticks") and v}
-                if key == "channels" and not problems:
-                    continue
-                lines.append(f"  {key[:-1] if key.endswith('s') else key} {name}: "
-                             + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in vals.items()))
-            else:
-                lines.append(f"  {key} {name}: {vals}")
-    return lines
 
 
 # -------------------------------------------------------------------------------------- table
@@ -189,11 +134,6 @@ def _table(s: RunSummary) -> str:
     out.append("± is a worst-case bound from sensor update periods and resolution; "
                f"peak W is the highest {s.peak_window_s * 1e3:g} ms average.")
     return "\n".join(out) + "\n"
-
-
-def machine_total_text(s: RunSummary) -> str:
-    """What the machine total adds up, stated in every format (the --cpu-total choice)."""
-    return s.machine_total or f"machine total: --cpu-total {s.cpu_total}"
 
 
 # ---------------------------------------------------------------------------------------- csv

@@ -30,7 +30,7 @@ import numpy.typing as npt
 from greentop import trace_validate as tv
 from greentop.channel import Channel, CpuPowerModel, Lane, Quantity, Reader, ReaderKind
 from greentop.events import Event, build_phases
-from greentop.tracedata import ChannelData, Count, Mark, Phase, TraceData
+from greentop.loaded import ChannelData, Count, Mark, Phase, Trace as TraceData
 
 FORMAT_NAME = "greentop-trace"
 FORMAT_VERSION = 1

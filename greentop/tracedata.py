@@ -1,7 +1,7 @@
 """A recorded run in memory: what ``trace.load`` returns and what summaries are computed from.
 
 Plain data, no I/O: the HDF5 layout lives in ``trace.py``, the energy arithmetic in
-``attribution.py``.
+``attribution.py``, and ``loaded.Trace`` (what ``trace.load`` returns) adds ``summary()`` on top.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from greentop.channel import Channel
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from greentop.attribution import RunSummary
 
 AttrValue = str | int | float | bool
 
@@ -113,25 +111,6 @@ class TraceData:
 
         c = self.channel(name)
         return pd.DataFrame({"t_ns": c.t_ns, "raw": c.raw, "energy_j": converter_for(c.channel).feed(c.t_ns, c.raw).energy_j})
-
-    def summary(self, carbon_g_per_kwh: float | None = None, carbon_source: str = "") -> "RunSummary":
-        """Per-phase energy (see ``greentop.attribution``), with the trace's own carbon intensity by default."""
-        from greentop.attribution import summarise
-
-        if carbon_g_per_kwh is None:
-            carbon_g_per_kwh = float(self.meta.get("carbon_g_per_kwh", 0.0))
-            carbon_source = str(self.meta.get("carbon_source", ""))
-        return summarise(self, carbon_g_per_kwh, carbon_source)
-
-    def summary_frame(self, carbon_g_per_kwh: float | None = None) -> "pd.DataFrame":
-        """The summary as one row per phase and domain (the columns of ``greentop summary --format csv``: phase, domain, energy_j, ...)."""
-        import io
-
-        import pandas as pd
-
-        from greentop.summary_format import format_summary
-
-        return pd.read_csv(io.StringIO(format_summary(self.summary(carbon_g_per_kwh), "csv")))
 
 
 def run_status(run: Mapping[str, Any], complete: bool = True) -> str:

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 
-from greentop import attribution
+from greentop import channel_series
 from greentop.attribution import (
     FLAG_ESTIMATED,
     FLAG_INCLUDES_ESTIMATE,
@@ -353,7 +353,7 @@ def test_counter_slower_than_sampling_is_interpolated_between_its_updates() -> N
 def test_chunked_conversion_gives_the_same_energies(summary: RunSummary, monkeypatch: pytest.MonkeyPatch) -> None:
     # Long channels are converted in chunks; chunk edges (here every 997 samples, wraps included)
     # must not change a figure.
-    monkeypatch.setattr(attribution, "_FEED_CHUNK", 997)
+    monkeypatch.setattr(channel_series, "_FEED_CHUNK", 997)
     chunked = summarise(build_trace(), CARBON, carbon_source="test intensity")
     for a, b in zip(summary.rows, chunked.rows):
         for da, db in zip(a.domains, b.domains):
@@ -469,7 +469,7 @@ def _same(a: Any, b: Any, where: str = "") -> None:
 
 def _all_knots(monkeypatch: pytest.MonkeyPatch) -> None:
     """Interpolate on every sample, as summaries did before they kept only the knots they touch."""
-    monkeypatch.setattr(attribution, "_needed_knots", lambda t_ns, *_: np.arange(t_ns.size))
+    monkeypatch.setattr(channel_series, "_needed_knots", lambda t_ns, *_: np.arange(t_ns.size))
 
 
 def test_last_at_or_before_is_searchsorted_on_the_seconds() -> None:
@@ -478,22 +478,22 @@ def test_last_at_or_before_is_searchsorted_on_the_seconds() -> None:
     t_ns = T0_NS + np.cumsum(rng.integers(1, 3_000_000, 5000))
     t_ns[100:104] = t_ns[100]  # equal timestamps too
     t_ns = np.sort(t_ns)
-    t_s = attribution._seconds(t_ns, origin)
+    t_s = channel_series._seconds(t_ns, origin)
     q = np.concatenate((t_s[::7], np.nextafter(t_s[::5], -np.inf), np.nextafter(t_s[::5], np.inf),
                         rng.uniform(t_s[0] - 1, t_s[-1] + 1, 5000), [t_s[0], t_s[-1], -1e9, 1e9]))
-    assert np.array_equal(attribution._last_at_or_before(t_ns, origin, q), np.searchsorted(t_s, q, "right") - 1)
+    assert np.array_equal(channel_series._last_at_or_before(t_ns, origin, q), np.searchsorted(t_s, q, "right") - 1)
 
 
 def test_knots_kept_give_the_figures_every_sample_gives(summary: RunSummary, monkeypatch: pytest.MonkeyPatch) -> None:
     kept: list[int] = []
-    needed = attribution._needed_knots
+    needed = channel_series._needed_knots
 
     def counted(*args: Any) -> Any:
         knots = needed(*args)
         kept.append(knots.size)
         return knots
 
-    monkeypatch.setattr(attribution, "_needed_knots", counted)
+    monkeypatch.setattr(channel_series, "_needed_knots", counted)
     summarise(build_trace(), CARBON)
     assert 0 < max(kept) < RUN_MS / 4  # a small part of the 10001 samples
     _all_knots(monkeypatch)
@@ -538,7 +538,7 @@ def test_chunked_thinned_counter_gives_the_same_figures(monkeypatch: pytest.Monk
                       marks=[], counts=[], run_start_ns=T0_NS, run_end_ns=T0_NS + 3000 * MS)
     whole = summarise(trace, CARBON).to_dict()
     for chunk in (100, 97, 1):  # chunk edges on an update, next to one, everywhere
-        monkeypatch.setattr(attribution, "_FEED_CHUNK", chunk)
+        monkeypatch.setattr(channel_series, "_FEED_CHUNK", chunk)
         _same(summarise(trace, CARBON).to_dict(), whole)
 
 

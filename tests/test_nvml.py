@@ -154,3 +154,13 @@ def test_a_slow_nvml_call_holds_up_only_its_own_gpu_not_rapl(fake_nvml: Install,
     assert np.median(stalled) >= 7_400_000  # the stall is real and held up GPU 0 ...
     assert np.median(np.diff(got["nvml:gpu1:power"].t_ns)) < 3_000_000  # ... and nothing else
     assert list(sampler.health().lanes) == ["fast", "gpu0", "gpu1"]
+
+
+def test_sampler_and_nvml_source_load_the_same_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sampler reads $GREENTOP_NVML_LIB through ``_paths`` (not the source module): both must name the same file."""
+    from greentop import _paths
+    from greentop.sources import nvml as nvml_source
+
+    monkeypatch.setenv(_paths.NVML_LIB_ENV, "/opt/fake/libnvidia-ml.so.1")
+    assert nvml_source.LIB_ENV == _paths.NVML_LIB_ENV
+    assert nvml_source.library_path() == _paths.nvml_library_path() == "/opt/fake/libnvidia-ml.so.1"

@@ -47,7 +47,7 @@ from torch.utils.data import DataLoader
 
 import greentop
 from workloads import torchutil
-from workloads.cliargs import (
+from greentop.cliargs import (
     OneLineParser,
     non_negative_int,
     positive_float,

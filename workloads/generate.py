@@ -20,7 +20,7 @@ import torch
 
 import greentop
 from workloads import llm, static_decode
-from workloads.cliargs import OneLineParser
+from greentop.cliargs import OneLineParser
 from workloads.results import mark_outcome, write_result
 from workloads.torchutil import (
     PRECISIONS,

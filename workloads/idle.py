@@ -20,7 +20,7 @@ import sys
 import time
 
 import greentop
-from workloads.cliargs import OneLineParser, non_negative_float, non_negative_int
+from greentop.cliargs import OneLineParser, non_negative_float, non_negative_int
 from workloads.results import write_result
 
 EXIT_BAD_INPUT = 2

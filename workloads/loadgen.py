@@ -35,7 +35,7 @@ from typing import Any
 
 import greentop
 from workloads import llm
-from workloads.cliargs import OneLineParser
+from greentop.cliargs import OneLineParser
 
 
 @dataclass

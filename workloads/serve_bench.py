@@ -24,7 +24,7 @@ import urllib.request
 from typing import Any
 
 from workloads import llm, loadgen, server
-from workloads.cliargs import OneLineParser
+from greentop.cliargs import OneLineParser
 
 HEALTH_TIMEOUT_S = 600.0  # loading 8b onto a GPU from nothing can take minutes on a cold host
 STOP_TIMEOUT_S = 60.0

@@ -46,7 +46,7 @@ from typing import Any
 
 import greentop
 from workloads import llm
-from workloads.cliargs import OneLineParser
+from greentop.cliargs import OneLineParser
 from workloads.genrequest import (
     Engine,
     GenRequest,

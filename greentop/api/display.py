@@ -9,13 +9,26 @@ from __future__ import annotations
 
 import html
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, Sequence
 
-from greentop.attribution import PhaseSummary
-from greentop.summary_format import _dur, _num
+from greentop.attribution import PhaseSummary, RunSummary
+from greentop.channel import Channel
+from greentop.formatters import duration as _dur
+from greentop.formatters import num as _num
+from greentop.formatters import text_table
 
-if TYPE_CHECKING:
-    from greentop.api.monitor import Monitor
+
+class MonitorView(Protocol):
+    """What these tables read of a ``greentop.Monitor`` (which passes itself in)."""
+
+    @property
+    def running(self) -> bool: ...
+    @property
+    def rate_hz(self) -> float: ...
+    @property
+    def channels(self) -> Sequence[Channel]: ...
+
+    def summary(self) -> RunSummary: ...
 
 HEADER = ["domain", "energy (J)", "± (J)", "avg (W)", "peak (W)", "flag"]
 
@@ -34,10 +47,7 @@ def _title(m: PhaseSummary) -> str:
 
 
 def _text_table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [HEADER] + rows) for i in range(len(HEADER))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(HEADER, widths)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    return "\n".join(lines)
+    return text_table(HEADER, rows)
 
 
 def measurement_text(m: PhaseSummary) -> str:
@@ -56,12 +66,12 @@ def measurement_html(m: PhaseSummary) -> str:
     return _html_table(_title(m), _domain_cells(m))
 
 
-def _monitor_state(mon: "Monitor") -> str:
+def _monitor_state(mon: MonitorView) -> str:
     state = "running" if mon.running else "stopped"
     return f"greentop.Monitor({state}, {mon.rate_hz:g} Hz, {len(mon.channels)} channels: {', '.join(c.name for c in mon.channels)})"
 
 
-def _rows(mon: "Monitor") -> list[PhaseSummary]:
+def _rows(mon: MonitorView) -> list[PhaseSummary]:
     """The whole sampling time, then every window and phase, in tree order."""
     try:
         s = mon.summary()
@@ -70,13 +80,13 @@ def _rows(mon: "Monitor") -> list[PhaseSummary]:
     return [r for r in s.rows if r.kind in ("run", "phase")]
 
 
-def monitor_text(mon: "Monitor") -> str:
+def monitor_text(mon: MonitorView) -> str:
     parts = [_monitor_state(mon)]
     parts += [measurement_text(r) for r in _rows(mon)]
     return "\n".join(parts)
 
 
-def monitor_html(mon: "Monitor") -> str:
+def monitor_html(mon: MonitorView) -> str:
     tables = "".join(_html_table(_title(r), _domain_cells(r)) for r in _rows(mon))
     return f"<div><p><code>{html.escape(_monitor_state(mon))}</code></p>{tables}</div>"
 
@@ -102,7 +112,7 @@ def register_if_ipython() -> None:
         register_formatters(ip)
 
 
-def show_in_notebook(mon: "Monitor") -> None:
+def show_in_notebook(mon: MonitorView) -> None:
     """At the end of ``with greentop.Monitor() as mon:`` in a notebook, show its table."""
     ip = _ipython()
     if ip is None or not hasattr(ip, "kernel"):  # a terminal IPython prints the repr on demand

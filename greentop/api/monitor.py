@@ -10,8 +10,8 @@
 The sampler's lanes are C threads that never take the GIL (``greentop.sampler``); a daemon Python
 thread moves their ring buffers into memory every ``DRAIN_S``. Windows and ``greentop.phase`` calls
 become the same start/end events a launcher logs, and a measurement is the ledger's answer for
-them: the samples and events so far become a ``TraceData`` (what ``greentop.load`` returns for a
-recorded run) and ``TraceData.summary()`` turns it into a ``RunSummary``, so a Monitor's figures and
+them: the samples and events so far become a ``Trace`` (what ``greentop.load`` returns for a
+recorded run) and ``Trace.summary()`` turns it into a ``RunSummary``, so a Monitor's figures and
 a recording's come from one computation.
 
 Memory: every sample is kept (16 bytes a sample: 58 MB per channel per hour at 1 kHz).
@@ -36,12 +36,15 @@ import numpy.typing as npt
 
 from greentop import gpusync, phases
 from greentop.api import _router
+from greentop.api.display import monitor_html, monitor_text, register_if_ipython, show_in_notebook
+from greentop.api.save import monitor_metadata, write_trace
 from greentop.attribution import KIND_PHASE, PhaseSummary, RunSummary
 from greentop.channel import Channel
 from greentop.events import Event, build_phases
+from greentop.loaded import Trace
 from greentop.sampler import DEFAULT_RATE_HZ, DEFAULT_SLOW_RATE_HZ, Sampler, SamplerError, SamplerHealth, Samples
 from greentop.sources import DiscoveryOptions, SourceResult, discover
-from greentop.tracedata import ChannelData, TraceData
+from greentop.tracedata import ChannelData
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -261,8 +264,6 @@ class Monitor:
                                   daemon=True)
         thread.start()
         _router.attach(self._store)
-        from greentop.api.display import register_if_ipython
-
         register_if_ipython()
         self._finalizer = weakref.finalize(self, _shutdown, self._sampler, self._store, stop, thread)
         return self
@@ -282,8 +283,6 @@ class Monitor:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
-        from greentop.api.display import show_in_notebook
-
         show_in_notebook(self)
 
     # -- windows ---------------------------------------------------------------------------------
@@ -357,7 +356,7 @@ class Monitor:
         if self.running:
             self._store.pull(self._sampler)
 
-    def trace_data(self) -> TraceData:
+    def trace_data(self) -> Trace:
         """Everything so far as the in-memory run ``greentop.load`` returns for a recorded trace.
         Windows still open end now, with status "unclosed"."""
         self._collect()
@@ -377,7 +376,7 @@ class Monitor:
                **stats}
         if self.running:  # as a recording stopped from the live view while its workload went on
             run.update(exit_code=-1, workload_running=True)
-        return TraceData(meta=self._meta() | {"run": run}, channels=data, phases=found_phases, marks=marks, counts=counts,
+        return Trace(meta=self._meta() | {"run": run}, channels=data, phases=found_phases, marks=marks, counts=counts,
                          run_start_ns=min(starts), run_end_ns=max(int(d.t_ns[-1]) for d in data if d.t_ns.size),
                          baseline=None, health=self._health_dict(), complete=True)
 
@@ -417,7 +416,7 @@ class Monitor:
                 return self._subtree_row(data, p.index)
         raise MonitorError(f"window {phase_id} not found")
 
-    def _subtree_row(self, data: TraceData, root: int) -> PhaseSummary:
+    def _subtree_row(self, data: Trace, root: int) -> PhaseSummary:
         """Phase ``root``'s row, from the ledger run over that phase and its descendants alone.
 
         A phase row's figures depend only on its own interval, its direct children (exclusive
@@ -443,8 +442,6 @@ class Monitor:
     def save(self, path: str | Path) -> Path:
         """Write everything so far as a trace (the format of ``greentop record``: ``greentop summary``,
         ``greentop replay`` and ``greentop.load`` read it). Works while running (a snapshot) and after."""
-        from greentop.api.save import write_trace
-
         return write_trace(Path(path), self.trace_data(), self._store_events(), self._sampler_health_or_none())
 
     def _store_events(self) -> list[Event]:
@@ -459,8 +456,6 @@ class Monitor:
 
     def _meta(self) -> dict[str, Any]:
         if self._meta_cache is None:
-            from greentop.api.save import monitor_metadata
-
             self._meta_cache = monitor_metadata(self)
         return self._meta_cache
 
@@ -476,11 +471,7 @@ class Monitor:
 
     # -- display ---------------------------------------------------------------------------------
     def __repr__(self) -> str:
-        from greentop.api.display import monitor_text
-
         return monitor_text(self)
 
     def _repr_html_(self) -> str:
-        from greentop.api.display import monitor_html
-
         return monitor_html(self)

@@ -8,21 +8,39 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Protocol, Sequence
 
 from greentop.events import Event
 from greentop.recorder import RecordOptions, check_output, run_metadata
 from greentop.sampler import SamplerHealth
+from greentop.sources import SourceResult
 from greentop.trace import TraceWriter
 from greentop.tracedata import TraceData
 
-if TYPE_CHECKING:
-    from greentop.api.monitor import Monitor
+
+class MonitorSettings(Protocol):
+    """What the metadata reads of a ``greentop.Monitor`` (which passes itself in)."""
+
+    @property
+    def found(self) -> SourceResult: ...
+    @property
+    def rate_hz(self) -> float: ...
+    @property
+    def slow_rate_hz(self) -> float: ...
+    @property
+    def carbon_g_per_kwh(self) -> float: ...
+    @property
+    def carbon_source(self) -> str: ...
+    @property
+    def start_wall_ns(self) -> int: ...
+    @property
+    def start_ns(self) -> int: ...
+
 
 RECORDED_BY = "greentop.Monitor"
 
 
-def monitor_metadata(mon: "Monitor") -> dict[str, Any]:
+def monitor_metadata(mon: MonitorSettings) -> dict[str, Any]:
     """The run metadata ``greentop record`` stores (host, CPU, GPUs, rates, carbon, problems), for a
     Monitor: the "command" is this process's ``sys.argv``; ``baseline_s`` is 0 (no idle baseline)."""
     opts = RecordOptions(output=Path("."), rate_hz=mon.rate_hz, slow_rate_hz=mon.slow_rate_hz, baseline_s=0.0,

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from greentop.attribution import J_PER_WH
+from greentop.formatters import J_PER_WH
+from greentop.formatters import sig as _g
 from greentop.report import figures
 from greentop.report.guidelines import Guideline
 from greentop.report.load import Results
@@ -28,12 +29,6 @@ class ReportParts:
     models: list[EnergyModel]
     model_problems: list[str]
     pareto: list[ParetoPoint]
-
-
-def _g(x: float | None, digits: int = 3) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "–"
-    return f"{x:.{digits}g}"
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:

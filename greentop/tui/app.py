@@ -5,7 +5,8 @@ into a ``LiveModel`` and redraws at ``fps``; sampling runs on the sampler's own 
 never waited on. While a recording runs (``-o``, or ``r``), the recorder's thread is the only
 reader of the rings and the listener, and the app takes what it drained from the recorder's tap
 instead. ``run_live`` starts the sampler, the listener and the workload (and the recording),
-runs the app, and stops everything when the app exits.
+runs the app, and stops everything when the app exits. The overlays are in ``tui.screens``, the
+text the view exports and prints in ``tui.live_text``.
 """
 
 from __future__ import annotations
@@ -15,13 +16,11 @@ import os
 import queue
 import subprocess
 import sys
-import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
-from rich.markup import escape
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.coordinate import Coordinate
@@ -32,18 +31,24 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Log, Static
 
 from greentop import launch
-from greentop.attribution import J_PER_KWH, J_PER_WH
+from greentop.formatters import co2 as _co2
+from greentop.formatters import duration_short as _duration
+from greentop.formatters import energy_j_wh as _energy
+from greentop.formatters import power as _w
 from greentop.channel import Channel
 from greentop.events import Event
 from greentop.output_dir import OUTPUT_DIR_ENV, output_dir
-from greentop.labels import singular
 from greentop.recorder import DRAIN_S as RECORD_DRAIN_S
 from greentop.recorder import Recorder, RecordError
 from greentop.sampler import Samples, SamplerHealth
 from greentop.sources import SourceResult
 from greentop.trace import RUN_INTERRUPTED, RUN_WORKLOAD_EXIT, RUN_WORKLOAD_START
 from greentop.tui.chart import _LABEL_W, PowerChart
-from greentop.tui.live import LiveModel, PhaseRow
+from greentop.tui.live import LiveModel
+from greentop.tui.live_text import live_summary_markdown, summary_lines, trace_summary_markdown, wrap_output
+from greentop.tui.live_text import per_unit as _per_unit
+from greentop.tui.screens import HELP_TEXT as HELP_TEXT  # re-exported: the help text is part of the live view's face
+from greentop.tui.screens import ConfirmQuit, DevicesScreen, HelpScreen, devices_text
 from greentop.tui.timeline import PhaseTimeline
 
 DRAIN_HZ = 20.0
@@ -71,132 +76,6 @@ class ListenerLike(Protocol):
 
 class ChildLike(Protocol):
     def poll(self) -> int | None: ...
-
-
-def _w(power_w: float) -> str:
-    if math.isnan(power_w):
-        return "- W"
-    if abs(power_w) >= 1000:
-        return f"{power_w / 1000:.2f} kW"
-    return f"{power_w:.1f} W"
-
-
-def _energy(energy_j: float) -> str:
-    return f"{energy_j:.1f} J ({energy_j / J_PER_WH:.4f} Wh)"
-
-
-def _grams(energy_j: float, g_per_kwh: float) -> float:
-    return energy_j / J_PER_KWH * g_per_kwh
-
-
-def _co2(energy_j: float, g_per_kwh: float) -> str:
-    g = _grams(energy_j, g_per_kwh)
-    return f"{g:.4f} gCO2e" if g < 10 else f"{g:.1f} gCO2e"
-
-
-def _singular(name: str) -> str:
-    return singular(name)
-
-
-def _per_unit(row: PhaseRow) -> str:
-    """Energy per counted unit, the first count by name ("0.412 J/sample"); "" when nothing counted."""
-    per = row.per_unit_j()
-    if not per:
-        return ""
-    name = sorted(per)[0]
-    return f"{per[name]:.3g} J/{_singular(name)}"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    m, s = divmod(int(seconds), 60)
-    return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
-
-
-class ConfirmQuit(ModalScreen[bool]):
-    """Asked when ``q`` is pressed while the workload still runs."""
-
-    DEFAULT_CSS = """
-    ConfirmQuit { align: center middle; }
-    ConfirmQuit > Static { width: 60; padding: 1 2; border: thick $warning; background: $surface; }
-    """
-    BINDINGS = [Binding("y", "answer(True)", "yes"), Binding("n,escape", "answer(False)", "no")]
-
-    def compose(self) -> ComposeResult:
-        yield Static("The workload is still running.\nQuit and stop it? [b]y[/b] / [b]n[/b]", id="confirm")
-
-    def action_answer(self, yes: bool) -> None:
-        self.dismiss(yes)
-
-
-HELP_TEXT = """[b]greentop live view[/b]
-
-  q      quit (asks while the workload runs)
-  p      pause / resume the display (sampling goes on)
-  + / -  zoom in / out: halve / double the time window
-  r      start / stop recording a trace, greentop-DATE-TIME.h5
-  e      export the per-phase summary, greentop-summary-*.md
-         (both in $GREENTOP_OUTPUT_DIR, else the current folder)
-  d      the devices: each channel, its source, lane and state
-  tab    next pane: phase table, output (shift+tab: back)
-  ?      this help
-
-Power is each primary domain's energy differenced on a 10 ms
-grid; "now" is the last 0.5 s, "avg" the whole run, "peak" the
-highest 100 ms. Channels marked (estimated) are modelled, not
-measured; "total" shows when there is more than one domain.
-"sampler fast 998/1000, slow 10/10 Hz": reads per second each
-lane got / asked for (slow: NVML energy, the CPU estimate).
-"finished, press q": the workload has exited.
-Press any key to close."""
-
-
-def devices_text(channels: Sequence[Channel], found: SourceResult | None) -> str:
-    """The devices overlay: what ``greentop devices`` listed before the view hid it (without the
-    measured update periods and read costs: those need a watch of their own)."""
-    lines = ["[b]devices[/b]", ""]
-    for c in channels:
-        lines.append(f"  {escape(c.name)}  [dim]{escape(c.source)}, {escape(c.domain)}, {c.lane.value} lane[/dim]"
-                     + ("  [i]estimated[/i]" if c.estimated else ""))
-        if c.note and (c.estimated or "MIG" in c.note):
-            lines.append(f"      {escape(c.note)}")
-    for p in found.problems if found is not None else []:
-        lines += [escape(f"  ! {p.source}: {p.what}: {p.reason}"), escape(f"      fix: {p.fix}")]
-    for n in found.notes if found is not None else []:
-        lines.append(escape(f"  - {n}"))
-    lines += ["", "Update periods and read costs: greentop devices.", "Press any key to close."]
-    return "\n".join(lines)
-
-
-class DevicesScreen(ModalScreen[None]):
-    DEFAULT_CSS = """
-    DevicesScreen { align: center middle; }
-    DevicesScreen > Static { width: 90%; max-height: 90%; padding: 1 2; border: thick $primary; background: $surface; }
-    """
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self._text = text
-
-    def compose(self) -> ComposeResult:
-        yield Static(self._text, id="devices", markup=True)
-
-    def on_key(self) -> None:
-        self.dismiss(None)
-
-
-class HelpScreen(ModalScreen[None]):
-    DEFAULT_CSS = """
-    HelpScreen { align: center middle; }
-    HelpScreen > Static { width: 72; padding: 1 2; border: thick $primary; background: $surface; }
-    """
-
-    def compose(self) -> ComposeResult:
-        yield Static(HELP_TEXT, id="help")
-
-    def on_key(self) -> None:
-        self.dismiss(None)
 
 
 @dataclass
@@ -714,51 +593,9 @@ class LiveApp(App[int]):
         return rec.path
 
 
-def trace_summary_markdown(path: Path, carbon: tuple[float, str]) -> str:
-    """``greentop summary --format md`` of a trace (one being written, or finished)."""
-    from greentop.attribution import summarise
-    from greentop.summary_format import format_summary
-    from greentop.trace import load
-
-    return format_summary(summarise(load(path), carbon[0], carbon[1]), "md")
-
-
-def live_summary_markdown(model: LiveModel, carbon: tuple[float, str], command: Sequence[str] = ()) -> str:
-    """The live phase table as Markdown, with the run's totals and carbon."""
-    g_per_kwh, source = carbon
-    e = model.energy_j
-    lines = ["# greentop live summary", ""]
-    if command:
-        lines.append(f"Command: `{' '.join(command)}`  ")
-    lines += [f"Run: {_energy(e)}, {_co2(e, g_per_kwh)} in {_duration(model.duration_s)}"
-              + (" (includes estimated channels)" if any(c.estimated for c in model.channels) else "") + "  ",
-              f"Carbon intensity: {source}", ""]
-    rows, _ = model.phases()
-    if not rows:
-        lines.append("No phases were reported.")
-        return "\n".join(lines) + "\n"
-    lines += ["| phase | n | time | energy J | avg W | gCO2e | per unit |", "|---|---:|---:|---:|---:|---:|---|"]
-    for r in rows:
-        name = r.path.replace("|", "\\|") + (" (open)" if r.open else "")
-        per = ", ".join(f"{v:.3g} J/{_singular(k)}" for k, v in sorted(r.per_unit_j().items()))
-        lines.append(f"| {name} | {r.count} | {_duration(r.duration_s)} | {r.energy_j:.1f} | {r.avg_w:.1f} | "
-                     f"{_grams(r.energy_j, g_per_kwh):.4f} | {per} |")
-    return "\n".join(lines) + "\n"
-
-
 # -- the launcher ----------------------------------------------------------------------------------
 
 
-def wrap_output(lines: Sequence[str], width: int) -> list[str]:
-    """The workload's lines folded to the output pane's ``width``: a pane cuts what does not fit,
-    and a workload's last line (its result) is often its longest. Continuations are indented."""
-    if width < 20:  # not laid out yet (or absurdly narrow): leave the lines alone
-        return list(lines)
-    out: list[str] = []
-    for line in lines:
-        out.extend(textwrap.wrap(line, width, subsequent_indent="  ", drop_whitespace=False, replace_whitespace=False)
-                   if len(line) > width else [line])
-    return out
 
 
 @dataclass
@@ -862,14 +699,3 @@ def run_live(cmd: Sequence[str], channels: Sequence[Channel], rate_hz: float, sl
         rc = 0
     traces = list(dict.fromkeys(app.saved))
     return LiveResult(exit_code if child is not None else rc, app.model.energy_j, app.model.duration_s, summary_lines(app.model, app.carbon), traces)
-
-
-def summary_lines(model: LiveModel, carbon: tuple[float, str] | None = None) -> list[str]:
-    co2 = f", {_co2(model.energy_j, carbon[0])}" if carbon is not None else ""
-    lines = [f"total: {_energy(model.energy_j)}{co2} over {_duration(model.duration_s)}"
-             + (" (includes estimates)" if any(c.estimated for c in model.channels) else "")]
-    rows, _ = model.phases()
-    for r in rows:
-        lines.append(f"  {'  ' * r.depth}{r.path.rsplit('/', 1)[-1]}: {r.count}x, {_duration(r.duration_s)}, "
-                     f"{r.energy_j:.1f} J, {r.avg_w:.1f} W avg")
-    return lines

@@ -33,6 +33,8 @@ from textual.widgets import DataTable, Footer, Static
 from greentop.attribution import PhaseSummary, RunSummary
 from greentop.channel import Channel
 from greentop.energy import primary_channels
+from greentop.formatters import joules as _j
+from greentop.formatters import time_offset as _s
 from greentop.labels import per_unit_label, phase_label
 from greentop.overview import Overview, ensure_overview
 from greentop.tracedata import TraceData
@@ -204,15 +206,6 @@ class ReplayModel:
 
 
 # ------------------------------------------------------------------------------------- formatting
-
-
-def _j(energy_j: float) -> str:
-    return "-" if not np.isfinite(energy_j) else f"{energy_j:.1f}"
-
-
-def _s(t_s: float) -> str:
-    t_s = 0.0 if abs(t_s) < 0.005 else t_s  # no "-0.00"
-    return f"{t_s:.2f} s" if abs(t_s) < 600 else f"{int(t_s // 60)}m{t_s % 60:04.1f}s"
 
 
 def row_key(r: PhaseSummary) -> str:

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from workloads.cliargs import OneLineParser, non_negative_float, positive_float
+from greentop.cliargs import OneLineParser, non_negative_float, positive_float
 from workloads.sweep.progress import Progress
 from workloads.sweep.runner import Interrupted, child_env, run_point
 from workloads.sweep.spec import (

@@ -8,18 +8,10 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from greentop.formatters import eta as _dur
 from workloads.sweep.spec import Point
 
 # ------------------------------------------------------------------------------------------ progress
-
-
-def _dur(s: float) -> str:
-    s = max(s, 0.0)
-    if s >= 3600:
-        return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
-    if s >= 60:
-        return f"{int(s // 60)}m{int(s % 60):02d}s"
-    return f"{s:.0f}s" if s >= 10 else f"{s:.1f}s"
 
 
 @dataclass

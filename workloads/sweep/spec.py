@@ -28,7 +28,6 @@ RESERVED_PARAMS = frozenset({"repeat", "result"})  # the sweep's own: never take
 RESULTS_CSV = "results.csv"
 POINTS_DIR = "points"
 SWEEP_COPY = "sweep.toml"
-J_PER_KWH = 3.6e6
 HASH_CHARS = 8
 SLUG_MAX_CHARS = 60
 # After Ctrl-C or a timeout, greentop record gets this long to stop its workload (its own grace

@@ -9,11 +9,12 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from greentop.formatters import J_PER_KWH
 from workloads.results import (
     COUNT_NAMES,
     PER_UNIT_COLUMNS,
 )
-from workloads.sweep.spec import J_PER_KWH, Cell, SweepError
+from workloads.sweep.spec import Cell, SweepError
 
 # ----------------------------------------------------------------------------------- results table
 

@@ -1,5 +1,6 @@
-"""Command-line pieces every workload shares: a parser whose errors are one line and exit 2,
-and the number types its options take (argparse ``type=`` callables)."""
+"""Command-line pieces shared by greentop's commands and the ``workloads`` study package: a parser
+whose errors are one line and exit 2, and the number types options take (argparse ``type=``
+callables)."""
 
 from __future__ import annotations
 
