@@ -435,16 +435,20 @@ class PowerChart(Widget):
             return self._shifted_lines(t0_ns, t1_ns, col_ns, columns, plot_w, plot_rows)
         self._scroll = None
         mins, maxs = decimate_minmax(self._t_ns, self._power_w, t0_ns, t1_ns, columns)
-        if self._y_max_w is not None:
-            y_top = float(self._y_max_w)
-        else:
-            finite = maxs[np.isfinite(maxs)]
-            y_top = nice_ceil(float(finite.max())) if finite.size else 1.0
+        y_top = self._y_top_w(maxs)
         self._y_range_w = (0.0, y_top)
         draw = render_braille if self._braille else render_blocks
         lines = draw(mins, maxs, plot_rows, 0.0, y_top)
         # Braille with an odd column count would be one cell short; pad to the plot width.
         return [ln.ljust(plot_w) for ln in lines]
+
+    def _y_top_w(self, maxs: np.ndarray) -> float:
+        """The top of the y axis (W): the fixed scale if one is set, else a round ceiling of the
+        highest column maximum in view."""
+        if self._y_max_w is not None:
+            return float(self._y_max_w)
+        finite = maxs[np.isfinite(maxs)]
+        return nice_ceil(float(finite.max())) if finite.size else 1.0
 
     def _shifted_lines(self, t0_ns: int, t1_ns: int, col_ns: int, columns: int, plot_w: int, plot_rows: int) -> list[str]:
         """The braille plot of an append-only series, reusing the last frame's cells.
@@ -470,11 +474,7 @@ class PowerChart(Widget):
             maxs = np.concatenate([st.maxs[shift:shift + c0], tail_maxs])
         else:
             mins, maxs = tail_mins, tail_maxs
-        if self._y_max_w is not None:
-            y_top = float(self._y_max_w)
-        else:
-            finite = maxs[np.isfinite(maxs)]
-            y_top = nice_ceil(float(finite.max())) if finite.size else 1.0
+        y_top = self._y_top_w(maxs)
         self._y_range_w = (0.0, y_top)
         if c0 and st is not None and st.y_top == y_top:
             shift_cells = (t1_ns - st.t1_ns) // (2 * col_ns)
