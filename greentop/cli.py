@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
 from greentop import __version__
+from greentop.formatters import J_PER_WH, spec, text_table
 from greentop.domains import CPU_TOTAL_PACKAGES, CPU_TOTALS, plan_domains
 from greentop.channel import Channel, Lane
 from greentop.measure import ChannelSummary, measure
@@ -173,19 +174,6 @@ def _options(args: argparse.Namespace) -> DiscoveryOptions:
     )
 
 
-def _fmt(value: float | None, spec: str, unit: str = "") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:{spec}}{unit}"
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    return "\n".join(lines)
-
-
 def _print_problems(found: SourceResult) -> None:
     for p in found.problems:
         print(f"  ! {p.source}: {p.what}: {p.reason}\n      fix: {p.fix}")
@@ -233,10 +221,10 @@ def cmd_devices(args: argparse.Namespace) -> int:
         rows = [
             [c.name, c.source, c.domain, c.unit, c.lane.value, state,
              update_period_text(s.update_period_s, 1 / s.rate_hz if s.rate_hz else None, c.estimated),
-             _fmt(h.mean_cost_ns / 1e3 if h else None, ".1f", " us"), _fmt(s.average_w, ".1f", " W")]
+             spec(h.mean_cost_ns / 1e3 if h else None, ".1f", " us"), spec(s.average_w, ".1f", " W")]
             for c, s, h, state in entries
         ]
-        print(_table(rows, ["CHANNEL", "SOURCE", "DOMAIN", "UNIT", "LANE", "STATE", "UPDATE PERIOD", "READ COST", "POWER"]))
+        print(text_table(["CHANNEL", "SOURCE", "DOMAIN", "UNIT", "LANE", "STATE", "UPDATE PERIOD", "READ COST", "POWER"], rows))
     if not any(not c.estimated for c in channels):
         print("\nNo hardware power sensor is readable here: greentop will use the CPU estimate above.")
     for c in channels:
@@ -263,8 +251,8 @@ def _health_lines(health: SamplerHealth) -> list[str]:
 
 def _summary_row(s: ChannelSummary) -> list[str]:
     return [
-        s.name + (" (estimated)" if s.estimated else ""), s.domain, str(s.samples), _fmt(s.rate_hz, ".0f", " Hz"),
-        _fmt(s.energy_j, ".3f", " J"), _fmt(s.average_w, ".2f", " W"), _fmt(s.peak_w, ".2f", " W"), str(s.wraps),
+        s.name + (" (estimated)" if s.estimated else ""), s.domain, str(s.samples), spec(s.rate_hz, ".0f", " Hz"),
+        spec(s.energy_j, ".3f", " J"), spec(s.average_w, ".2f", " W"), spec(s.peak_w, ".2f", " W"), str(s.wraps),
     ]
 
 
@@ -305,9 +293,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
             "notes": ledger.notes,
         }, indent=2, default=float))
         return 0
-    print(_table([_summary_row(s) for s in summaries], ["CHANNEL", "DOMAIN", "SAMPLES", "RATE", "ENERGY", "AVG", "PEAK", "WRAPS"]))
+    print(text_table(["CHANNEL", "DOMAIN", "SAMPLES", "RATE", "ENERGY", "AVG", "PEAK", "WRAPS"], [_summary_row(s) for s in summaries]))
     estimated = any(s.estimated for s in summaries if s.name in primary)
-    print(f"\nTotal ({', '.join(sorted(primary))}): {total_j:.3f} J = {total_j / 3600:.6f} Wh over {duration_s:.2f} s, "
+    print(f"\nTotal ({', '.join(sorted(primary))}): {total_j:.3f} J = {total_j / J_PER_WH:.6f} Wh over {duration_s:.2f} s, "
           f"{total_j / duration_s if duration_s else 0:.2f} W average, {run.total.peak_w:.2f} W peak"
           + (" (includes estimates)" if estimated else ""))
     print(ledger.machine_total)

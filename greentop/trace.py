@@ -30,7 +30,7 @@ import numpy.typing as npt
 from greentop import trace_validate as tv
 from greentop.channel import Channel, CpuPowerModel, Lane, Quantity, Reader, ReaderKind
 from greentop.events import Event, build_phases
-from greentop.loaded import ChannelData, Count, Mark, Phase, Trace as TraceData
+from greentop.loaded import ChannelData, Count, Mark, Phase, Trace
 
 FORMAT_NAME = "greentop-trace"
 FORMAT_VERSION = 1
@@ -608,11 +608,11 @@ def iter_channels(f: h5py.File, channels: Sequence[str] | None = None, *, ends_o
             current = following  # the channel just yielded is the consumer's alone now
 
 
-def load(path: str | Path | h5py.File, channels: Sequence[str] | None = None) -> TraceData:
+def load(path: str | Path | h5py.File, channels: Sequence[str] | None = None) -> Trace:
     """Read a whole trace: channels, phases, marks, counts, health. See ``docs/trace-format.md``.
 
     ``path`` may also be a trace already open (``open_trace``); it stays open. ``channels``: read the
-    samples of only these channels (names, as in ``iter_channels``); ``TraceData.channels`` then holds
+    samples of only these channels (names, as in ``iter_channels``); ``Trace.channels`` then holds
     just them, in that order, while ``run_start_ns`` and ``run_end_ns`` still span every channel.
     ``channels=()`` reads everything but samples, for a summary that streams them one channel at a
     time (``attribution.summarise``)."""
@@ -636,7 +636,7 @@ def load(path: str | Path | h5py.File, channels: Sequence[str] | None = None) ->
             raise _damaged(name, exc) from None
     baseline = _window(events, RUN_BASELINE_START, RUN_BASELINE_END)
     meta = meta | {"run": run}
-    return TraceData(meta=meta, channels=channels_data, phases=phases, marks=marks, counts=counts, run_start_ns=run_start,
+    return Trace(meta=meta, channels=channels_data, phases=phases, marks=marks, counts=counts, run_start_ns=run_start,
                      run_end_ns=run_end, baseline=baseline, health=health, complete=complete)
 
 

@@ -12,14 +12,13 @@ resolves to that same library and both sides see one NVML.
 from __future__ import annotations
 
 import ctypes
-import os
 
-from greentop._paths import host_path
+from greentop._paths import NVML_LIB_ENV, host_path, nvml_library_path
 from greentop.channel import Channel, Lane, Problem, Quantity, Reader, ReaderKind
 from greentop.sources._common import SourceResult
 
 SOURCE = "nvml"
-LIB_ENV = "GREENTOP_NVML_LIB"
+LIB_ENV = NVML_LIB_ENV  # one name, kept in greentop._paths
 FIELD_POWER_AVERAGE = 185
 FIELD_POWER_INSTANT = 186
 ERROR_LIBRARY_NOT_FOUND = 12
@@ -30,7 +29,7 @@ ERROR_NOT_SUPPORTED = 3
 
 def library_path() -> str:
     """The NVML library greentop loads: ``$GREENTOP_NVML_LIB`` or the driver's soname."""
-    return os.environ.get(LIB_ENV, "")
+    return nvml_library_path()
 
 
 def _preload() -> None:
