@@ -95,3 +95,16 @@ def test_module_loads_nothing_above_it(module: str, must_not_load: tuple[str, ..
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     loaded = set(eval(out))  # noqa: S307 -- our own print of a list of names
     assert not {m for m in loaded if any(m == n or m.startswith(n + ".") for n in must_not_load)}
+
+
+def test_the_views_launch_no_process_themselves() -> None:
+    """Only greentop.launch starts a workload (one stop protocol); the TUI reads a LiveSession."""
+    known = _modules()
+    for name, path in known.items():
+        if not name.startswith("greentop.tui"):
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert "subprocess" not in imported, f"{name} imports subprocess"
+        assert "greentop.launch" not in _imports(path, name, known), f"{name} launches a workload itself"

@@ -14,8 +14,6 @@ from __future__ import annotations
 import math
 import os
 import queue
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +28,6 @@ from textual import events
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Log, Static
 
-from greentop import launch
 from greentop.formatters import co2 as _co2
 from greentop.formatters import duration_short as _duration
 from greentop.formatters import energy_j_wh as _energy
@@ -41,8 +38,9 @@ from greentop.output_dir import OUTPUT_DIR_ENV, output_dir
 from greentop.recorder import DRAIN_S as RECORD_DRAIN_S
 from greentop.recorder import Recorder, RecordError
 from greentop.sampler import Samples, SamplerHealth
+from greentop.session import LiveSession
 from greentop.sources import SourceResult
-from greentop.trace import RUN_INTERRUPTED, RUN_WORKLOAD_EXIT, RUN_WORKLOAD_START
+from greentop.trace import RUN_WORKLOAD_EXIT
 from greentop.tui.chart import _LABEL_W, PowerChart
 from greentop.tui.live import LiveModel
 from greentop.tui.live_text import live_summary_markdown, summary_lines, trace_summary_markdown, wrap_output
@@ -618,83 +616,32 @@ def run_live(cmd: Sequence[str], channels: Sequence[Channel], rate_hz: float, sl
     ``greentop-YYYYmmdd-HHMMSS.h5`` in ``record_dir`` (the cwd). The caller checks ``cmd`` and
     ``output`` first (``recorder.check_command`` / ``check_output``). ``carbon``: (gCO2e/kWh,
     source) shown in the view and stored in the traces (default: the world average)."""
-    from greentop.listener import EventListener
-    from greentop.recorder import RecordOptions, SampleTap, default_trace_path, run_metadata
-    from greentop.sampler import Sampler
-
-    channels = list(channels)
-    found = found if found is not None else SourceResult(channels=channels)
-    sampler = Sampler(channels, rate_hz=rate_hz, slow_rate_hz=slow_rate_hz)
-    listener = EventListener() if cmd else None
-    child: subprocess.Popen[bytes] | None = None
-    workload: launch.Workload | None = None
-    output_q: queue.SimpleQueue[str] | None = None
-    recording: Recorder | None = None
-
-    def make_recorder(path: Path, baseline: float) -> Recorder:
-        opts = RecordOptions(output=path, rate_hz=rate_hz, slow_rate_hz=slow_rate_hz, baseline_s=baseline,
-                             carbon_g_per_kwh=carbon[0] if carbon else 0.0, carbon_source=carbon[1] if carbon else "")
-        return Recorder(sampler, listener, channels, run_metadata(found, cmd, opts), path, tap=SampleTap())
-
-    def new_recording(seen: list[Event]) -> Recorder:
-        rec = make_recorder(default_trace_path(record_dir), 0.0)
-        rec.start(carried=seen)
-        return rec
-
-    sampler.start()
+    session = LiveSession(cmd, channels, rate_hz, slow_rate_hz, found=found, carbon=carbon, record_dir=record_dir)
     app: LiveApp | None = None
     rc: int | None = None
+    child = None
     try:
-        if listener is not None:
-            listener.start()
-        if output is not None:
-            recording = make_recorder(output, baseline_s)
-            if baseline_s > 0:
-                print(f"greentop: measuring the idle baseline for {baseline_s:g} s (--no-baseline to skip)", file=sys.stderr)
-            try:
-                recording.start(baseline_s)
-            except KeyboardInterrupt:
-                recording.log(RUN_INTERRUPTED)
-                sampler.stop()
-                recording.stop(stop_listener=True)
-                recording.finish(130, interrupted=True)
-                return LiveResult(130, 0.0, 0.0, ["interrupted during the idle baseline"], [output])
-        if listener is not None:
-            output_q = queue.SimpleQueue()
-            if recording is not None:
-                recording.log(RUN_WORKLOAD_START)
-            # The one launcher (greentop.launch): a session of its own, since the terminal belongs to
-            # the view; its output goes to the output pane.
-            workload = launch.start(cmd, listener.env(), own_group=True, capture_output=True)
-            child = workload.process
-            assert workload.output is not None
-            launch.pump_lines(workload.output, output_q.put)
-        app = LiveApp(sampler, channels, listener=listener, child=child, command=cmd, output=output_q, window_s=window_s,
-                      recording=recording, new_recording=None if output is not None else new_recording, carbon=carbon,
-                      found=found, **app_kwargs)
+        if not session.start(output, baseline_s):
+            return LiveResult(130, 0.0, 0.0, ["interrupted during the idle baseline"], [output] if output else [])
+        session.launch()
+        child = session.workload.process if session.workload is not None else None
+        app = LiveApp(session.sampler, session.channels, listener=session.listener, child=child, command=cmd,
+                      output=session.output, window_s=window_s, recording=session.recording,
+                      new_recording=None if output is not None else session.new_recording, carbon=carbon,
+                      found=session.found, **app_kwargs)
         rc = app.run()
     finally:
-        running = child is not None and child.poll() is None
-        exit_code = workload.stop() if workload is not None else 0
-        sampler.stop()
-        rec = app.recording if app is not None else recording
-        if rec is not None:
-            if child is not None and not (app is not None and app._exit_logged):
-                rec.log(RUN_WORKLOAD_EXIT, float(child.returncode))
-            if running:
-                rec.log(RUN_INTERRUPTED)
-            rec.stop(stop_listener=True)
-        elif listener is not None:
-            listener.stop()
+        rec = app.recording if app is not None else session.recording
+        exit_code, running = session.close(rec, app is not None and app._exit_logged)
     assert app is not None
     if rec is not None:
         app._feed_from_tap(rec)
         rec.finish(exit_code if child is not None else 0, interrupted=running)
         app.saved.append(rec.path)
     else:
-        app.model.feed(sampler.drain())  # what came in after the last frame
-        if listener is not None:
-            app.model.feed_events(listener.drain())
+        app.model.feed(session.sampler.drain())  # what came in after the last frame
+        if session.listener is not None:
+            app.model.feed_events(session.listener.drain())
     if rc is None:
         rc = 0
     traces = list(dict.fromkeys(app.saved))
