@@ -14,10 +14,10 @@ from typing import Any, Callable, NoReturn, Sequence
 from greentop import __version__
 from greentop.formatters import J_PER_WH, spec, text_table
 from greentop.domains import CPU_TOTAL_PACKAGES, CPU_TOTALS, plan_domains
-from greentop.channel import Channel, Lane
+from greentop.channel import Channel, Lane, Problem
 from greentop.measure import ChannelSummary, measure
 from greentop.sampler import DEFAULT_RATE_HZ, DEFAULT_SLOW_RATE_HZ, MAX_RATE_HZ, SamplerError, SamplerHealth
-from greentop.sources import DiscoveryOptions, SourceResult, discover
+from greentop.sources import DiscoveryOptions, discover
 from greentop.update_period import update_period_text
 
 EXIT_BAD_INPUT = 2
@@ -174,65 +174,50 @@ def _options(args: argparse.Namespace) -> DiscoveryOptions:
     )
 
 
-def _print_problems(found: SourceResult) -> None:
-    for p in found.problems:
+def _print_problems(problems: Sequence[Problem], notes: Sequence[str]) -> None:
+    for p in problems:
         print(f"  ! {p.source}: {p.what}: {p.reason}\n      fix: {p.fix}")
-    for n in found.notes:
+    for n in notes:
         print(f"  - {n}")
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    found = discover(_options(args))
-    channels = found.channels
-    result = measure(channels, args.watch, args.rate, args.slow_rate) if channels else None
-    summaries = {s.name: s for s in result.summaries()} if result else {}
-    health = result.health if result else None
-    entries = []
-    for c in channels:
-        s = summaries[c.name]
-        h = health.channels[c.name] if health else None
-        state = "estimated" if c.estimated else "ok"
-        if h and h.errors:
-            state = f"read errors: {h.errors} ({h.last_error})"
-        entries.append((c, s, h, state))
+    from greentop.api import devices
+
+    found = devices(args.watch, rate_hz=args.rate, slow_rate_hz=args.slow_rate, options=_options(args))
     if args.json:
         doc = {
             "channels": [
-                c.to_dict()
-                | {
-                    "state": state,
-                    "update_period_s": s.update_period_s,
-                    "read_cost_us": h.mean_cost_ns / 1e3 if h else None,
-                    "average_w": s.average_w if not math.isnan(s.average_w) else None,
-                    "samples": s.samples,
-                }
-                for c, s, h, state in entries
+                d.channel.to_dict()
+                | {"state": d.state, "update_period_s": d.update_period_s, "read_cost_us": d.read_cost_us,
+                   "average_w": d.power_w, "samples": d.samples}
+                for d in found
             ],
             "problems": [p.to_dict() for p in found.problems],
             "notes": found.notes,
-            "devices": found.devices,
+            "devices": found.hardware,
             "watch_s": args.watch,
         }
         print(json.dumps(doc, indent=2))
         return 0
-    if not channels:
+    if not found:
         print("No power or energy channel found on this machine.")
     else:
         rows = [
-            [c.name, c.source, c.domain, c.unit, c.lane.value, state,
-             update_period_text(s.update_period_s, 1 / s.rate_hz if s.rate_hz else None, c.estimated),
-             spec(h.mean_cost_ns / 1e3 if h else None, ".1f", " us"), spec(s.average_w, ".1f", " W")]
-            for c, s, h, state in entries
+            [d.name, d.source, d.domain, d.unit, d.lane, d.state,
+             update_period_text(d.update_period_s, d.read_interval_s, d.estimated),
+             spec(d.read_cost_us, ".1f", " us"), spec(d.power_w, ".1f", " W")]
+            for d in found
         ]
         print(text_table(["CHANNEL", "SOURCE", "DOMAIN", "UNIT", "LANE", "STATE", "UPDATE PERIOD", "READ COST", "POWER"], rows))
-    if not any(not c.estimated for c in channels):
+    if not any(not d.estimated for d in found):
         print("\nNo hardware power sensor is readable here: greentop will use the CPU estimate above.")
-    for c in channels:
-        if c.note and (c.estimated or "MIG" in c.note):
-            print(f"  * {c.name}: {c.note}")
+    for d in found:
+        if d.note and (d.estimated or "MIG" in d.note):
+            print(f"  * {d.name}: {d.note}")
     if found.problems or found.notes:
         print()
-        _print_problems(found)
+        _print_problems(found.problems, found.notes)
     return 0
 
 

@@ -31,18 +31,25 @@ class DeviceChannel:
     update_period_s: float | None  # median time between changes of the reading; None: no change seen
     read_cost_us: float | None  # mean time one read took
     power_w: float | None  # average power over the watch; None: no figure
+    samples: int  # readings taken during the watch
+    read_interval_s: float | None  # time between reads during the watch (its lane's period)
     note: str
     channel: Channel = field(repr=False)  # the full description (reader, scale, wrap, model)
 
 
 class Devices(list[DeviceChannel]):
     """The channels, plus what discovery could not use: ``problems`` (a sensor that exists but
-    cannot be read, with the fix), ``notes`` and ``gpus`` (model, UUID, driver, power limit)."""
+    cannot be read, with the fix), ``notes``, ``hardware`` (what discovery describes: GPUs with
+    model, UUID, driver, power limit) and ``gpus`` (the GPUs among them)."""
 
     def __init__(self, channels: list[DeviceChannel], problems: list[Problem], notes: list[str],
-                 gpus: list[dict[str, Any]]) -> None:
+                 hardware: list[dict[str, Any]], watch_s: float) -> None:
         super().__init__(channels)
-        self.problems, self.notes, self.gpus = problems, notes, gpus
+        self.problems, self.notes, self.hardware, self.watch_s = problems, notes, hardware, watch_s
+
+    @property
+    def gpus(self) -> list[dict[str, Any]]:
+        return [d for d in self.hardware if "gpu" in d]
 
 
 def devices(watch_s: float = 0.5, *, rate_hz: float = DEFAULT_RATE_HZ, slow_rate_hz: float = DEFAULT_SLOW_RATE_HZ,
@@ -63,6 +70,8 @@ def devices(watch_s: float = 0.5, *, rate_hz: float = DEFAULT_RATE_HZ, slow_rate
         out.append(DeviceChannel(
             name=c.name, source=c.source, domain=c.domain, quantity=c.quantity.value, unit=c.unit, lane=c.lane.value,
             estimated=c.estimated, state=state, update_period_s=float(s.update_period_s) if s and s.update_period_s is not None else None,
-            read_cost_us=float(h.mean_cost_ns) / 1e3 if h is not None and h.reads else None, power_w=power, note=c.note, channel=c,
+            read_cost_us=float(h.mean_cost_ns) / 1e3 if h is not None and h.reads else None, power_w=power,
+            samples=int(s.samples) if s is not None else 0,
+            read_interval_s=1 / s.rate_hz if s is not None and s.rate_hz else None, note=c.note, channel=c,
         ))
-    return Devices(out, list(found.problems), list(found.notes), [d for d in found.devices if "gpu" in d])
+    return Devices(out, list(found.problems), list(found.notes), list(found.devices), watch_s)
