@@ -8,7 +8,7 @@ set -u
 budget_s=$1; shift
 export PYTHONUNBUFFERED=1
 [ -f greentop/_sampler*.so ] || python3 setup.py build_ext --inplace -q >/dev/null 2>&1 || { echo "build failed"; exit 1; }
-export PYTHONPATH=$PWD
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 nvidia-smi --query-gpu=name,driver_version,power.limit,clocks.max.sm --format=csv > "$OUT/gpu.csv" 2>&1
 end=$(( $(date +%s) + budget_s ))
 for name in "$@"; do

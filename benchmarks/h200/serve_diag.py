@@ -15,6 +15,11 @@ line with its median ms per step (over --trials runs):
 - ``main+loop``: the roles swapped: decoding in the main thread, the event loop in a worker thread.
 
 Every mode runs for ``--engine eager`` and ``compiled``.
+
+``--explain`` runs instead the eager decode in the main thread and in a worker thread and prints,
+for each, what the thread itself spent per step (``getrusage(RUSAGE_THREAD)``: user and system
+CPU time, page faults, context switches), then the top of a ``cProfile`` and of a
+``torch.profiler`` table of each, so that a slower thread shows where its time goes.
 """
 
 from __future__ import annotations
@@ -22,7 +27,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import cProfile
 import json
+import pstats
+import resource
 import statistics
 import sys
 import threading
@@ -114,6 +122,65 @@ def run_mode(dec: Any, ids: torch.Tensor, mask: torch.Tensor, steps: int, mode: 
     return result[0]
 
 
+def _thread_usage() -> dict[str, float]:
+    ru = resource.getrusage(resource.RUSAGE_THREAD)
+    return {"user_s": ru.ru_utime, "sys_s": ru.ru_stime, "minor_faults": ru.ru_minflt, "major_faults": ru.ru_majflt,
+            "voluntary_switches": ru.ru_nvcsw, "involuntary_switches": ru.ru_nivcsw}
+
+
+def _in_thread(where: str, fn: Callable[[], Any]) -> Any:
+    if where == "main":
+        return fn()
+    out: list[Any] = []
+    th = threading.Thread(target=lambda: out.append(fn()))
+    th.start()
+    th.join()
+    return out[0]
+
+
+def explain(dec: Any, ids: torch.Tensor, mask: torch.Tensor, steps: int, trials: int, device: torch.device,
+            report: io.TextIOBase) -> None:
+    """Per-step wall and per-thread resource use of the eager decode, main thread against a worker."""
+    def timed() -> dict[str, float]:
+        dec.prefill(ids, mask)
+        sync(device)
+        u0, t0 = _thread_usage(), time.perf_counter()
+        for _ in range(steps):
+            dec.step().tolist()
+        wall = time.perf_counter() - t0
+        u1 = _thread_usage()
+        return {"ms_per_step": 1000 * wall / steps} | {f"{k}_per_step": (u1[k] - u0[k]) / steps for k in u0}
+
+    for _ in range(trials):
+        for where in ("main", "thread"):
+            print(json.dumps({"explain": where, "steps": steps} | _in_thread(where, timed)), flush=True)
+
+    def profiled_python() -> str:
+        prof = cProfile.Profile()
+        dec.prefill(ids, mask)
+        prof.enable()
+        for _ in range(steps):
+            dec.step().tolist()
+        prof.disable()
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(25)
+        return buf.getvalue()
+
+    def profiled_torch() -> str:
+        from torch.profiler import ProfilerActivity, profile
+
+        dec.prefill(ids, mask)
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for _ in range(steps):
+                dec.step().tolist()
+        return str(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+
+    for where in ("main", "thread"):
+        report.write(f"===== cProfile, {where} thread, {steps} steps\n{_in_thread(where, profiled_python)}\n")
+        report.write(f"===== torch.profiler, {where} thread, {steps} steps\n{_in_thread(where, profiled_torch)}\n")
+        report.flush()
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model-size", default="1b")
@@ -123,12 +190,20 @@ def main() -> int:
     p.add_argument("--trials", type=int, default=3)
     p.add_argument("--device", default="cuda")
     p.add_argument("--engines", default="eager,compiled")
+    p.add_argument("--explain", metavar="PATH", default=None,
+                   help="explain the eager engine's thread slowdown instead; profiles go to PATH")
     args = p.parse_args()
     device = torch.device(args.device)
     dtype = torch.bfloat16
     lm = llm.load_model(args.model_size, None, device, dtype)
     ids = llm.random_prompts(args.batch_size, args.prompt_len, lm.vocab_size, 0).to(device)
     mask = torch.ones_like(ids)
+    if args.explain:
+        dec = _decoder(lm, "eager", args.batch_size, args.prompt_len + args.steps + 1)
+        run_mode(dec, ids, mask, 5, "offline", device)  # warm-up
+        with open(args.explain, "w") as report:
+            explain(dec, ids, mask, args.steps, args.trials, device, report)
+        return 0
     modes = ("offline", "read", "thread", "thread+loop", "thread+loop@5ms", "main+loop")
     for engine in args.engines.split(","):
         dec = _decoder(lm, engine, args.batch_size, args.prompt_len + args.steps + 1)
