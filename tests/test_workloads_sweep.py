@@ -297,6 +297,8 @@ def test_bad_command_line_is_one_line_and_exit_2(tmp_path: Path) -> None:
 EXPECTED_POINTS = {"cnn.toml": 8 * 8 * 3, "transformer.toml": 3 * 4 * 4, "llm.toml": 5 * 3 * 5, "llm-infer.toml": 5 * 3 * 3,
                    "cnn-h200.toml": 4 * 3 * 2, "llm-h200.toml": 3 * 3, "llm-h200-continuous.toml": 3 * 3, "llm-infer-h200.toml": 3 * 3, "transformer-h200.toml": 3 * 2,
                    "llm-infer-compiled-h200.toml": 3 * 3, "llm-infer-batch-h200.toml": 2 * 3,
+                   "serving-compiled.toml": (2 * 3 + 1) * 2, "llm-infer-8b-repeat.toml": (2 + 2) * 2,
+                   "transformer-repeat.toml": 3 * 2 * 2, "cnn-repeat.toml": 2 * 2 * 2 * 2,
                    "cnn-cpu.toml": 3 * 3 * 2 - 3}
 
 
