@@ -170,7 +170,7 @@ def explain(dec: Any, ids: torch.Tensor, mask: torch.Tensor, steps: int, trials:
         from torch.profiler import ProfilerActivity, profile
 
         dec.prefill(ids, mask)
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(steps):
                 dec.step().tolist()
         return str(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
