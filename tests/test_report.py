@@ -513,3 +513,49 @@ def test_estimated_cells_are_marked_in_the_report(runs: Path, tmp_path: Path) ->
     assert "| llm-infer | 36 |" in totals and totals.count(" *") >= 2 and "estimated share" in totals
     assert "### llm-infer: energy_per_request_j *" in text
 
+
+
+def _repeated_serve_rows(size_effect: float, run_spread: float) -> pd.DataFrame:
+    """Two model sizes at two rates, each run twice: energy ×(1 + size_effect) from 1b to 8b, and
+    the two runs of a configuration at (1 - run_spread) and (1 + run_spread) of it."""
+    rows = []
+    for size, params in (("1b", 1e9), ("8b", 8e9)):
+        for rate in (1.0, 4.0):
+            for rep, f in enumerate((1 - run_spread, 1 + run_spread)):
+                e = 40.0 * rate ** -0.7 * (1 + size_effect if size == "8b" else 1.0) * f
+                row = _common(f"r-{size}-{rate}-{rep}", "serve", "serve", e * 100, e * 100 / 300.0, 10.0)
+                row |= {"param.model_size": size, "param.rate": rate, "param.repeat": rep, "metric.model_params": params,
+                        "energy_per_request_j": e}
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_a_change_within_the_repeat_spread_is_not_a_direction() -> None:
+    from greentop.report import guidelines
+
+    # +8 % from 1b to 8b, but the runs of each configuration lie ±6 % apart: noise, whatever a
+    # fixed 5 % threshold would say.
+    noisy = guidelines.check_direction(fit_workload(_repeated_serve_rows(0.08, 0.06), "serve"), "log model_params")
+    assert noisy.groups == 2 and noisy.measured_noise == 2
+    assert noisy.flat == 2 and noisy.agree == 0 and not noisy.supported
+    # +3 % with runs ±0.2 % apart: a direction, though under 5 %.
+    tight = guidelines.check_direction(fit_workload(_repeated_serve_rows(0.03, 0.002), "serve"), "log model_params")
+    assert tight.agree == 2 and tight.flat == 0 and tight.supported
+
+
+def test_the_report_gives_each_repeated_configuration_its_spread(tmp_path: Path) -> None:
+    from greentop.report import repeats
+
+    frame = _repeated_serve_rows(0.5, 0.04)
+    found = repeats.repeat_rows(frame, "serve")
+    assert len(found) == 4 and all(r.n == 2 for r in found)
+    assert [r.spread for r in found] == pytest.approx([0.04] * 4)
+    assert "model_size=8b, rate=4.0" in [r.configuration for r in found]
+    folder = tmp_path / "rep"
+    folder.mkdir()
+    frame.to_csv(folder / "results.csv", index=False)
+    assert main(["report", str(folder), "-o", str(tmp_path / "out")]) == 0
+    table_r = (tmp_path / "out" / "report.md").read_text().split("## Repeats")[1].split("##")[0]
+    assert table_r.count("| serve | model_size=") == 4 and "±4.0%" in table_r and "Run once" not in table_r
+    single = frame[frame["param.repeat"] == 0].drop(columns="param.repeat")
+    assert repeats.repeat_rows(single, "serve") == []

@@ -13,6 +13,7 @@ from greentop.report.breakdown import IDLE, generative_by_size_rate, per_arch_ba
 from greentop.report.load import DISCRIMINATIVE
 from greentop.report.model import IDENTITY_KEYS, LOG_FEATURES, EnergyModel, _feature_values
 from greentop.report.pareto import ParetoPoint
+from greentop.report.repeats import NOT_SETTINGS, noise_threshold, setting_columns, spread_by_configuration
 from greentop.report.sensitivity import SensitivityRow
 from greentop.report.totals import estimated_workloads
 
@@ -43,19 +44,16 @@ class Crossover:
     tested: tuple[float, float]  # range of rates both models were run at
 
 
-# A change within this fraction of energy is noise, not a direction (repeat spreads on the H200
-# were a few per cent).
-DIRECTION_NOISE = 0.05
-NOT_SETTINGS = ("param.repeat", "param.seed", "param.device", "param.model", "param.result", "param.out")  # not held fixed
 
 
 @dataclass
 class DirectionCheck:
     feature: str  # "model_params"
     agree: int  # groups of rows (other settings fixed) moving the way the exponent says
-    disagree: int  # moving the other way by more than DIRECTION_NOISE
+    disagree: int  # moving the other way by more than the noise
     flat: int  # within the noise
     groups: int  # groups where the feature took two or more values
+    measured_noise: int = 0  # groups whose noise threshold came from their own repeats (else assumed)
 
     @property
     def supported(self) -> bool:
@@ -87,21 +85,26 @@ def check_direction(m: EnergyModel, feature: str) -> DirectionCheck:
     else:
         group_ids = np.zeros(len(x), dtype=int)
     sign = np.sign(m.coefficient(feature))
-    agree = disagree = flat = groups = 0
+    # A group's threshold is its own repeat spread where it has repeats: a change the runs of one
+    # configuration already show is not a direction.
+    spreads = spread_by_configuration(m.rows, m.target, setting_columns(m.rows)).to_numpy(dtype=float)
+    agree = disagree = flat = groups = measured = 0
     for g in np.unique(group_ids):
         sel = (group_ids == g) & np.isfinite(x) & np.isfinite(y)
         if len(np.unique(np.round(x[sel], 9))) < 2:
             continue
         groups += 1
+        noise, from_repeats = noise_threshold(spreads[sel])
+        measured += from_repeats
         slope = np.polyfit(x[sel], y[sel], 1)[0]
         change = slope * float(np.ptp(x[sel]))
-        if abs(change) <= math.log1p(DIRECTION_NOISE):
+        if abs(change) <= math.log1p(noise):
             flat += 1
         elif np.sign(change) == sign:
             agree += 1
         else:
             disagree += 1
-    return DirectionCheck(name, agree, disagree, flat, groups)
+    return DirectionCheck(name, agree, disagree, flat, groups, measured)
 
 
 def _fmt(x: float) -> str:

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from greentop.formatters import J_PER_WH
@@ -15,6 +16,7 @@ from greentop.report.guidelines import Guideline
 from greentop.report.load import Results
 from greentop.report.model import EnergyModel
 from greentop.report.pareto import ParetoPoint
+from greentop.report.repeats import ASSUMED_NOISE, repeat_rows
 from greentop.report.sensitivity import SensitivityRow
 from greentop.report.totals import Totals
 
@@ -106,6 +108,29 @@ def _sensitivity(rows: list[SensitivityRow], estimated: set[str]) -> list[str]:
     return out + ([ESTIMATED_FOOTNOTE, ""] if any(r.workload in estimated for r in rows) else [])
 
 
+def _repeats(frame: pd.DataFrame, estimated: set[str]) -> list[str]:
+    out = ["## Repeats", "", f"{figures.REPEATS_TABLE}: configurations run more than once, their energy per unit (mean, "
+           "lowest and highest run) and spread (half the range as a share of the mean). A difference smaller than the "
+           "spreads of the two configurations compared is not called a finding.", ""]
+    present = sorted(set(frame["workload"].dropna())) if "workload" in frame.columns else []
+    rows: list[list[str]] = []
+    once: list[str] = []
+    for w in present:
+        found = repeat_rows(frame, w)
+        if not found:
+            once.append(w)
+        star = " *" if w in estimated else ""
+        rows += [[w, r.configuration or "(one configuration)", str(r.n), _g(r.mean, 4) + star,
+                  f"{_g(r.low, 4)} – {_g(r.high, 4)}", f"±{100 * r.spread:.1f}%"] for r in found]
+    if rows:
+        out += [table(["workload", "configuration", "runs", "energy per unit (mean)", "lowest – highest", "spread"], rows), ""]
+        spreads = [100 * r.spread for w in present for r in repeat_rows(frame, w)]
+        out += [f"Spreads range {min(spreads):.1f}–{max(spreads):.1f}% (median {float(np.median(spreads)):.1f}%).", ""]
+    if once:
+        out += [f"Run once per configuration (no spread measured; {ASSUMED_NOISE:.0%} assumed): {', '.join(once)}.", ""]
+    return out + ([ESTIMATED_FOOTNOTE, ""] if rows and any(w in estimated for w in present) else [])
+
+
 def _models(p: ReportParts) -> list[str]:
     from greentop.report.guidelines import check_direction
 
@@ -115,7 +140,8 @@ def _models(p: ReportParts) -> list[str]:
            "by e^b against the first level. Constant and collinear features are dropped. Utilisation is measured, not "
            "chosen, so it is never a feature (it is collinear with the settings and would flip their signs): its range "
            "is given beside. An exponent becomes a guideline only if its 95% interval excludes 0 and every group of rows "
-           "with the other settings fixed moves the same way (changes under 5% count as flat). Ask it about a configuration not run with "
+           "with the other settings fixed moves the same way (a change within twice the group's repeat spread counts as flat; "
+           f"{ASSUMED_NOISE:.0%} is assumed for a group with no repeats, {figures.REPEATS_TABLE}). Ask it about a configuration not run with "
            "`greentop report RUNS --predict arch=...,batch_size=...`.", ""]
     for m in p.models:
         est = _estimated_note(m.rows)
@@ -132,7 +158,9 @@ def _models(p: ReportParts) -> list[str]:
             if name.startswith("log "):
                 d = check_direction(m, name)
                 significant = math.isfinite(se) and abs(c) > 1.96 * se
-                check = (f"{d.agree} agree, {d.disagree} against, {d.flat} flat of {d.groups} groups"
+                noise = ("noise from repeats" if d.measured_noise == d.groups else "noise assumed" if d.measured_noise == 0
+                         else f"noise from repeats in {d.measured_noise}")
+                check = (f"{d.agree} agree, {d.disagree} against, {d.flat} flat of {d.groups} groups; {noise}"
                          + ("" if d.supported and significant else " (no guideline)"))
             rows.append([name, f"{c:+.4g}", _g(float(se)), ci, meaning, check])
         out += [table(["feature", "coefficient", "std. error", "95% CI", "reads as", "rows (other settings fixed)"], rows), ""]
@@ -189,5 +217,6 @@ def render(p: ReportParts) -> str:
     out += _figures(p)
     out += _sensitivity(p.sensitivity, est)
     out += _models(p)
+    out += _repeats(p.results.frame, est)
     out += _pareto(p.pareto, est)
     return "\n".join(out).rstrip() + "\n"
