@@ -7,6 +7,7 @@
 # Card-agnostic: the card is recorded in $OUT/gpu.csv and in every results row (hw.device_name).
 # aiohttp (serve-bench) comes from wheels in .whl/ when the machine lacks it (device README).
 set -u
+case "${1:-}" in 1|2|3) ;; *) echo "usage: run_pending.sh 1|2|3" >&2; exit 2 ;; esac
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 if ! python3 -c "import aiohttp" 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -20,5 +21,4 @@ case "${1:-}" in
         bash "$here/run_study.sh" 420 serving-compiled ;;
     2) bash "$here/run_study.sh" 560 transformer-repeat llm-infer-8b-repeat ;;
     3) bash "$here/run_study.sh" 560 cnn-repeat ;;
-    *) echo "usage: run_pending.sh 1|2|3" >&2; exit 2 ;;
 esac
