@@ -981,3 +981,67 @@ def test_a_counter_reset_is_flagged_live_and_the_energy_after_it_kept() -> None:
             assert "rapl:package-0 (1 reset)" in str(app.query_one("#health").render())
 
     run(go)
+
+
+# -- stalls: the summary's rule (a multiple of the channel's own update period), live ----------
+
+
+def _held_counter(period_s: float, seconds: float, frozen: tuple[float, float] | None = None,
+                  power_w: float = 100.0, read_s: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+    """A meter read every ``read_s`` whose counter (uJ) only changes at its updates, every
+    ``period_s``; it misses every update while ``frozen`` (s from the start), then counts on."""
+    t_s = np.arange(1, round(seconds / read_s) + 1) * read_s
+    counted_s = np.floor(t_s / period_s + 1e-9) * period_s  # seconds of energy counted so far
+    if frozen is not None:
+        held_s = np.floor(frozen[0] / period_s + 1e-9) * period_s
+        resumed_s = np.ceil(frozen[1] / period_s - 1e-9) * period_s
+        counted_s = np.where(counted_s > held_s, held_s, counted_s) + np.where(
+            counted_s >= resumed_s, counted_s - resumed_s + period_s, 0.0)
+    raw = np.round(counted_s * power_w * 1e6).astype(np.int64)
+    return T0_NS + np.round(t_s * 1e9).astype(np.int64), raw
+
+
+def _live_and_summary_stalls(channel: Channel, t: np.ndarray,
+                             raw: np.ndarray) -> tuple[LiveModel, list[tuple[float, list[str]]], int]:
+    """The live model fed ``t``/``raw`` in 50 ms drains, with what it flags after each (s since
+    the first sample, trouble); and how many stalls ``greentop summary`` finds in the same samples."""
+    from greentop.attribution import summarise
+    from greentop.tracedata import ChannelData, TraceData
+
+    model = LiveModel([channel])
+    seen: list[tuple[float, list[str]]] = []
+    edges = np.searchsorted(t, np.arange(t[0], t[-1] + DRAIN_NS, DRAIN_NS), side="right")
+    for a, b in zip(edges[:-1], edges[1:]):
+        if b > a:
+            model.feed({channel.name: Samples(t[a:b], raw[a:b])})
+            seen.append(((int(t[b - 1]) - int(t[0])) * 1e-9, model.counter_trouble()))
+    trace = TraceData({}, [ChannelData(channel, t, raw)], [], [], [], int(t[0]), int(t[-1]))
+    return model, seen, len(summarise(trace, 0.0).domains[0].stalls_ns)
+
+
+SLOW_METER = counter("hwmon:power_meter:energy1", "platform")
+GPU_ENERGY = counter("nvml:gpu0:energy", "gpu-0")
+
+
+def test_a_healthy_meter_that_updates_every_3_s_is_not_stalled_live_or_in_the_summary() -> None:
+    t, raw = _held_counter(3.0, 30.0)
+    model, seen, summary_stalls = _live_and_summary_stalls(SLOW_METER, t, raw)
+    assert [f for _, f in seen if f] == [] and summary_stalls == 0  # 2 s between its updates is no stall
+    assert model._lanes[0].update_period_s() == pytest.approx(3.0)  # judged by its own period
+
+
+def test_a_100ms_counter_unchanged_for_50_updates_is_not_stalled_live_or_in_the_summary() -> None:
+    t, raw = _held_counter(0.1, 12.0, frozen=(2.0, 7.0))  # 5 s unchanged
+    _model, seen, summary_stalls = _live_and_summary_stalls(GPU_ENERGY, t, raw)
+    assert [f for _, f in seen if f] == [] and summary_stalls == 0
+
+
+def test_a_100ms_counter_is_stalled_after_100_updates_live_as_in_the_summary() -> None:
+    t, raw = _held_counter(0.1, 20.0, frozen=(2.0, 14.0))  # 12 s unchanged
+    model, seen, summary_stalls = _live_and_summary_stalls(GPU_ENERGY, t, raw)
+    assert summary_stalls == 1
+    stalled_s = [at for at, f in seen if f == ["nvml:gpu0:energy (stalled)"]]
+    # Flagged from 100 of its periods after its last change (2.0 s) until it moved again (14.0 s).
+    assert stalled_s and stalled_s[0] == pytest.approx(12.0, abs=0.06) and stalled_s[-1] == pytest.approx(14.0, abs=0.06)
+    assert [f for at, f in seen if at < stalled_s[0] and f] == []
+    assert model.counter_trouble() == ["nvml:gpu0:energy (1 stall)"]  # the stall is still said once it ended
