@@ -1045,3 +1045,108 @@ def test_a_100ms_counter_is_stalled_after_100_updates_live_as_in_the_summary() -
     assert stalled_s and stalled_s[0] == pytest.approx(12.0, abs=0.06) and stalled_s[-1] == pytest.approx(14.0, abs=0.06)
     assert [f for at, f in seen if at < stalled_s[0] and f] == []
     assert model.counter_trouble() == ["nvml:gpu0:energy (1 stall)"]  # the stall is still said once it ended
+
+
+# -- --cpu-total: the live total's CPU side, chosen as in greentop summary -----------------------
+
+
+@pytest.fixture
+def psys_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fake host whose RAPL has a package (40 W), its DRAM (5 W) and psys (70 W); no GPU."""
+    from tests.fakes.host import FakeHost
+    from tests.fakes.profile import PowerProfile
+
+    host = FakeHost(tmp_path / "host")
+    host.add_cpus(2)
+    host.add_rapl_zone("0", "package-0", PowerProfile.constant(40.0))
+    host.add_rapl_zone("0:0", "dram", PowerProfile.constant(5.0))
+    host.add_rapl_zone("1", "psys", PowerProfile.constant(70.0))
+    monkeypatch.setenv("GREENTOP_SYSFS_ROOT", str(host.root))
+    monkeypatch.setenv("GREENTOP_NVML_LIB", str(tmp_path / "no-nvml.so"))
+    with host:
+        yield host.root
+
+
+def test_live_total_is_psys_with_cpu_total_psys_on_a_fake_rapl_host(psys_host: Path) -> None:
+    from greentop.sampler import Sampler
+    from greentop.sources import DiscoveryOptions, discover
+    from greentop.tui.live_text import live_summary_markdown, summary_lines
+
+    found = discover(DiscoveryOptions(gpus=False))
+    assert "rapl:psys" in [c.name for c in found.channels]
+    default, psys = LiveModel(found.channels), LiveModel(found.channels, cpu_total="psys")
+    assert [c.name for c in default.channels] == ["rapl:package-0", "rapl:package-0:dram"]
+    assert [c.name for c in psys.channels] == ["rapl:psys"]
+    assert "--cpu-total packages" in default.machine_total and "--cpu-total psys" in psys.machine_total
+    with Sampler(found.channels, rate_hz=500) as sampler:
+        while psys.duration_s < 0.5 or default.duration_s < 0.5:  # no timing assert: as long as it takes
+            time.sleep(0.05)
+            drained = sampler.drain()
+            default.feed(drained)
+            psys.feed(drained)
+    # The fake's writer may lag under load, so its watts are only roughly the profile's: 70 W of
+    # psys against the 45 W the packages and DRAM add up to.
+    assert psys.stats(0).avg_w == pytest.approx(70.0, rel=0.25)
+    assert default.stats(len(default.channels)).avg_w == pytest.approx(45.0, rel=0.25)
+    assert psys.machine_total in summary_lines(psys) and "psys (platform)" in psys.machine_total
+    assert psys.machine_total in live_summary_markdown(psys, (0.0, "none"))
+
+
+def test_live_view_says_which_cpu_total_it_shows() -> None:
+    from greentop.tui.screens import DevicesScreen
+
+    channels = [counter("rapl:psys", "psys"), counter("rapl:package-0", "cpu-package-0"), gauge("nvml:gpu0:power", "gpu-0")]
+    power = {"rapl:psys": 70.0, "rapl:package-0": 30.0, "nvml:gpu0:power": 120.0}
+
+    async def go() -> None:
+        app = LiveApp(ScriptedSampler(channels, power), channels, timers=False, cpu_total="psys")
+        async with app.run_test(size=(140, 60)) as pilot:
+            step(app)
+            await pilot.pause()
+            assert titles(app)[0].startswith("psys") and titles(app)[-1].startswith("total (psys)")
+            assert float(titles(app)[-1].split()[2]) == pytest.approx(190.0, rel=1e-3)  # psys + GPU, not the package
+            await pilot.press("d")
+            await pilot.pause()
+            assert isinstance(app.screen, DevicesScreen)
+            assert "--cpu-total psys" in str(app.screen.query_one("#devices").render())
+
+    run(go)
+    with pytest.raises(ValueError, match="no psys"):
+        LiveApp(ScriptedSampler(CHANNELS, POWER), CHANNELS, timers=False, cpu_total="psys")
+
+
+def test_run_with_cpu_total_psys_without_psys_says_so_before_the_workload(tmp_path: Path) -> None:
+    from tests.fakes.host import FakeHost
+    from tests.fakes.profile import PowerProfile
+
+    host = FakeHost(tmp_path / "host")
+    host.add_cpus(2)
+    host.add_rapl_zone("0", "package-0", PowerProfile.constant(40.0))
+    ran = tmp_path / "ran"
+    with host:
+        env = {k: v for k, v in os.environ.items() if k != "TEXTUAL_DRIVER"} | {
+            "GREENTOP_SYSFS_ROOT": str(host.root), "GREENTOP_NVML_LIB": str(tmp_path / "no-nvml.so"), "PYTHONPATH": str(REPO)}
+        view = {"TEXTUAL_DRIVER": "tests.test_tui_live:QuitWhenDoneDriver"}  # the live view's path, not headless
+        for command, extra in (("run", view), ("run", {}), ("record", {})):
+            out = ["-o", str(tmp_path / f"{command}.h5")]
+            proc = subprocess.run([sys.executable, "-m", "greentop", command, *out, "--no-baseline", "--cpu-total", "psys",
+                                   "--", "touch", str(ran)], env=env | extra, capture_output=True, text=True, timeout=120,
+                                  stdin=subprocess.DEVNULL)
+            assert proc.returncode == 2, proc.stderr
+            assert proc.stderr.strip().splitlines()[-1] == "greentop: error: --cpu-total psys: this machine (or trace) has no psys domain"
+            assert not ran.exists() and not (tmp_path / f"{command}.h5").exists()
+
+
+def test_run_and_record_print_the_summary_with_the_cpu_total_asked(tmp_path: Path, psys_host: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "TEXTUAL_DRIVER"} | {"PYTHONPATH": str(REPO)}
+    view = {"TEXTUAL_DRIVER": "tests.test_tui_live:QuitWhenDoneDriver"}  # through the live view
+    for command, extra in (("run", view), ("run", {}), ("record", {})):
+        path = tmp_path / f"{command}{len(extra)}.h5"
+        proc = subprocess.run([sys.executable, "-m", "greentop", command, "-o", str(path), "--no-baseline", "--cpu-total", "psys",
+                               "--", sys.executable, "-c", "import time; time.sleep(0.3)"],
+                              env=env | extra, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, proc.stderr
+        assert "machine total = psys (platform)" in proc.stderr and "(--cpu-total psys): psys" in proc.stderr
+        summary = subprocess.run([sys.executable, "-m", "greentop", "summary", str(path), "--cpu-total", "psys"],
+                                 env=env, capture_output=True, text=True, timeout=120)
+        assert summary.stdout.strip() in proc.stderr  # the summary greentop summary --cpu-total psys gives

@@ -31,7 +31,8 @@ import numpy.typing as npt
 
 from greentop.channel import Channel, Quantity
 from greentop.channel_series import stall_after_s
-from greentop.energy import Converter, CounterUnwrapper, changes_period_s, converter_for, primary_channels
+from greentop.domains import CPU_TOTAL_PACKAGES, plan_domains
+from greentop.energy import Converter, CounterUnwrapper, changes_period_s, converter_for
 from greentop.events import Event, build_phases
 from greentop.sampler import Samples
 
@@ -180,10 +181,16 @@ class CurrentPhase:
 
 
 class LiveModel:
-    """Per-channel and total power on a 10 ms grid, energy of the run and of its phases."""
+    """Per-channel and total power on a 10 ms grid, energy of the run and of its phases.
 
-    def __init__(self, channels: Sequence[Channel], retain_s: float = DEFAULT_RETAIN_S, grid_ns: int = GRID_NS) -> None:
-        self.channels: list[Channel] = primary_channels(list(channels))
+    ``cpu_total`` picks the CPU side of the total, as ``greentop summary --cpu-total`` does
+    (``domains.plan_domains``; ValueError for "psys" without a psys channel)."""
+
+    def __init__(self, channels: Sequence[Channel], retain_s: float = DEFAULT_RETAIN_S, grid_ns: int = GRID_NS,
+                 cpu_total: str = CPU_TOTAL_PACKAGES) -> None:
+        self.plan = plan_domains(list(channels), cpu_total)
+        self.channels: list[Channel] = self.plan.total
+        self.cpu_total = cpu_total
         self.grid_ns = int(grid_ns)
         self._lanes = [_Lane(c, converter_for(c), np.zeros(0, np.int64), np.zeros(0)) for c in self.channels]
         self._index = {c.name: i for i, c in enumerate(self.channels)}
@@ -315,13 +322,18 @@ class LiveModel:
             hist = np.vstack((hist, [np.interp(end, self._history.t_ns, self._history.values[:, c])
                                      for c in range(n + 1)]))
         data = [cumulative_channel(c, t, hist[:, i + 1]) for i, c in enumerate(self.channels)]
-        plan = DomainPlan([cd.channel for cd in data], [True] * n, "packages")
+        plan = DomainPlan([cd.channel for cd in data], [True] * n, self.cpu_total)
         run = account(data, self._grid_start_ns, end, plan=plan).row("run")
         figures = [(d.average_w, d.peak_w) for d in run.domains]
         self._ledger_cache = (key, figures)
         return figures
 
     # -- output ----------------------------------------------------------------------------------
+
+    @property
+    def machine_total(self) -> str:
+        """The line every output gives: what the total adds up ("machine total = ... (--cpu-total X): ...")."""
+        return self.plan.describe()
 
     @property
     def t_ns(self) -> int | None:
