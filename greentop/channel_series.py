@@ -34,6 +34,16 @@ STALL_MIN_S = 2.0
 _THIN_RATIO = 1.5
 
 
+def stall_after_s(update_period_s: float | None) -> float | None:
+    """How long (s) a counter that has moved before must then stay unchanged, while still read, to
+    be stalled: ``STALL_UPDATES`` of its update period, at least ``STALL_MIN_S`` (a healthy slow
+    meter is never flagged, a stuck fast one is within seconds). None: no period measured yet
+    (fewer than two changes), nothing to judge by. The summary and the live view both ask this."""
+    if not update_period_s:
+        return None
+    return max(STALL_UPDATES * update_period_s, STALL_MIN_S)
+
+
 @dataclass
 class Series:
     """A primary channel ready for interpolation: knots (s since the run start) and cumulative J.
@@ -210,7 +220,8 @@ def build_series(cd: ChannelData, origin_ns: int, queries_s: F64, bounds_s: F64,
     res_j, res_w = _resolution(c)
     counter = conv if isinstance(conv, CounterUnwrapper) else None
     gap_ns = max(GAP_INTERVALS * (dt_s or 0.0), GAP_MIN_S) * 1e9
-    stall_ns = max(STALL_UPDATES * u_s, STALL_MIN_S) * 1e9 if c.quantity is Quantity.ENERGY and u_s else 0.0
+    stall_s = stall_after_s(u_s) if c.quantity is Quantity.ENERGY else None
+    stall_ns = stall_s * 1e9 if stall_s is not None else 0.0
     gaps, stalls = _gaps_and_stalls(t_ns, raw, gap_ns, stall_ns, run_ns)
     info = DomainInfo(
         domain=_domain_name(c), channel=c.name, source=c.source, quantity=c.quantity.value, unit=c.unit,

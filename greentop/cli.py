@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--baseline", type=_seconds, default=3.0, metavar="S", help="idle baseline before the command (default 3 s)")
     r.add_argument("--no-baseline", action="store_true", help="skip the idle baseline")
     r.add_argument("--export", metavar="HOST:PORT", help="also serve Prometheus metrics there while recording (docs/prometheus.md)")
+    _add_cpu_total_option(r)
     _add_carbon_options(r)
     _add_discovery_options(r)
     r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the workload")
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--no-baseline", action="store_true", help="with -o: skip the idle baseline")
     lv.add_argument("--rate", type=_rate, default=DEFAULT_RATE_HZ, metavar="HZ", help="fast-lane rate (default 1000)")
     lv.add_argument("--slow-rate", type=_slow_rate, default=DEFAULT_SLOW_RATE_HZ, metavar="HZ", help="slow-lane rate (default 10)")
+    _add_cpu_total_option(lv)
     _add_carbon_options(lv)
     _add_discovery_options(lv)
     lv.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the workload (none: watch the machine)")
@@ -260,6 +262,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if not found.channels:
         print("greentop: no channel to sample (no sensor and no /proc/stat)", file=sys.stderr)
         return 1
+    plan_domains(found.channels, args.cpu_total)  # --cpu-total psys without psys: say so before sampling
     print(f"Sampling {_lanes_text(found.channels, args.rate, args.slow_rate)} for {args.duration:g} s ...", file=sys.stderr)
     result = measure(found.channels, args.duration, args.rate, args.slow_rate)
     ledger = result.account(args.cpu_total)  # the one ledger: the same figures as greentop summary
@@ -314,6 +317,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     found = discover(_options(args))
     if not found.channels:
         raise UsageError("no channel to sample (no sensor and no /proc/stat)")
+    plan_domains(found.channels, args.cpu_total)  # --cpu-total psys without psys: say so before the workload runs
     opts = RecordOptions(output=Path(args.output), rate_hz=args.rate, slow_rate_hz=args.slow_rate,
                          baseline_s=0.0 if args.no_baseline else args.baseline, carbon_g_per_kwh=intensity, carbon_source=source,
                          force=getattr(args, "force", False))
@@ -327,14 +331,14 @@ def cmd_record(args: argparse.Namespace) -> int:
             exporter.close()
     print(f"greentop: workload exited with {result.exit_code}; trace: {args.output}", file=sys.stderr)
     try:
-        _print_summary(Path(args.output), "table", (intensity, source), None, sys.stderr)
+        _print_summary(Path(args.output), "table", (intensity, source), None, sys.stderr, cpu_total=args.cpu_total)
     except Exception as exc:  # the trace is written; a summary problem must not hide the exit code
         print(f"greentop: summary failed: {exc}", file=sys.stderr)
     return result.exit_code
 
 
 def _print_summary(path: Path, fmt: str, carbon: tuple[float, str] | None, args: argparse.Namespace | None, out: Any,
-                   by: str | None = None) -> None:
+                   by: str | None = None, cpu_total: str | None = None) -> None:
     from greentop.attribution import summarise
     from greentop.summary_format import format_summary
     from greentop.trace import iter_channels, load, open_trace
@@ -345,7 +349,8 @@ def _print_summary(path: Path, fmt: str, carbon: tuple[float, str] | None, args:
         trace = load(f, channels=())
         stored = (float(trace.meta.get("carbon_g_per_kwh", 0.0)), str(trace.meta.get("carbon_source", "")))
         intensity, source = carbon if carbon is not None else _carbon(args, stored)  # type: ignore[arg-type]
-        cpu_total = getattr(args, "cpu_total", CPU_TOTAL_PACKAGES) if args is not None else CPU_TOTAL_PACKAGES
+        if cpu_total is None:
+            cpu_total = getattr(args, "cpu_total", CPU_TOTAL_PACKAGES) if args is not None else CPU_TOTAL_PACKAGES
         every = [cd.channel for cd in iter_channels(f, ends_only=True)]
         shown = plan_domains(every, cpu_total).shown
         streamed = iter_channels(f, [c.name for c in shown], read_ahead=True)
@@ -475,13 +480,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     found = discover(_options(args))
     if not found.channels:
         raise UsageError("no channel to sample (no sensor and no /proc/stat)")
+    plan_domains(found.channels, args.cpu_total)  # --cpu-total psys without psys: one line, before any screen
     result = run_live(cmd, found.channels, args.rate, args.slow_rate, output=output,
-                      baseline_s=0.0 if args.no_baseline else args.baseline, found=found, carbon=carbon)
+                      baseline_s=0.0 if args.no_baseline else args.baseline, found=found, carbon=carbon,
+                      cpu_total=args.cpu_total)
     if output is not None and output.exists():
         # The recording's summary is the reference (phase boundaries interpolated, uncertainties,
         # baseline): print it rather than the live view's running totals.
         try:
-            _print_summary(output, "table", carbon, None, sys.stderr)
+            _print_summary(output, "table", carbon, None, sys.stderr, cpu_total=args.cpu_total)
         except Exception as exc:  # noqa: BLE001 -- the trace is written; say why there is no table
             print(f"greentop: summary failed: {exc}", file=sys.stderr)
             for line in result.summary:

@@ -270,6 +270,12 @@ def primary_channels(channels: list[Channel], cpu_total: str = "packages") -> li
 def update_period_s(t_ns: npt.NDArray[np.int64], raw: npt.NDArray[np.int64]) -> float | None:
     """Median interval between changes of the reading: how often the sensor refreshes."""
     changes = np.flatnonzero(np.diff(raw) != 0)
-    if changes.size < 2:
+    return changes_period_s(t_ns[changes + 1])
+
+
+def changes_period_s(change_t_ns: npt.NDArray[np.int64]) -> float | None:
+    """``update_period_s`` from the times (ns) the reading was seen to change: the median interval
+    between them (None: fewer than two). The live view keeps only these times, not the readings."""
+    if change_t_ns.size < 2:
         return None
-    return float(np.median(np.diff(t_ns[changes + 1]))) * 1e-9
+    return float(np.median(np.diff(change_t_ns))) * 1e-9

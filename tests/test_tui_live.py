@@ -981,3 +981,172 @@ def test_a_counter_reset_is_flagged_live_and_the_energy_after_it_kept() -> None:
             assert "rapl:package-0 (1 reset)" in str(app.query_one("#health").render())
 
     run(go)
+
+
+# -- stalls: the summary's rule (a multiple of the channel's own update period), live ----------
+
+
+def _held_counter(period_s: float, seconds: float, frozen: tuple[float, float] | None = None,
+                  power_w: float = 100.0, read_s: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+    """A meter read every ``read_s`` whose counter (uJ) only changes at its updates, every
+    ``period_s``; it misses every update while ``frozen`` (s from the start), then counts on."""
+    t_s = np.arange(1, round(seconds / read_s) + 1) * read_s
+    counted_s = np.floor(t_s / period_s + 1e-9) * period_s  # seconds of energy counted so far
+    if frozen is not None:
+        held_s = np.floor(frozen[0] / period_s + 1e-9) * period_s
+        resumed_s = np.ceil(frozen[1] / period_s - 1e-9) * period_s
+        counted_s = np.where(counted_s > held_s, held_s, counted_s) + np.where(
+            counted_s >= resumed_s, counted_s - resumed_s + period_s, 0.0)
+    raw = np.round(counted_s * power_w * 1e6).astype(np.int64)
+    return T0_NS + np.round(t_s * 1e9).astype(np.int64), raw
+
+
+def _live_and_summary_stalls(channel: Channel, t: np.ndarray,
+                             raw: np.ndarray) -> tuple[LiveModel, list[tuple[float, list[str]]], int]:
+    """The live model fed ``t``/``raw`` in 50 ms drains, with what it flags after each (s since
+    the first sample, trouble); and how many stalls ``greentop summary`` finds in the same samples."""
+    from greentop.attribution import summarise
+    from greentop.tracedata import ChannelData, TraceData
+
+    model = LiveModel([channel])
+    seen: list[tuple[float, list[str]]] = []
+    edges = np.searchsorted(t, np.arange(t[0], t[-1] + DRAIN_NS, DRAIN_NS), side="right")
+    for a, b in zip(edges[:-1], edges[1:]):
+        if b > a:
+            model.feed({channel.name: Samples(t[a:b], raw[a:b])})
+            seen.append(((int(t[b - 1]) - int(t[0])) * 1e-9, model.counter_trouble()))
+    trace = TraceData({}, [ChannelData(channel, t, raw)], [], [], [], int(t[0]), int(t[-1]))
+    return model, seen, len(summarise(trace, 0.0).domains[0].stalls_ns)
+
+
+SLOW_METER = counter("hwmon:power_meter:energy1", "platform")
+GPU_ENERGY = counter("nvml:gpu0:energy", "gpu-0")
+
+
+def test_a_healthy_meter_that_updates_every_3_s_is_not_stalled_live_or_in_the_summary() -> None:
+    t, raw = _held_counter(3.0, 30.0)
+    model, seen, summary_stalls = _live_and_summary_stalls(SLOW_METER, t, raw)
+    assert [f for _, f in seen if f] == [] and summary_stalls == 0  # 2 s between its updates is no stall
+    assert model._lanes[0].update_period_s() == pytest.approx(3.0)  # judged by its own period
+
+
+def test_a_100ms_counter_unchanged_for_50_updates_is_not_stalled_live_or_in_the_summary() -> None:
+    t, raw = _held_counter(0.1, 12.0, frozen=(2.0, 7.0))  # 5 s unchanged
+    _model, seen, summary_stalls = _live_and_summary_stalls(GPU_ENERGY, t, raw)
+    assert [f for _, f in seen if f] == [] and summary_stalls == 0
+
+
+def test_a_100ms_counter_is_stalled_after_100_updates_live_as_in_the_summary() -> None:
+    t, raw = _held_counter(0.1, 20.0, frozen=(2.0, 14.0))  # 12 s unchanged
+    model, seen, summary_stalls = _live_and_summary_stalls(GPU_ENERGY, t, raw)
+    assert summary_stalls == 1
+    stalled_s = [at for at, f in seen if f == ["nvml:gpu0:energy (stalled)"]]
+    # Flagged from 100 of its periods after its last change (2.0 s) until it moved again (14.0 s).
+    assert stalled_s and stalled_s[0] == pytest.approx(12.0, abs=0.06) and stalled_s[-1] == pytest.approx(14.0, abs=0.06)
+    assert [f for at, f in seen if at < stalled_s[0] and f] == []
+    assert model.counter_trouble() == ["nvml:gpu0:energy (1 stall)"]  # the stall is still said once it ended
+
+
+# -- --cpu-total: the live total's CPU side, chosen as in greentop summary -----------------------
+
+
+@pytest.fixture
+def psys_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fake host whose RAPL has a package (40 W), its DRAM (5 W) and psys (70 W); no GPU."""
+    from tests.fakes.host import FakeHost
+    from tests.fakes.profile import PowerProfile
+
+    host = FakeHost(tmp_path / "host")
+    host.add_cpus(2)
+    host.add_rapl_zone("0", "package-0", PowerProfile.constant(40.0))
+    host.add_rapl_zone("0:0", "dram", PowerProfile.constant(5.0))
+    host.add_rapl_zone("1", "psys", PowerProfile.constant(70.0))
+    monkeypatch.setenv("GREENTOP_SYSFS_ROOT", str(host.root))
+    monkeypatch.setenv("GREENTOP_NVML_LIB", str(tmp_path / "no-nvml.so"))
+    with host:
+        yield host.root
+
+
+def test_live_total_is_psys_with_cpu_total_psys_on_a_fake_rapl_host(psys_host: Path) -> None:
+    from greentop.sampler import Sampler
+    from greentop.sources import DiscoveryOptions, discover
+    from greentop.tui.live_text import live_summary_markdown, summary_lines
+
+    found = discover(DiscoveryOptions(gpus=False))
+    assert "rapl:psys" in [c.name for c in found.channels]
+    default, psys = LiveModel(found.channels), LiveModel(found.channels, cpu_total="psys")
+    assert [c.name for c in default.channels] == ["rapl:package-0", "rapl:package-0:dram"]
+    assert [c.name for c in psys.channels] == ["rapl:psys"]
+    assert "--cpu-total packages" in default.machine_total and "--cpu-total psys" in psys.machine_total
+    with Sampler(found.channels, rate_hz=500) as sampler:
+        while psys.duration_s < 0.5 or default.duration_s < 0.5:  # no timing assert: as long as it takes
+            time.sleep(0.05)
+            drained = sampler.drain()
+            default.feed(drained)
+            psys.feed(drained)
+    # The fake's writer may lag under load, so its watts are only roughly the profile's: 70 W of
+    # psys against the 45 W the packages and DRAM add up to.
+    assert psys.stats(0).avg_w == pytest.approx(70.0, rel=0.25)
+    assert default.stats(len(default.channels)).avg_w == pytest.approx(45.0, rel=0.25)
+    assert psys.machine_total in summary_lines(psys) and "psys (platform)" in psys.machine_total
+    assert psys.machine_total in live_summary_markdown(psys, (0.0, "none"))
+
+
+def test_live_view_says_which_cpu_total_it_shows() -> None:
+    from greentop.tui.screens import DevicesScreen
+
+    channels = [counter("rapl:psys", "psys"), counter("rapl:package-0", "cpu-package-0"), gauge("nvml:gpu0:power", "gpu-0")]
+    power = {"rapl:psys": 70.0, "rapl:package-0": 30.0, "nvml:gpu0:power": 120.0}
+
+    async def go() -> None:
+        app = LiveApp(ScriptedSampler(channels, power), channels, timers=False, cpu_total="psys")
+        async with app.run_test(size=(140, 60)) as pilot:
+            step(app)
+            await pilot.pause()
+            assert titles(app)[0].startswith("psys") and titles(app)[-1].startswith("total (psys)")
+            assert float(titles(app)[-1].split()[2]) == pytest.approx(190.0, rel=1e-3)  # psys + GPU, not the package
+            await pilot.press("d")
+            await pilot.pause()
+            assert isinstance(app.screen, DevicesScreen)
+            assert "--cpu-total psys" in str(app.screen.query_one("#devices").render())
+
+    run(go)
+    with pytest.raises(ValueError, match="no psys"):
+        LiveApp(ScriptedSampler(CHANNELS, POWER), CHANNELS, timers=False, cpu_total="psys")
+
+
+def test_run_with_cpu_total_psys_without_psys_says_so_before_the_workload(tmp_path: Path) -> None:
+    from tests.fakes.host import FakeHost
+    from tests.fakes.profile import PowerProfile
+
+    host = FakeHost(tmp_path / "host")
+    host.add_cpus(2)
+    host.add_rapl_zone("0", "package-0", PowerProfile.constant(40.0))
+    ran = tmp_path / "ran"
+    with host:
+        env = {k: v for k, v in os.environ.items() if k != "TEXTUAL_DRIVER"} | {
+            "GREENTOP_SYSFS_ROOT": str(host.root), "GREENTOP_NVML_LIB": str(tmp_path / "no-nvml.so"), "PYTHONPATH": str(REPO)}
+        view = {"TEXTUAL_DRIVER": "tests.test_tui_live:QuitWhenDoneDriver"}  # the live view's path, not headless
+        for command, extra in (("run", view), ("run", {}), ("record", {})):
+            out = ["-o", str(tmp_path / f"{command}.h5")]
+            proc = subprocess.run([sys.executable, "-m", "greentop", command, *out, "--no-baseline", "--cpu-total", "psys",
+                                   "--", "touch", str(ran)], env=env | extra, capture_output=True, text=True, timeout=120,
+                                  stdin=subprocess.DEVNULL)
+            assert proc.returncode == 2, proc.stderr
+            assert proc.stderr.strip().splitlines()[-1] == "greentop: error: --cpu-total psys: this machine (or trace) has no psys domain"
+            assert not ran.exists() and not (tmp_path / f"{command}.h5").exists()
+
+
+def test_run_and_record_print_the_summary_with_the_cpu_total_asked(tmp_path: Path, psys_host: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "TEXTUAL_DRIVER"} | {"PYTHONPATH": str(REPO)}
+    view = {"TEXTUAL_DRIVER": "tests.test_tui_live:QuitWhenDoneDriver"}  # through the live view
+    for command, extra in (("run", view), ("run", {}), ("record", {})):
+        path = tmp_path / f"{command}{len(extra)}.h5"
+        proc = subprocess.run([sys.executable, "-m", "greentop", command, "-o", str(path), "--no-baseline", "--cpu-total", "psys",
+                               "--", sys.executable, "-c", "import time; time.sleep(0.3)"],
+                              env=env | extra, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, proc.stderr
+        assert "machine total = psys (platform)" in proc.stderr and "(--cpu-total psys): psys" in proc.stderr
+        summary = subprocess.run([sys.executable, "-m", "greentop", "summary", str(path), "--cpu-total", "psys"],
+                                 env=env, capture_output=True, text=True, timeout=120)
+        assert summary.stdout.strip() in proc.stderr  # the summary greentop summary --cpu-total psys gives

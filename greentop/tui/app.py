@@ -33,6 +33,7 @@ from greentop.formatters import duration_short as _duration
 from greentop.formatters import energy_j_wh as _energy
 from greentop.formatters import power as _w
 from greentop.channel import Channel
+from greentop.domains import CPU_TOTAL_PACKAGES, CPU_TOTAL_PSYS
 from greentop.events import Event
 from greentop.output_dir import OUTPUT_DIR_ENV, output_dir
 from greentop.recorder import DRAIN_S as RECORD_DRAIN_S
@@ -139,13 +140,15 @@ class LiveApp(App[int]):
         carbon: tuple[float, str] | None = None,
         export_dir: Path | None = None,
         found: SourceResult | None = None,
+        cpu_total: str = CPU_TOTAL_PACKAGES,
     ) -> None:
         """``recording``: a started recording (``-o``), whose tap then feeds the model; ``r`` does
         not stop it. ``new_recording``: starts one when ``r`` is pressed (given the events seen so
         far); ``r`` again stops and finalises it. Without either, ``r`` only says it cannot record.
         ``carbon``: grid intensity (gCO2e/kWh) and where it comes from (``carbon.intensity_for``;
         default: the world average). ``export_dir``: where ``e`` writes (default: ``GREENTOP_OUTPUT_DIR``,
-        else the cwd). ``found``: what discovery found, for the devices overlay (``d``)."""
+        else the cwd). ``found``: what discovery found, for the devices overlay (``d``). ``cpu_total``:
+        the CPU side of the total, as ``greentop summary --cpu-total`` (``domains.plan_domains``)."""
         super().__init__()
         if carbon is None:
             from greentop.carbon import intensity_for
@@ -162,7 +165,7 @@ class LiveApp(App[int]):
         self.saved: list[Path] = []  # recordings finished from the view
         self._exit_logged = False
         self.command = list(command)
-        self.model = LiveModel(channels, retain_s=MAX_WINDOW_S)
+        self.model = LiveModel(channels, retain_s=MAX_WINDOW_S, cpu_total=cpu_total)
         self.window_s = window_s
         self.fps = fps
         self.paused = False
@@ -174,7 +177,9 @@ class LiveApp(App[int]):
         n = len(self.model.channels)
         # Chart i shows the model's series i; the total (series n) only with several domains: with
         # one, it is the same chart twice.
-        self._chart_names = [c.domain for c in self.model.channels] + (["total"] if n > 1 else [])
+        # A total that is not the default's says what it adds up (the devices overlay says it whole).
+        total = "total (psys)" if self.model.cpu_total == CPU_TOTAL_PSYS else "total"
+        self._chart_names = [c.domain for c in self.model.channels] + ([total] if n > 1 else [])
         self._estimated = [c.estimated for c in self.model.channels] + ([any(c.estimated for c in self.model.channels)] if n > 1 else [])
         self._n = n
         self._texts: dict[str, str] = {}
@@ -456,7 +461,7 @@ class LiveApp(App[int]):
 
     def action_devices(self) -> None:
         if not isinstance(self.screen, DevicesScreen):
-            self.push_screen(DevicesScreen(devices_text(self.model.channels, self.found)))
+            self.push_screen(DevicesScreen(devices_text(self.model.channels, self.found, self.model.machine_total)))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

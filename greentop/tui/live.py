@@ -30,14 +30,18 @@ import numpy as np
 import numpy.typing as npt
 
 from greentop.channel import Channel, Quantity
-from greentop.energy import Converter, CounterUnwrapper, converter_for, primary_channels
+from greentop.channel_series import stall_after_s
+from greentop.domains import CPU_TOTAL_PACKAGES, plan_domains
+from greentop.energy import Converter, CounterUnwrapper, changes_period_s, converter_for
 from greentop.events import Event, build_phases
 from greentop.sampler import Samples
 
 GRID_NS = 10_000_000  # display resolution: 10 ms
 NOW_WINDOW_NS = 500_000_000  # "now" power is the average over the last 0.5 s
 STALE_S = 2.0
-STALL_S = 2.0  # a counter that moved before and then not for this long is stalled (attribution.STALL_MIN_S)
+# A counter's update period is measured on its last this many changes (the summary's rule,
+# ``channel_series.stall_after_s``, then says how long it may stay unchanged before it is stalled).
+PERIOD_CHANGES = 256
 DEFAULT_RETAIN_S = 960.0
 
 I64 = npt.NDArray[np.int64]
@@ -104,6 +108,27 @@ class _Lane:
     energy_j: float = 0.0  # since the channel's first sample
     last_raw: int | None = None
     last_move_ns: int | None = None  # when a counter's reading last changed (None: never seen to)
+    change_t: I64 = field(default_factory=lambda: np.zeros(0, np.int64))  # its last PERIOD_CHANGES changes (ns)
+    stalls: int = 0  # stalls the counter came out of (one still going on is not counted)
+
+    def update_period_s(self) -> float | None:
+        """The median interval between the counter's recent changes (``energy.update_period_s``)."""
+        return changes_period_s(self.change_t)
+
+    def stall_after_ns(self) -> float | None:
+        """How long the counter may stay unchanged before it is stalled (None: not judged yet)."""
+        limit_s = stall_after_s(self.update_period_s())
+        return limit_s * 1e9 if limit_s is not None else None
+
+    def note_moves(self, moves_ns: I64) -> None:
+        """The counter changed at ``moves_ns``: its period, and the stalls these moves ended."""
+        before = self.last_move_ns
+        self.change_t = np.concatenate((self.change_t, moves_ns))[-PERIOD_CHANGES:]
+        limit = self.stall_after_ns()
+        if limit is not None:
+            times = moves_ns if before is None else np.concatenate(([before], moves_ns))
+            self.stalls += int(np.count_nonzero(np.diff(times) > limit))
+        self.last_move_ns = int(moves_ns[-1])
 
 
 @dataclass(frozen=True)
@@ -156,10 +181,16 @@ class CurrentPhase:
 
 
 class LiveModel:
-    """Per-channel and total power on a 10 ms grid, energy of the run and of its phases."""
+    """Per-channel and total power on a 10 ms grid, energy of the run and of its phases.
 
-    def __init__(self, channels: Sequence[Channel], retain_s: float = DEFAULT_RETAIN_S, grid_ns: int = GRID_NS) -> None:
-        self.channels: list[Channel] = primary_channels(list(channels))
+    ``cpu_total`` picks the CPU side of the total, as ``greentop summary --cpu-total`` does
+    (``domains.plan_domains``; ValueError for "psys" without a psys channel)."""
+
+    def __init__(self, channels: Sequence[Channel], retain_s: float = DEFAULT_RETAIN_S, grid_ns: int = GRID_NS,
+                 cpu_total: str = CPU_TOTAL_PACKAGES) -> None:
+        self.plan = plan_domains(list(channels), cpu_total)
+        self.channels: list[Channel] = self.plan.total
+        self.cpu_total = cpu_total
         self.grid_ns = int(grid_ns)
         self._lanes = [_Lane(c, converter_for(c), np.zeros(0, np.int64), np.zeros(0)) for c in self.channels]
         self._index = {c.name: i for i, c in enumerate(self.channels)}
@@ -192,7 +223,7 @@ class LiveModel:
             if lane.channel.quantity is Quantity.ENERGY:
                 moved = np.flatnonzero(np.diff(s.raw, prepend=s.raw[0] if lane.last_raw is None else lane.last_raw))
                 if moved.size:
-                    lane.last_move_ns = int(s.t_ns[moved[-1]])
+                    lane.note_moves(s.t_ns[moved])
                 lane.last_raw = int(s.raw[-1])
             lane.energy_j = float(e[-1])
         self._advance_grid()
@@ -291,13 +322,18 @@ class LiveModel:
             hist = np.vstack((hist, [np.interp(end, self._history.t_ns, self._history.values[:, c])
                                      for c in range(n + 1)]))
         data = [cumulative_channel(c, t, hist[:, i + 1]) for i, c in enumerate(self.channels)]
-        plan = DomainPlan([cd.channel for cd in data], [True] * n, "packages")
+        plan = DomainPlan([cd.channel for cd in data], [True] * n, self.cpu_total)
         run = account(data, self._grid_start_ns, end, plan=plan).row("run")
         figures = [(d.average_w, d.peak_w) for d in run.domains]
         self._ledger_cache = (key, figures)
         return figures
 
     # -- output ----------------------------------------------------------------------------------
+
+    @property
+    def machine_total(self) -> str:
+        """The line every output gives: what the total adds up ("machine total = ... (--cpu-total X): ...")."""
+        return self.plan.describe()
 
     @property
     def t_ns(self) -> int | None:
@@ -336,16 +372,20 @@ class LiveModel:
 
     def counter_trouble(self) -> list[str]:
         """Channels whose counters reset or glitched (counted from the new value / skipped) or
-        stalled (read, but not moving for ``STALL_S``), for the view to flag, as ``greentop
-        summary`` flags the rows they touch."""
+        stalled (read, but unchanged for ``STALL_UPDATES`` of their update periods, at least
+        ``STALL_MIN_S``: ``channel_series.stall_after_s``, the summary's rule), for the view to flag,
+        as ``greentop summary`` flags the rows they touch: "stalled" while it lasts, "N stalls"
+        for those the counter came out of."""
         out: list[str] = []
         for lane in self._lanes:
             conv = lane.converter
-            stalled = (lane.last_move_ns is not None and lane.last_t_ns is not None
-                       and lane.last_t_ns - lane.last_move_ns > STALL_S * 1e9)
-            if isinstance(conv, CounterUnwrapper) and (conv.resets or conv.glitches or stalled):
+            limit = lane.stall_after_ns()
+            stalled = (limit is not None and lane.last_move_ns is not None and lane.last_t_ns is not None
+                       and lane.last_t_ns - lane.last_move_ns > limit)
+            if isinstance(conv, CounterUnwrapper) and (conv.resets or conv.glitches or lane.stalls or stalled):
                 bits = [f"{conv.resets} reset{'s' if conv.resets != 1 else ''}"] if conv.resets else []
                 bits += [f"{conv.glitches} glitch{'es' if conv.glitches != 1 else ''} skipped"] if conv.glitches else []
+                bits += [f"{lane.stalls} stall{'s' if lane.stalls != 1 else ''}"] if lane.stalls else []
                 bits += ["stalled"] if stalled else []
                 out.append(f"{lane.channel.name} ({', '.join(bits)})")
         return out

@@ -42,7 +42,7 @@ def live_summary_markdown(model: LiveModel, carbon: tuple[float, str], command: 
         lines.append(f"Command: `{' '.join(command)}`  ")
     lines += [f"Run: {_energy(e)}, {_co2(e, g_per_kwh)} in {_duration(model.duration_s)}"
               + (" (includes estimated channels)" if any(c.estimated for c in model.channels) else "") + "  ",
-              f"Carbon intensity: {source}", ""]
+              f"Carbon intensity: {source}  ", model.machine_total, ""]
     rows, _ = model.phases()
     if not rows:
         lines.append("No phases were reported.")
@@ -71,7 +71,7 @@ def wrap_output(lines: Sequence[str], width: int) -> list[str]:
 def summary_lines(model: LiveModel, carbon: tuple[float, str] | None = None) -> list[str]:
     co2 = f", {_co2(model.energy_j, carbon[0])}" if carbon is not None else ""
     lines = [f"total: {_energy(model.energy_j)}{co2} over {_duration(model.duration_s)}"
-             + (" (includes estimates)" if any(c.estimated for c in model.channels) else "")]
+             + (" (includes estimates)" if any(c.estimated for c in model.channels) else ""), model.machine_total]
     rows, _ = model.phases()
     for r in rows:
         lines.append(f"  {'  ' * r.depth}{r.path.rsplit('/', 1)[-1]}: {r.count}x, {_duration(r.duration_s)}, "

@@ -52,9 +52,10 @@ lane got / asked for (slow: NVML energy, the CPU estimate).
 Press any key to close."""
 
 
-def devices_text(channels: Sequence[Channel], found: SourceResult | None) -> str:
+def devices_text(channels: Sequence[Channel], found: SourceResult | None, machine_total: str = "") -> str:
     """The devices overlay: what ``greentop devices`` listed before the view hid it (without the
-    measured update periods and read costs: those need a watch of their own)."""
+    measured update periods and read costs: those need a watch of their own), and the
+    ``machine_total`` line (what the total adds up, ``--cpu-total``)."""
     lines = ["[b]devices[/b]", ""]
     for c in channels:
         lines.append(f"  {escape(c.name)}  [dim]{escape(c.source)}, {escape(c.domain)}, {c.lane.value} lane[/dim]"
@@ -65,6 +66,8 @@ def devices_text(channels: Sequence[Channel], found: SourceResult | None) -> str
         lines += [escape(f"  ! {p.source}: {p.what}: {p.reason}"), escape(f"      fix: {p.fix}")]
     for n in found.notes if found is not None else []:
         lines.append(escape(f"  - {n}"))
+    if machine_total:
+        lines += ["", escape(machine_total)]
     lines += ["", "Update periods and read costs: greentop devices.", "Press any key to close."]
     return "\n".join(lines)
 
