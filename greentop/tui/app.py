@@ -174,7 +174,8 @@ class LiveApp(App[int]):
         n = len(self.model.channels)
         # Chart i shows the model's series i; the total (series n) only with several domains: with
         # one, it is the same chart twice.
-        self._chart_names = [c.domain for c in self.model.channels] + (["total"] if n > 1 else [])
+        self._chart_names = [c.domain + ("" if add else " (not in total)") for c, add in zip(self.model.channels, self.model.in_total)]
+        self._chart_names += ["total"] if n > 1 else []
         self._estimated = [c.estimated for c in self.model.channels] + ([any(c.estimated for c in self.model.channels)] if n > 1 else [])
         self._n = n
         self._texts: dict[str, str] = {}

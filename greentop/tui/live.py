@@ -30,7 +30,8 @@ import numpy as np
 import numpy.typing as npt
 
 from greentop.channel import Channel, Quantity
-from greentop.energy import Converter, CounterUnwrapper, converter_for, primary_channels
+from greentop.domains import plan_domains
+from greentop.energy import Converter, CounterUnwrapper, converter_for
 from greentop.events import Event, build_phases
 from greentop.sampler import Samples
 
@@ -159,7 +160,9 @@ class LiveModel:
     """Per-channel and total power on a 10 ms grid, energy of the run and of its phases."""
 
     def __init__(self, channels: Sequence[Channel], retain_s: float = DEFAULT_RETAIN_S, grid_ns: int = GRID_NS) -> None:
-        self.channels: list[Channel] = primary_channels(list(channels))
+        plan = plan_domains(list(channels))  # shown: the total's domains, and psys / system meters beside it
+        self.channels: list[Channel] = plan.shown
+        self.in_total: list[bool] = plan.in_total  # parallel to ``channels``: added into the total
         self.grid_ns = int(grid_ns)
         self._lanes = [_Lane(c, converter_for(c), np.zeros(0, np.int64), np.zeros(0)) for c in self.channels]
         self._index = {c.name: i for i, c in enumerate(self.channels)}
@@ -231,7 +234,7 @@ class LiveModel:
             lane.e_grid = float(e[-1])
             keep = max(int(np.searchsorted(lane.pending_t, grid[-1], side="right")) - 1, 0)
             lane.pending_t, lane.pending_e = lane.pending_t[keep:], lane.pending_e[keep:]
-        rows[:, n] = rows[:, :n].sum(axis=1)
+        rows[:, n] = rows[:, :n][:, np.array(self.in_total, dtype=bool)].sum(axis=1)
         e_total0 = float(self._history.values[-1, 0])
         rows[:, n + 1] = e_total0 + np.cumsum(rows[:, n]) * dt_s
         cumulative[:, 0] = rows[:, n + 1]
@@ -291,7 +294,7 @@ class LiveModel:
             hist = np.vstack((hist, [np.interp(end, self._history.t_ns, self._history.values[:, c])
                                      for c in range(n + 1)]))
         data = [cumulative_channel(c, t, hist[:, i + 1]) for i, c in enumerate(self.channels)]
-        plan = DomainPlan([cd.channel for cd in data], [True] * n, "packages")
+        plan = DomainPlan([cd.channel for cd in data], list(self.in_total), "packages")
         run = account(data, self._grid_start_ns, end, plan=plan).row("run")
         figures = [(d.average_w, d.peak_w) for d in run.domains]
         self._ledger_cache = (key, figures)
