@@ -229,3 +229,25 @@ def test_live_view_shows_the_meter_beside_the_total() -> None:
     assert figures[2][0] == pytest.approx(450.0, rel=0.02)  # the meter's own row
     assert figures[3][0] == pytest.approx(350.0, rel=0.02)  # the total: package + GPU, not the meter
     assert model.energy_j == pytest.approx(350.0 * model.duration_s, rel=0.02)
+
+
+def test_live_view_titles_the_meter_not_in_total_and_leaves_it_out_of_the_total_chart() -> None:
+    import asyncio
+
+    from greentop.tui.app import LiveApp
+    from tests.test_tui_live import ScriptedSampler, counter, step, titles
+
+    chans = [counter("rapl:package-0", "cpu-package-0"), counter("hwmon:power_meter:power1", "system-0")]
+    app = LiveApp(ScriptedSampler(chans, {"rapl:package-0": 50.0, "hwmon:power_meter:power1": 200.0}), chans,
+                  timers=False)  # type: ignore[arg-type]
+
+    async def go() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            step(app, 20)
+            await pilot.pause()
+            got = titles(app)
+            assert got[0].startswith("cpu-package-0   50.0 W now")
+            assert got[1].startswith("system-0 (not in total)   200.0 W now")
+            assert got[2].startswith("total   50.0 W now")
+
+    asyncio.run(go())
