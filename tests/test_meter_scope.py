@@ -251,3 +251,9 @@ def test_live_view_titles_the_meter_not_in_total_and_leaves_it_out_of_the_total_
             assert got[2].startswith("total   50.0 W now")
 
     asyncio.run(go())
+
+
+def test_live_view_keeps_psys_out_as_before_and_shows_unknown_meters() -> None:
+    model = LiveModel([PKG0, PSYS, GPU0, RAIL])
+    assert [c.name for c in model.channels] == ["rapl:package-0", "nvml:gpu0:energy", "hwmon:ina226:VBUS"]
+    assert model.in_total == [True, True, False]

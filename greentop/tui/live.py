@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from greentop.channel import Channel, Quantity
-from greentop.domains import plan_domains
+from greentop.domains import domain_kind, plan_domains
 from greentop.energy import Converter, CounterUnwrapper, converter_for
 from greentop.events import Event, build_phases
 from greentop.sampler import Samples
@@ -160,9 +160,12 @@ class LiveModel:
     """Per-channel and total power on a 10 ms grid, energy of the run and of its phases."""
 
     def __init__(self, channels: Sequence[Channel], retain_s: float = DEFAULT_RETAIN_S, grid_ns: int = GRID_NS) -> None:
-        plan = plan_domains(list(channels))  # shown: the total's domains, and psys / system meters beside it
-        self.channels: list[Channel] = plan.shown
-        self.in_total: list[bool] = plan.in_total  # parallel to ``channels``: added into the total
+        plan = plan_domains(list(channels))
+        # The total's domains, and beside them (not added) the meters one could take for part of it:
+        # a whole-system meter, meters of unknown scope.
+        keep = [t or domain_kind(c.domain) in ("system", "other") for c, t in zip(plan.shown, plan.in_total)]
+        self.channels: list[Channel] = [c for c, k in zip(plan.shown, keep) if k]
+        self.in_total: list[bool] = [t for t, k in zip(plan.in_total, keep) if k]  # parallel to ``channels``
         self.grid_ns = int(grid_ns)
         self._lanes = [_Lane(c, converter_for(c), np.zeros(0, np.int64), np.zeros(0)) for c in self.channels]
         self._index = {c.name: i for i, c in enumerate(self.channels)}
