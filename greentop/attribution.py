@@ -374,7 +374,8 @@ def _label_series(series: list[Series], plan: DomainPlan, origin: int, notes: li
                          f"also read, not added: {', '.join(sr.info.alternatives)}")
     for sr in series:
         notes.extend(anomaly_notes(sr.info, origin))
-    machine_total = describe_total(plan.cpu_total, [sr.info.domain for sr in series if sr.info.in_total])
+    machine_total = describe_total(plan.cpu_total, [sr.info.domain for sr in series if sr.info.in_total],
+                                   [sr.info.domain for sr in series if not sr.info.in_total])
     if any(not sr.info.in_total for sr in series):
         notes.append("shown beside the total, not added to it: "
                      + ", ".join(sr.info.domain for sr in series if not sr.info.in_total))

@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_cpu_total_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpu-total", choices=list(CPU_TOTALS), default=CPU_TOTAL_PACKAGES,
                    help="CPU side of the machine total: packages = CPU packages + DRAM (default), "
-                        "psys = the platform domain instead")
+                        "psys = the platform domain instead; system = a whole-system meter (ACPI power "
+                        "meter) alone, the rest shown beside it")
 
 
 def _add_carbon_options(p: argparse.ArgumentParser) -> None:
@@ -192,7 +193,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
             "channels": [
                 d.channel.to_dict()
                 | {"state": d.state, "update_period_s": d.update_period_s, "read_cost_us": d.read_cost_us,
-                   "average_w": d.power_w, "samples": d.samples}
+                   "average_w": d.power_w, "samples": d.samples, "kind": d.kind, "in_total": d.in_total}
                 for d in found
             ],
             "problems": [p.to_dict() for p in found.problems],
@@ -208,14 +209,15 @@ def cmd_devices(args: argparse.Namespace) -> int:
         rows = [
             [d.name, d.source, d.domain, d.unit, d.lane, d.state,
              update_period_text(d.update_period_s, d.read_interval_s, d.estimated),
-             spec(d.read_cost_us, ".1f", " us"), spec(d.power_w, ".1f", " W")]
+             spec(d.read_cost_us, ".1f", " us"), spec(d.power_w, ".1f", " W"), "yes" if d.in_total else "no"]
             for d in found
         ]
-        print(text_table(["CHANNEL", "SOURCE", "DOMAIN", "UNIT", "LANE", "STATE", "UPDATE PERIOD", "READ COST", "POWER"], rows))
+        print(text_table(["CHANNEL", "SOURCE", "DOMAIN", "UNIT", "LANE", "STATE", "UPDATE PERIOD", "READ COST", "POWER",
+                          "IN TOTAL"], rows))
     if not any(not d.estimated for d in found):
         print("\nNo hardware power sensor is readable here: greentop will use the CPU estimate above.")
     for d in found:
-        if d.note and (d.estimated or "MIG" in d.note):
+        if d.note and (d.estimated or "MIG" in d.note or d.kind in ("system", "other")):
             print(f"  * {d.name}: {d.note}")
     if found.problems or found.notes:
         print()

@@ -14,7 +14,13 @@ Every consumer that totals energy (``greentop sample``, the live view, ``greento
 - psys (the platform domain) contains the packages and DRAM: it is shown on its own and never added
   to them. ``cpu_total`` picks the CPU side of the total: ``"packages"`` (the default: CPU packages
   + DRAM; psys only where no package counter exists) or ``"psys"`` (psys instead of packages, DRAM,
-  cores and the CPU estimate). GPUs and other top-level domains are always added.
+  cores and the CPU estimate). GPUs (NVML's ``gpu-N``, hwmon's ``gpu-<driver>-N``) are added.
+- A whole-system meter (``system-N``: an ACPI power meter) contains everything else: it is shown on
+  its own and never added, unless ``cpu_total`` is ``"system"``, which makes it the whole total (the
+  rest shown beside it, none added).
+- Any other top-level domain (an hwmon meter of unknown scope: a board rail, a sub-rail of one) may
+  overlap the others, so it is shown and not added, and the total's description names it.
+- A merged job's channels (``merge``: ``<node>/<domain>``) were each node's own total: all added.
 """
 
 from __future__ import annotations
@@ -25,16 +31,18 @@ from greentop.channel import Channel, Quantity
 
 CPU_TOTAL_PACKAGES = "packages"
 CPU_TOTAL_PSYS = "psys"
-CPU_TOTALS = (CPU_TOTAL_PACKAGES, CPU_TOTAL_PSYS)
+CPU_TOTAL_SYSTEM = "system"
+CPU_TOTALS = (CPU_TOTAL_PACKAGES, CPU_TOTAL_PSYS, CPU_TOTAL_SYSTEM)
 
 _QUANTITY_RANK = {Quantity.ENERGY: 0, Quantity.POWER: 1, Quantity.CPU_BUSY: 2}
 _SOURCE_RANK = {"rapl-sysfs": 0, "rapl-msr": 1, "hwmon": 2}
 
 
 def domain_kind(domain: str) -> str:
-    """"package", "dram", "core", "uncore", "psys", "cpu" (the estimate), "gpu" or "other"."""
+    """"package", "dram", "core", "uncore", "psys", "cpu" (the estimate), "gpu", "system" (a
+    whole-system meter) or "other" (scope unknown)."""
     for prefix, kind in (("cpu-package", "package"), ("dram-", "dram"), ("cpu-core", "core"), ("uncore-", "uncore"),
-                         ("gpu-", "gpu")):
+                         ("gpu-", "gpu"), ("system-", "system")):
         if domain.startswith(prefix):
             return kind
     if domain in ("psys", "cpu"):
@@ -53,7 +61,7 @@ class DomainPlan:
 
     shown: list[Channel]
     in_total: list[bool]  # parallel to ``shown``
-    cpu_total: str  # "packages" or "psys"
+    cpu_total: str  # "packages", "psys" or "system"
     alternatives: dict[str, list[str]] = field(default_factory=dict)  # channel taken -> others of its domain
 
     @property
@@ -62,21 +70,38 @@ class DomainPlan:
 
     def describe(self) -> str:
         """One line for every output: what the machine total contains."""
-        return describe_total(self.cpu_total, [c.domain for c in self.total])
+        return describe_total(self.cpu_total, [c.domain for c in self.total],
+                              [c.domain for c, t in zip(self.shown, self.in_total) if not t])
 
 
-def describe_total(cpu_total: str, total_domains: list[str]) -> str:
+def describe_total(cpu_total: str, total_domains: list[str], beside_domains: list[str] | None = None) -> str:
+    """What the machine total adds up (``total_domains``), and which meters of the shown but not
+    added ones (``beside_domains``) a reader could take for part of it: whole-system meters and
+    meters of unknown scope (sub-zones and psys are explained by the CPU side's wording)."""
     kinds = {domain_kind(d.removesuffix(" (estimated)")) for d in total_domains}
-    what = {"packages": "CPU packages + DRAM", "psys": "psys (platform)"}[cpu_total]
     used = ", ".join(total_domains) if total_domains else "nothing"
-    if cpu_total == CPU_TOTAL_PACKAGES and "package" not in kinds:
-        for kind, instead in (("psys", "psys"), ("core", "CPU cores"), ("cpu", "the CPU estimate")):
-            if kind in kinds:
-                what = f"{instead} (no CPU package counter here)"
-                break
-        else:
-            what = "no CPU domain"
-    return f"machine total = {what} + GPUs and other top-level domains (--cpu-total {cpu_total}): {used}"
+    if cpu_total == CPU_TOTAL_SYSTEM:
+        what = "the whole-system meter alone (CPU, GPUs and the rest are inside it: shown, not added)"
+    else:
+        what = {CPU_TOTAL_PACKAGES: "CPU packages + DRAM", CPU_TOTAL_PSYS: "psys (platform)"}[cpu_total] + " + GPUs"
+        if cpu_total == CPU_TOTAL_PACKAGES and "package" not in kinds:
+            for kind, instead in (("psys", "psys"), ("core", "CPU cores"), ("cpu", "the CPU estimate")):
+                if kind in kinds:
+                    what = f"{instead} (no CPU package counter here) + GPUs"
+                    break
+            else:
+                what = "no CPU domain + GPUs"
+        if any("/" in d for d in total_domains):  # a merged job: ``<node>/<domain>``
+            what = "each node's own machine total (a merged job)"
+    line = f"machine total = {what} (--cpu-total {cpu_total}): {used}"
+    flagged = []
+    for d in beside_domains or []:
+        kind = domain_kind(d.removesuffix(" (estimated)"))
+        if kind == "system":
+            flagged.append(f"{d} (whole-system meter: contains the rest; --cpu-total system to use it)")
+        elif kind == "other" and "/" not in d:
+            flagged.append(f"{d} (scope unknown)")
+    return line + ("; shown, not added: " + ", ".join(flagged) if flagged else "")
 
 
 def _better(a: Channel, b: Channel) -> bool:
@@ -89,7 +114,8 @@ def _better(a: Channel, b: Channel) -> bool:
 def plan_domains(channels: list[Channel], cpu_total: str = CPU_TOTAL_PACKAGES) -> DomainPlan:
     """One channel per physical domain (in the order of first appearance) and which ones add up.
 
-    Raises ValueError for an unknown ``cpu_total`` or ``"psys"`` on a machine without psys."""
+    Raises ValueError for an unknown ``cpu_total``, ``"psys"`` on a machine without psys or
+    ``"system"`` on one without a whole-system meter."""
     if cpu_total not in CPU_TOTALS:
         raise ValueError(f"unknown --cpu-total {cpu_total!r}; known: {', '.join(CPU_TOTALS)}")
     best: dict[str, Channel] = {}
@@ -108,18 +134,25 @@ def plan_domains(channels: list[Channel], cpu_total: str = CPU_TOTAL_PACKAGES) -
     kinds = {domain_kind(d) for d in best}
     if cpu_total == CPU_TOTAL_PSYS and "psys" not in kinds:
         raise ValueError("--cpu-total psys: this machine (or trace) has no psys domain")
-    use_psys = cpu_total == CPU_TOTAL_PSYS or ("package" not in kinds and "psys" in kinds)
+    if cpu_total == CPU_TOTAL_SYSTEM and "system" not in kinds:
+        raise ValueError("--cpu-total system: this machine (or trace) has no whole-system meter (an ACPI power meter)")
+    use_psys = cpu_total == CPU_TOTAL_PSYS or (cpu_total == CPU_TOTAL_PACKAGES and "package" not in kinds and "psys" in kinds)
     shown: list[Channel] = []
     in_total: list[bool] = []
     for c in best.values():
         kind = domain_kind(c.domain)
-        if use_psys:
-            add = kind not in ("package", "dram", "core", "uncore", "cpu")
-            show = add or kind in ("package", "dram")
+        if "node_domain" in c.metadata:  # a merged job: the node's own plan already chose its total
+            add = show = True
+        elif use_psys:
+            add = kind in ("psys", "gpu")
+            show = add or kind in ("package", "dram", "system", "other")
         else:
-            add = kind != "psys" and not (kind in ("core", "uncore", "cpu") and "package" in kinds)
+            add = kind in ("package", "dram", "core", "uncore", "cpu", "gpu")
+            add = add and not (kind in ("core", "uncore", "cpu") and "package" in kinds)
             add = add and not (kind == "cpu" and "core" in kinds)
-            show = add or kind == "psys"
+            show = add or kind in ("psys", "system", "other")
+            if cpu_total == CPU_TOTAL_SYSTEM:
+                add = kind == "system"
         if show:
             shown.append(c)
             in_total.append(add)

@@ -231,12 +231,12 @@ def _live(n_channels: int, **kwargs: object) -> tuple[object, object]:
     from tests.test_tui_live import ScriptedSampler, counter
     from greentop.tui.app import LiveApp
 
-    chans = [counter(f"rapl:{i}", f"dom-{i}") for i in range(n_channels)]
+    chans = [counter(f"rapl:{i}", f"gpu-{i}") for i in range(n_channels)]
     sampler = ScriptedSampler(chans, {c.name: 10.0 for c in chans})
     return LiveApp(sampler, chans, timers=False, **kwargs), sampler  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("n_channels, charts", [(1, ["dom-0"]), (2, ["dom-0", "dom-1", "total"])])
+@pytest.mark.parametrize("n_channels, charts", [(1, ["gpu-0"]), (2, ["gpu-0", "gpu-1", "total"])])
 def test_total_chart_only_with_more_than_one_domain(n_channels: int, charts: list[str]) -> None:
     import asyncio
 

@@ -819,7 +819,7 @@ def test_bare_greentop_without_a_terminal_exits_at_once() -> None:
 
 
 def test_charts_scrolled_out_of_view_are_skipped_until_they_show() -> None:
-    chans = [counter(f"rapl:{i}", f"dom-{i}") for i in range(8)]
+    chans = [counter(f"rapl:{i}", f"gpu-{i}") for i in range(8)]
     sampler = ScriptedSampler(chans, {c.name: 10.0 + i for i, c in enumerate(chans)})
     app = LiveApp(sampler, chans, timers=False)  # type: ignore[arg-type]
 
@@ -871,7 +871,7 @@ def test_charts_redraw_once_per_new_dot_column_and_every_frame_when_zoomed_in(mo
 
 @pytest.mark.parametrize("n_channels, tall", [(1, True), (8, False)])
 def test_few_charts_share_the_pane_and_many_keep_their_minimum_and_scroll(n_channels: int, tall: bool) -> None:
-    chans = [counter(f"rapl:{i}", f"dom-{i}") for i in range(n_channels)]
+    chans = [counter(f"rapl:{i}", f"gpu-{i}") for i in range(n_channels)]
     sampler = ScriptedSampler(chans, {c.name: 10.0 for c in chans})
     app = LiveApp(sampler, chans, timers=False)  # type: ignore[arg-type]
 

@@ -1,7 +1,8 @@
 """``greentop.devices()``: every power and energy channel of this machine, as objects.
 
 What ``greentop devices`` prints: each channel with its source, domain, unit, lane, state, how
-often its sensor updates, what one read costs and the power it read while watched.
+often its sensor updates, what one read costs, the power it read while watched, and whether the
+machine total adds it (``domains.plan_domains`` with the default ``--cpu-total packages``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from greentop.channel import Channel, Problem
+from greentop.domains import domain_kind, plan_domains
 from greentop.measure import measure
 from greentop.sampler import DEFAULT_RATE_HZ, DEFAULT_SLOW_RATE_HZ
 from greentop.sources import DiscoveryOptions, discover
@@ -22,7 +24,7 @@ class DeviceChannel:
 
     name: str  # e.g. "rapl:package-0", "nvml:gpu0:power"
     source: str  # "rapl-sysfs", "rapl-msr", "hwmon", "nvml", "cpu-estimate"
-    domain: str  # what it measures: "cpu-package-0", "dram-0", "gpu-0", "cpu", ...
+    domain: str  # what it measures: "cpu-package-0", "dram-0", "gpu-0", "system-0", "cpu", ...
     quantity: str  # "energy" (counter), "power" (gauge), "cpu_busy" (behind the estimate)
     unit: str  # unit of the raw integer: "uJ", "mW", "mJ", "jiffies", ...
     lane: str  # "fast" (the run's rate) or "slow" (reads that cost milliseconds)
@@ -35,6 +37,9 @@ class DeviceChannel:
     read_interval_s: float | None  # time between reads during the watch (its lane's period)
     note: str
     channel: Channel = field(repr=False)  # the full description (reader, scale, wrap, model)
+    kind: str = "other"  # domains.domain_kind: "package", "dram", "gpu", "psys", "system", "other" (scope unknown), ...
+    in_total: bool = False  # added into the machine total (--cpu-total packages); psys, whole-system
+    # meters, meters of unknown scope, sub-zones and second readings of a domain are not
 
 
 class Devices(list[DeviceChannel]):
@@ -59,6 +64,7 @@ def devices(watch_s: float = 0.5, *, rate_hz: float = DEFAULT_RATE_HZ, slow_rate
     found = discover(options or DiscoveryOptions())
     result = measure(found.channels, watch_s, rate_hz, slow_rate_hz) if found.channels and watch_s > 0 else None
     summaries = {s.name: s for s in result.summaries()} if result else {}
+    added = {c.name for c in plan_domains(found.channels).total}
     out = []
     for c in found.channels:
         s = summaries.get(c.name)
@@ -73,5 +79,6 @@ def devices(watch_s: float = 0.5, *, rate_hz: float = DEFAULT_RATE_HZ, slow_rate
             read_cost_us=float(h.mean_cost_ns) / 1e3 if h is not None and h.reads else None, power_w=power,
             samples=int(s.samples) if s is not None else 0,
             read_interval_s=1 / s.rate_hz if s is not None and s.rate_hz else None, note=c.note, channel=c,
+            kind=domain_kind(c.domain), in_total=c.name in added,
         ))
     return Devices(out, list(found.problems), list(found.notes), list(found.devices), watch_s)

@@ -1,6 +1,21 @@
 """hwmon: ``/sys/class/hwmon/hwmonN/energyK_input`` (µJ counters) and ``powerK_input`` /
-``powerK_average`` (µW gauges), from drivers such as amd_energy, zenpower, ACPI power meters
-and some BMC-backed boards."""
+``powerK_average`` (µW gauges), from drivers such as amd_energy, zenpower, ACPI power meters,
+GPU drivers and board rail monitors.
+
+What a meter measures decides its domain, and so whether the machine total adds it
+(``domains.plan_domains``); the hwmon ``name`` file says which driver it is:
+
+- CPU drivers (amd_energy, zenergy, zenpower): ``Esocket<N>`` is ``cpu-package-<N>``, ``Ecore<N>``
+  ``cpu-core-<N>``.
+- An ACPI power meter (hwmon name ``power_meter``, drivers/hwmon/acpi_power_meter.c) reads the
+  whole machine's power: ``system-<N>`` (N counts the meters), shown beside the total, never added.
+- A discrete GPU's driver (amdgpu, i915, xe): ``gpu-<driver>-<N>`` (N counts that driver's hwmon
+  devices; never NVML's ``gpu-<N>``), added. Its first meter is the GPU; a further one (xe's
+  ``pkg`` beside its ``card``) lies inside it and is not added. amdgpu's ``slowPPT`` / ``fastPPT``
+  read an APU's whole SoC, CPU included: scope unknown.
+- Anything else (board rails such as ina2xx/ina3221, whose total rail and sub-rails overlap):
+  ``<driver>:<label>``, scope unknown, shown and not added.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +28,13 @@ from greentop.sources._common import SourceResult, probe_int, read_text
 SOURCE = "hwmon"
 _FILE = re.compile(r"^(energy|power)(\d+)_(input|average)$")
 _CPU_DRIVERS = ("amd_energy", "zenergy", "zenpower")
+_SYSTEM_DRIVERS = ("power_meter",)
+_GPU_DRIVERS = ("amdgpu", "i915", "xe")
+_APU_LABELS = ("slowPPT", "fastPPT")  # amdgpu on an APU: the SoC's power, CPU cores included
 
 
-def _domain(driver: str, label: str) -> str:
+def _domain(driver: str, label: str, device_index: int) -> str:
+    """The domain of meter ``label`` of the ``device_index``-th hwmon device of ``driver``."""
     if driver in _CPU_DRIVERS:
         m = re.fullmatch(r"Esocket(\d+)", label)
         if m:
@@ -23,7 +42,25 @@ def _domain(driver: str, label: str) -> str:
         m = re.fullmatch(r"Ecore(\d+)", label)
         if m:
             return f"cpu-core-{int(m.group(1))}"
-    return f"{driver}:{label}"
+    if driver in _SYSTEM_DRIVERS:
+        return f"system-{device_index}"
+    if driver in _GPU_DRIVERS and label not in _APU_LABELS:
+        return f"gpu-{driver}-{device_index}"
+    # "/" would read as a merged job's "<node>/<domain>"
+    return f"{driver}:{label}".replace("/", "_")
+
+
+def _note(driver: str, label: str, domain: str, dev_file: str) -> str:
+    """What the meter is, where the machine total is concerned (``devices`` and the trace show it)."""
+    if driver in _SYSTEM_DRIVERS:
+        return f"{dev_file}: whole-system meter (ACPI power meter): shown, not added to the machine total"
+    if domain.startswith("gpu-"):
+        return f"{dev_file}: GPU ({driver})"
+    if driver in _GPU_DRIVERS:
+        return f"{dev_file}: APU SoC power ({label}: CPU included): scope unknown, not added to the machine total"
+    if domain.startswith(("cpu-package-", "cpu-core-")):
+        return dev_file
+    return f"{dev_file}: scope unknown: shown, not added to the machine total"
 
 
 def discover() -> SourceResult:
@@ -33,8 +70,12 @@ def discover() -> SourceResult:
         devices = sorted((p for p in base.iterdir() if re.fullmatch(r"hwmon\d+", p.name)), key=lambda p: int(p.name[5:]))
     except OSError:
         return result
+    seen_drivers: dict[str, int] = {}
     for dev in devices:
         driver = read_text(dev / "name") or dev.name
+        device_index = seen_drivers.get(driver, 0)
+        seen_drivers[driver] = device_index + 1
+        first = ""  # a GPU device's first meter: the GPU; the others lie inside it
         try:
             files = sorted((f for f in (p.name for p in dev.iterdir()) if _FILE.match(f)), key=_file_key)
         except OSError:
@@ -64,17 +105,25 @@ def discover() -> SourceResult:
             name = f"hwmon:{driver}:{label}"
             if name in names:
                 name = f"hwmon:{dev.name}:{label}"
+            domain = _domain(driver, label, device_index)
+            parent = ""
+            if domain.startswith("gpu-"):
+                if first:
+                    parent, domain = first, f"{domain}:{label}"
+                else:
+                    first = name
             result.channels.append(
                 Channel(
                     name=name,
                     source=SOURCE,
-                    domain=_domain(driver, label),
+                    domain=domain,
                     quantity=Quantity.ENERGY if kind == "energy" else Quantity.POWER,
                     unit="uJ" if kind == "energy" else "uW",
                     scale=1e-6,
                     reader=Reader(ReaderKind.FILE_DECIMAL, path=str(path)),
                     wrap_raw=0,
-                    note=f"{dev.name}/{fname}",
+                    parent=parent,
+                    note=_note(driver, label, domain, f"{dev.name}/{fname}"),
                 )
             )
     return result

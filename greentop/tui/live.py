@@ -31,7 +31,7 @@ import numpy.typing as npt
 
 from greentop.channel import Channel, Quantity
 from greentop.channel_series import stall_after_s
-from greentop.domains import CPU_TOTAL_PACKAGES, plan_domains
+from greentop.domains import CPU_TOTAL_PACKAGES, CPU_TOTAL_SYSTEM, domain_kind, plan_domains
 from greentop.energy import Converter, CounterUnwrapper, changes_period_s, converter_for
 from greentop.events import Event, build_phases
 from greentop.sampler import Samples
@@ -184,12 +184,17 @@ class LiveModel:
     """Per-channel and total power on a 10 ms grid, energy of the run and of its phases.
 
     ``cpu_total`` picks the CPU side of the total, as ``greentop summary --cpu-total`` does
-    (``domains.plan_domains``; ValueError for "psys" without a psys channel)."""
+    (``domains.plan_domains``; ValueError for "psys" or "system" without such a channel)."""
 
     def __init__(self, channels: Sequence[Channel], retain_s: float = DEFAULT_RETAIN_S, grid_ns: int = GRID_NS,
                  cpu_total: str = CPU_TOTAL_PACKAGES) -> None:
         self.plan = plan_domains(list(channels), cpu_total)
-        self.channels: list[Channel] = self.plan.total
+        # The total's domains, and beside them (not added) the meters one could take for part of it:
+        # a whole-system meter, meters of unknown scope (with --cpu-total system, everything it contains).
+        keep = [t or cpu_total == CPU_TOTAL_SYSTEM or domain_kind(c.domain) in ("system", "other")
+                for c, t in zip(self.plan.shown, self.plan.in_total)]
+        self.channels: list[Channel] = [c for c, k in zip(self.plan.shown, keep) if k]
+        self.in_total: list[bool] = [t for t, k in zip(self.plan.in_total, keep) if k]  # parallel to ``channels``
         self.cpu_total = cpu_total
         self.grid_ns = int(grid_ns)
         self._lanes = [_Lane(c, converter_for(c), np.zeros(0, np.int64), np.zeros(0)) for c in self.channels]
@@ -262,7 +267,7 @@ class LiveModel:
             lane.e_grid = float(e[-1])
             keep = max(int(np.searchsorted(lane.pending_t, grid[-1], side="right")) - 1, 0)
             lane.pending_t, lane.pending_e = lane.pending_t[keep:], lane.pending_e[keep:]
-        rows[:, n] = rows[:, :n].sum(axis=1)
+        rows[:, n] = rows[:, :n][:, np.array(self.in_total, dtype=bool)].sum(axis=1)
         e_total0 = float(self._history.values[-1, 0])
         rows[:, n + 1] = e_total0 + np.cumsum(rows[:, n]) * dt_s
         cumulative[:, 0] = rows[:, n + 1]
@@ -322,7 +327,7 @@ class LiveModel:
             hist = np.vstack((hist, [np.interp(end, self._history.t_ns, self._history.values[:, c])
                                      for c in range(n + 1)]))
         data = [cumulative_channel(c, t, hist[:, i + 1]) for i, c in enumerate(self.channels)]
-        plan = DomainPlan([cd.channel for cd in data], [True] * n, self.cpu_total)
+        plan = DomainPlan([cd.channel for cd in data], list(self.in_total), self.cpu_total)
         run = account(data, self._grid_start_ns, end, plan=plan).row("run")
         figures = [(d.average_w, d.peak_w) for d in run.domains]
         self._ledger_cache = (key, figures)

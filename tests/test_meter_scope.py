@@ -1,0 +1,259 @@
+"""What an hwmon meter measures decides whether the machine total adds it: a whole-system meter
+(ACPI power_meter) and meters of unknown scope are shown beside the total, never added; discrete
+GPU drivers' meters are GPUs, added."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+from greentop.api import devices
+from greentop.attribution import TOTAL, summarise
+from greentop.channel import Channel, Quantity, Reader, ReaderKind
+from greentop.domains import describe_total, plan_domains
+from greentop.sources import DiscoveryOptions, hwmon, rapl_sysfs
+from greentop.summary_format import format_summary
+from greentop.sampler import Samples
+from greentop.tracedata import ChannelData, TraceData
+from greentop.tui.live import LiveModel
+from tests.fakes.host import FakeHost
+from tests.fakes.profile import PowerProfile
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGE_W, DRAM_W, METER_W = 50.0, 5.0, 200.0
+MS = 1_000_000
+T0 = 10**12
+
+
+def greentop(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GREENTOP_")}
+    return subprocess.run([sys.executable, "-m", "greentop", *args], env=base | env, capture_output=True, text=True,
+                          cwd=REPO, timeout=60)
+
+
+@pytest.fixture
+def metered(tmp_path: Path) -> Iterator[tuple[FakeHost, dict[str, str]]]:
+    """A RAPL package (50 W) and DRAM (5 W), and an ACPI power meter reading the whole machine (200 W)."""
+    host = FakeHost(tmp_path / "host")
+    host.add_cpus(2)
+    host.add_rapl_zone("0", "package-0", PowerProfile.constant(PACKAGE_W))
+    host.add_rapl_zone("0:0", "dram", PowerProfile.constant(DRAM_W))
+    host.add_hwmon("power_meter", power=[(None, PowerProfile.constant(METER_W))], power_file="average")
+    host.set_proc_stat(PowerProfile.constant(0.3), n_cpus=2)
+    env = {"GREENTOP_SYSFS_ROOT": str(host.root), "GREENTOP_NVML_LIB": str(tmp_path / "no-nvml.so")}
+    with host:
+        yield host, env
+
+
+@pytest.fixture
+def sysfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHost]:
+    root = tmp_path / "host"
+    root.mkdir()
+    monkeypatch.setenv("GREENTOP_SYSFS_ROOT", str(root))
+    h = FakeHost(root)
+    yield h
+    h.close()
+
+
+def test_sample_does_not_add_an_acpi_power_meter_to_the_packages(metered: tuple[FakeHost, dict[str, str]]) -> None:
+    _host, env = metered
+    out = greentop("sample", "-d", "0.6", "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    by = {c["name"]: c for c in doc["channels"]}
+    # The machine total is the packages + DRAM alone: the meter already contains them...
+    assert doc["total"]["channels"] == ["rapl:package-0", "rapl:package-0:dram"]
+    assert doc["total"]["energy_j"] == pytest.approx(by["rapl:package-0"]["energy_j"] + by["rapl:package-0:dram"]["energy_j"])
+    # ...and the meter is its own row, read in full.
+    meter = by["hwmon:power_meter:power1"]
+    assert meter["domain"] == "system-0" and meter["average_w"] == pytest.approx(METER_W, rel=0.01)
+    assert not meter["in_total"]
+    assert "system-0 (whole-system meter" in doc["total"]["machine_total"]
+    assert "shown, not added" in doc["total"]["machine_total"]
+
+
+def test_cpu_total_system_makes_the_meter_the_whole_total(metered: tuple[FakeHost, dict[str, str]]) -> None:
+    _host, env = metered
+    out = greentop("sample", "-d", "0.6", "--json", "--cpu-total", "system", env=env)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    by = {c["name"]: c for c in doc["channels"]}
+    assert doc["total"]["channels"] == ["hwmon:power_meter:power1"]
+    assert doc["total"]["energy_j"] == pytest.approx(by["hwmon:power_meter:power1"]["energy_j"])
+    assert not by["rapl:package-0"]["in_total"] and by["rapl:package-0"]["energy_j"] > 0
+    assert doc["total"]["cpu_total"] == "system" and "--cpu-total system" in doc["total"]["machine_total"]
+
+
+def test_cpu_total_system_without_a_meter_is_one_clear_line(tmp_path: Path) -> None:
+    host = FakeHost(tmp_path / "host")
+    host.add_cpus(2)
+    host.add_rapl_zone("0", "package-0", PowerProfile.constant(PACKAGE_W))
+    host.set_proc_stat(PowerProfile.constant(0.3), n_cpus=2)
+    with host:
+        out = greentop("sample", "-d", "0.2", "--cpu-total", "system",
+                       env={"GREENTOP_SYSFS_ROOT": str(host.root), "GREENTOP_NVML_LIB": str(tmp_path / "none.so")})
+    assert out.returncode != 0
+    assert "no whole-system meter" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_devices_say_the_meter_is_not_added(metered: tuple[FakeHost, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    host, env = metered
+    monkeypatch.setenv("GREENTOP_SYSFS_ROOT", env["GREENTOP_SYSFS_ROOT"])
+    found = {d.name: d for d in devices(0, options=DiscoveryOptions(gpus=False))}
+    meter = found["hwmon:power_meter:power1"]
+    assert meter.kind == "system" and not meter.in_total and "whole-system" in meter.note
+    assert found["rapl:package-0"].in_total and found["rapl:package-0"].kind == "package"
+    out = greentop("devices", "--watch", "0.2", env=env)
+    assert out.returncode == 0, out.stderr
+    assert "IN TOTAL" in out.stdout and "whole-system meter" in out.stdout
+
+
+def test_gpu_drivers_meters_are_gpus_named_apart_from_nvml(sysfs: FakeHost) -> None:
+    steps = PowerProfile.constant(100.0)
+    sysfs.add_hwmon("amdgpu", power=[("PPT", steps)], power_file="both")
+    sysfs.add_hwmon("amdgpu", power=[("PPT", steps)], power_file="average")
+    sysfs.add_hwmon("i915", energy=[(None, steps)])
+    sysfs.add_hwmon("xe", energy=[("card", steps), ("pkg", steps)])
+    sysfs.add_hwmon("amdgpu", power=[("slowPPT", steps), ("fastPPT", steps)])  # an APU: the SoC, CPU included
+    ch = {c.name: c for c in hwmon.discover().channels}
+    domains = {n: c.domain for n, c in ch.items()}
+    assert domains == {
+        "hwmon:amdgpu:PPT": "gpu-amdgpu-0", "hwmon:hwmon1:PPT": "gpu-amdgpu-1", "hwmon:i915:energy1": "gpu-i915-0",
+        "hwmon:xe:card": "gpu-xe-0", "hwmon:xe:pkg": "gpu-xe-0:pkg",
+        "hwmon:amdgpu:slowPPT": "amdgpu:slowPPT", "hwmon:amdgpu:fastPPT": "amdgpu:fastPPT",
+    }
+    assert ch["hwmon:xe:pkg"].parent == "hwmon:xe:card"  # xe's package lies inside its card
+    nvml = Channel("nvml:gpu0:energy", "nvml", "gpu-0", Quantity.ENERGY, "mJ", 1e-3, Reader(ReaderKind.NVML_ENERGY))
+    plan = plan_domains([nvml, *ch.values()])
+    assert [c.name for c in plan.total] == ["nvml:gpu0:energy", "hwmon:amdgpu:PPT", "hwmon:hwmon1:PPT",
+                                            "hwmon:i915:energy1", "hwmon:xe:card"]
+    shown = {c.name: t for c, t in zip(plan.shown, plan.in_total)}
+    assert shown["hwmon:amdgpu:slowPPT"] is False and shown["hwmon:amdgpu:fastPPT"] is False
+    assert "hwmon:xe:pkg" not in shown
+
+
+def test_rail_monitors_of_unknown_scope_are_shown_not_added_and_named(sysfs: FakeHost) -> None:
+    # A Jetson's ina3221: the input rail and a sub-rail of it.
+    sysfs.add_hwmon("ina3221", power=[("VDD_IN", PowerProfile.constant(30.0)), ("VDD_CPU_GPU_CV", PowerProfile.constant(12.0))])
+    sysfs.add_rapl_zone("0", "package-0", PowerProfile.constant(PACKAGE_W))
+    channels = rapl_sysfs.discover().channels + hwmon.discover().channels
+    plan = plan_domains(channels)
+    assert [c.name for c in plan.total] == ["rapl:package-0"]
+    assert [c.domain for c, t in zip(plan.shown, plan.in_total) if not t] == ["ina3221:VDD_IN", "ina3221:VDD_CPU_GPU_CV"]
+    line = plan.describe()
+    assert "ina3221:VDD_IN (scope unknown)" in line and "ina3221:VDD_CPU_GPU_CV (scope unknown)" in line
+    assert "shown, not added" in line
+
+
+def _ch(name: str, domain: str, source: str = "rapl-sysfs", parent: str = "") -> Channel:
+    return Channel(name, source, domain, Quantity.ENERGY, "uJ", 1e-6, Reader(ReaderKind.FILE_DECIMAL, path="/x"), parent=parent)
+
+
+PKG0 = _ch("rapl:package-0", "cpu-package-0")
+DRAM0 = _ch("rapl:package-0:dram", "dram-0")
+PSYS = _ch("rapl:psys", "psys")
+GPU0 = _ch("nvml:gpu0:energy", "gpu-0", source="nvml")
+METER = _ch("hwmon:power_meter:power1", "system-0", source="hwmon")
+RAIL = _ch("hwmon:ina226:VBUS", "ina226:VBUS", source="hwmon")
+
+
+def test_plan_never_adds_the_system_meter_nor_unknown_meters_whatever_the_cpu_side() -> None:
+    for cpu_total, added in (("packages", ["rapl:package-0", "rapl:package-0:dram", "nvml:gpu0:energy"]),
+                             ("psys", ["rapl:psys", "nvml:gpu0:energy"]),
+                             ("system", ["hwmon:power_meter:power1"])):
+        plan = plan_domains([PKG0, DRAM0, PSYS, GPU0, METER, RAIL], cpu_total)
+        assert [c.name for c in plan.total] == added, cpu_total
+        assert {c.name for c in plan.shown} >= {"hwmon:power_meter:power1", "hwmon:ina226:VBUS", "rapl:package-0", "nvml:gpu0:energy"}
+    with pytest.raises(ValueError, match="no whole-system meter"):
+        plan_domains([PKG0, GPU0], "system")
+
+
+def test_the_total_line_names_what_is_shown_and_not_added() -> None:
+    line = plan_domains([PKG0, GPU0, METER, RAIL]).describe()
+    assert line.startswith("machine total = CPU packages + DRAM + GPUs (--cpu-total packages): cpu-package-0, gpu-0")
+    assert "system-0 (whole-system meter: contains the rest; --cpu-total system to use it)" in line
+    assert "ina226:VBUS (scope unknown)" in line
+    assert "not added" not in plan_domains([PKG0, GPU0]).describe()
+    system = plan_domains([PKG0, GPU0, METER], "system").describe()
+    assert "whole-system meter alone" in system and system.endswith("(--cpu-total system): system-0")
+    # psys and sub-zones beside the total are explained by the CPU side's wording, not flagged
+    assert describe_total("packages", ["cpu-package-0"], ["psys", "cpu-core-0"]).endswith(": cpu-package-0")
+
+
+def _trace(channels: list[tuple[Channel, float]]) -> TraceData:
+    """Each channel a steady counter at the given watts, 1 kHz for 2 s."""
+    t = T0 + np.arange(2001, dtype=np.int64) * MS
+    data = [ChannelData(c, t, np.round(np.arange(2001) * w * 1e3).astype(np.int64) + 5) for c, w in channels]
+    return TraceData(meta={}, channels=data, phases=[], marks=[], counts=[], run_start_ns=T0, run_end_ns=T0 + 2000 * MS)
+
+
+def test_summary_shows_the_meter_row_in_every_format_and_adds_it_only_when_asked() -> None:
+    trace = _trace([(PKG0, 50.0), (DRAM0, 10.0), (GPU0, 300.0), (METER, 450.0)])
+    s = summarise(trace, 0.0)
+    run = s.row("run")
+    assert [d.domain for d in run.domains] == ["cpu-package-0", "dram-0", "gpu-0", "system-0", TOTAL]
+    assert run.total.energy_j == pytest.approx((50 + 10 + 300) * 2.0, rel=1e-6)
+    assert run.domain("system-0").energy_j == pytest.approx(900.0, rel=1e-6)
+    for fmt in ("table", "json", "md"):
+        text = format_summary(s, fmt)
+        assert "system-0" in text and "whole-system meter" in text, fmt
+    rows = list(csv.DictReader(io.StringIO(format_summary(s, "csv"))))
+    assert {r["domain"]: r["in_total"] for r in rows if r["kind"] == "run"} == {
+        "cpu-package-0": "1", "dram-0": "1", "gpu-0": "1", "system-0": "0", TOTAL: "1"}
+    whole = summarise(trace, 0.0, cpu_total="system").row("run")
+    assert whole.total.energy_j == pytest.approx(900.0, rel=1e-6)
+
+
+def test_live_view_shows_the_meter_beside_the_total() -> None:
+    model = LiveModel([PKG0, GPU0, METER])
+    assert [c.name for c in model.channels] == ["rapl:package-0", "nvml:gpu0:energy", "hwmon:power_meter:power1"]
+    assert model.in_total == [True, True, False]
+    t = T0 + np.arange(1, 2001, dtype=np.int64) * MS
+    for k in range(4):  # four drains of 0.5 s: 50 W, 300 W and the 450 W meter, as uJ counters
+        part = t[k * 500:(k + 1) * 500]
+        e = (part - T0) * 1e-9
+        model.feed({"rapl:package-0": Samples(part, np.round(e * 50e6).astype(np.int64)),
+                    "nvml:gpu0:energy": Samples(part, np.round(e * 300e6).astype(np.int64)),
+                    "hwmon:power_meter:power1": Samples(part, np.round(e * 450e6).astype(np.int64))})
+    model.end_run()
+    figures = model.run_figures()
+    assert figures[2][0] == pytest.approx(450.0, rel=0.02)  # the meter's own row
+    assert figures[3][0] == pytest.approx(350.0, rel=0.02)  # the total: package + GPU, not the meter
+    assert model.energy_j == pytest.approx(350.0 * model.duration_s, rel=0.02)
+
+
+def test_live_view_titles_the_meter_not_in_total_and_leaves_it_out_of_the_total_chart() -> None:
+    import asyncio
+
+    from greentop.tui.app import LiveApp
+    from tests.test_tui_live import ScriptedSampler, counter, step, titles
+
+    chans = [counter("rapl:package-0", "cpu-package-0"), counter("hwmon:power_meter:power1", "system-0")]
+    app = LiveApp(ScriptedSampler(chans, {"rapl:package-0": 50.0, "hwmon:power_meter:power1": 200.0}), chans,
+                  timers=False)  # type: ignore[arg-type]
+
+    async def go() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            step(app, 20)
+            await pilot.pause()
+            got = titles(app)
+            assert got[0].startswith("cpu-package-0   50.0 W now")
+            assert got[1].startswith("system-0 (not in total)   200.0 W now")
+            assert got[2].startswith("total   50.0 W now")
+
+    asyncio.run(go())
+
+
+def test_live_view_keeps_psys_out_as_before_and_shows_unknown_meters() -> None:
+    model = LiveModel([PKG0, PSYS, GPU0, RAIL])
+    assert [c.name for c in model.channels] == ["rapl:package-0", "nvml:gpu0:energy", "hwmon:ina226:VBUS"]
+    assert model.in_total == [True, True, False]
