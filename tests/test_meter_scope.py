@@ -257,3 +257,21 @@ def test_live_view_keeps_psys_out_as_before_and_shows_unknown_meters() -> None:
     model = LiveModel([PKG0, PSYS, GPU0, RAIL])
     assert [c.name for c in model.channels] == ["rapl:package-0", "nvml:gpu0:energy", "hwmon:ina226:VBUS"]
     assert model.in_total == [True, True, False]
+
+
+def test_live_view_with_cpu_total_system_totals_the_meter_alone() -> None:
+    model = LiveModel([PKG0, GPU0, METER], cpu_total="system")
+    assert model.in_total == [False, False, True]  # package and GPU shown beside the meter, not added
+    t = T0 + np.arange(1, 2001, dtype=np.int64) * MS
+    for k in range(4):
+        part = t[k * 500:(k + 1) * 500]
+        e = (part - T0) * 1e-9
+        model.feed({"rapl:package-0": Samples(part, np.round(e * 50e6).astype(np.int64)),
+                    "nvml:gpu0:energy": Samples(part, np.round(e * 300e6).astype(np.int64)),
+                    "hwmon:power_meter:power1": Samples(part, np.round(e * 450e6).astype(np.int64))})
+    model.end_run()
+    assert model.run_figures()[3][0] == pytest.approx(450.0, rel=0.02)
+    assert model.energy_j == pytest.approx(450.0 * model.duration_s, rel=0.02)
+    assert "(--cpu-total system)" in model.machine_total
+    with pytest.raises(ValueError):
+        LiveModel([PKG0, GPU0], cpu_total="system")
