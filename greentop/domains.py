@@ -158,3 +158,14 @@ def plan_domains(channels: list[Channel], cpu_total: str = CPU_TOTAL_PACKAGES) -
             in_total.append(add)
     alternatives = {best[d].name: names for d, names in others.items() if best[d] in shown}
     return DomainPlan(shown, in_total, cpu_total, alternatives)
+
+
+def charted(plan: DomainPlan) -> tuple[list[Channel], list[bool]]:
+    """What a view draws a chart for, and which of those add up to its total: the total's domains,
+    and beside them the meters one could take for part of it (a whole-system meter, meters of
+    unknown scope; with ``--cpu-total system``, everything the meter contains). psys and the
+    packages it replaces stay in the summary's rows only, as they always have."""
+    keep = [t or plan.cpu_total == CPU_TOTAL_SYSTEM or domain_kind(c.domain) in ("system", "other")
+            for c, t in zip(plan.shown, plan.in_total)]
+    return ([c for c, k in zip(plan.shown, keep) if k], [t for t, k in zip(plan.in_total, keep) if k])
+

@@ -275,3 +275,29 @@ def test_live_view_with_cpu_total_system_totals_the_meter_alone() -> None:
     assert "(--cpu-total system)" in model.machine_total
     with pytest.raises(ValueError):
         LiveModel([PKG0, GPU0], cpu_total="system")
+
+
+def test_replay_charts_the_meter_beside_the_total_and_summarises_as_the_summary_does(
+        metered: tuple[FakeHost, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from greentop.tui.replay import TOTAL as REPLAY_TOTAL
+    from greentop.tui.replay import ReplayModel
+
+    _host, env = metered
+    trace = tmp_path / "run.h5"
+    rec = greentop("record", "-o", str(trace), "--no-baseline", "--", sys.executable, "-c", "import time; time.sleep(1.5)",
+                   env=env)
+    assert rec.returncode == 0, rec.stderr
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    model = ReplayModel(trace)
+    charted = {model.domain_name(c): t for c, t in zip(model.primary, model.in_total)}
+    assert charted["system-0"] is False and charted["cpu-package-0"] is True
+    bins = model.bins(model.start_ns, model.end_ns, 40)
+    meter = next(c.name for c in model.primary if c.domain == "system-0")
+    total_w = float(np.nanmean(bins[REPLAY_TOTAL].mean_w))
+    assert float(np.nanmean(bins[meter].mean_w)) == pytest.approx(METER_W, rel=0.05)
+    assert total_w < METER_W * 0.5  # packages + DRAM (+ the CPU estimate where taken), not the meter on top
+    # The replay's summary is `greentop summary`'s: the same rows and domains, the meter included.
+    cli = json.loads(greentop("summary", str(trace), "--format", "json", env=env).stdout)
+    replay = json.loads(format_summary(model.summarise(), "json"))
+    assert replay["rows"] == cli["rows"]
+    assert "system-0" in {d["domain"] for r in replay["rows"] for d in r["domains"]}

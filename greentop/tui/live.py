@@ -31,7 +31,7 @@ import numpy.typing as npt
 
 from greentop.channel import Channel, Quantity
 from greentop.channel_series import stall_after_s
-from greentop.domains import CPU_TOTAL_PACKAGES, CPU_TOTAL_SYSTEM, domain_kind, plan_domains
+from greentop.domains import CPU_TOTAL_PACKAGES, charted, plan_domains
 from greentop.energy import Converter, CounterUnwrapper, changes_period_s, converter_for
 from greentop.events import Event, build_phases
 from greentop.sampler import Samples
@@ -189,12 +189,7 @@ class LiveModel:
     def __init__(self, channels: Sequence[Channel], retain_s: float = DEFAULT_RETAIN_S, grid_ns: int = GRID_NS,
                  cpu_total: str = CPU_TOTAL_PACKAGES) -> None:
         self.plan = plan_domains(list(channels), cpu_total)
-        # The total's domains, and beside them (not added) the meters one could take for part of it:
-        # a whole-system meter, meters of unknown scope (with --cpu-total system, everything it contains).
-        keep = [t or cpu_total == CPU_TOTAL_SYSTEM or domain_kind(c.domain) in ("system", "other")
-                for c, t in zip(self.plan.shown, self.plan.in_total)]
-        self.channels: list[Channel] = [c for c, k in zip(self.plan.shown, keep) if k]
-        self.in_total: list[bool] = [t for t, k in zip(self.plan.in_total, keep) if k]  # parallel to ``channels``
+        self.channels, self.in_total = charted(self.plan)  # in_total is parallel to channels
         self.cpu_total = cpu_total
         self.grid_ns = int(grid_ns)
         self._lanes = [_Lane(c, converter_for(c), np.zeros(0, np.int64), np.zeros(0)) for c in self.channels]

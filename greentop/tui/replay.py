@@ -4,13 +4,14 @@ Two parts, one job each:
 
 - ``ReplayModel`` (no Textual): opens a trace without reading its samples (``trace.load(path,
   channels=())`` for phases and metadata, ``overview.ensure_overview`` for the multi-resolution
-  min/max/mean of each channel), gives the bins of any time window per primary domain and their
+  min/max/mean of each channel), gives the bins of any time window per charted domain (the total's, and beside them the
+  meters not added: ``domains.charted``) and their
   total, and computes the per-phase summary once (``attribution.summarise``, streamed one
   channel at a time like ``greentop summary``). Opening raises ``trace.TraceError`` for a file
   that is missing, corrupt or not a greentop trace, before any screen is drawn.
-- ``ReplayApp`` (Textual): one ``PowerChart`` per primary domain plus the total, the phase list,
+- ``ReplayApp`` (Textual): one ``PowerChart`` per charted domain plus the total, the phase list,
   and a detail pane (one phase, or two side by side to compare). The first screen is drawn from
-  the overview alone; the summary (which reads the primary channels' samples) is computed in a
+  the overview alone; the summary (which reads the shown channels' samples) is computed in a
   worker thread and fills the energy columns when ready.
 
 Time is CLOCK_MONOTONIC ns (``t_ns``) inside, seconds from the run start on screen; power in W,
@@ -32,7 +33,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from greentop.attribution import PhaseSummary, RunSummary
 from greentop.channel import Channel
-from greentop.energy import primary_channels
+from greentop.domains import charted, plan_domains
 from greentop.formatters import joules as _j
 from greentop.formatters import time_offset as _s
 from greentop.labels import per_unit_label, phase_label
@@ -126,7 +127,9 @@ class ReplayModel:
         with open_trace(self.path) as f:
             self.trace: TraceData = load(f, channels=())
         self.overviews: dict[str, Overview] = ensure_overview(self.path)
-        self.primary: list[Channel] = primary_channels([o.channel for o in self.overviews.values()])
+        # A chart per domain of the total, and beside it the meters not added (as the live view);
+        # the summary gets every row ``greentop summary`` gives.
+        self.primary, self.in_total = charted(plan_domains([o.channel for o in self.overviews.values()]))
         self.start_ns = int(self.trace.run_start_ns)
         self.end_ns = max(int(self.trace.run_end_ns), self.start_ns + 1)
         stored = (float(self.trace.meta.get("carbon_g_per_kwh", 0.0)), str(self.trace.meta.get("carbon_source", "")))
@@ -138,15 +141,16 @@ class ReplayModel:
     def summarise(self) -> RunSummary:
         """Per-phase, per-domain figures (``attribution.summarise``), computed once and kept.
 
-        Reads the primary channels' samples one channel at a time (seconds for an hour at 1 kHz),
+        Reads the shown channels' samples one channel at a time (seconds for an hour at 1 kHz),
         the same figures as ``greentop summary``."""
         if self.summary is None:
             from greentop.attribution import summarise
             from greentop.trace import iter_channels, open_trace
 
             with open_trace(self.path) as f:
-                streamed = iter_channels(f, [c.name for c in self.primary], read_ahead=True)
-                self.summary = summarise(self.trace, self.carbon[0], self.carbon[1], channels=streamed)
+                every = [cd.channel for cd in iter_channels(f, ends_only=True)]
+                streamed = iter_channels(f, [c.name for c in plan_domains(every).shown], read_ahead=True)
+                self.summary = summarise(self.trace, self.carbon[0], self.carbon[1], channels=streamed, every_channel=every)
         return self.summary
 
     # -- windows -------------------------------------------------------------------------------
@@ -160,7 +164,7 @@ class ReplayModel:
         return c.domain
 
     def bins(self, t0_ns: int, t1_ns: int, columns: int) -> dict[str, Bins]:
-        """Per primary channel (by name) and ``"total"``: the overview bins over ``[t0_ns, t1_ns)``
+        """Per charted channel (by name) and ``"total"`` (of the channels in the total): the overview bins over ``[t0_ns, t1_ns)``
         for a chart of ``columns`` dot columns (``Overview.window``: never every sample).
 
         The total sums the channels' bins on their shared grid: mean = sum of means; its span
@@ -174,7 +178,8 @@ class ReplayModel:
             cov = np.maximum(np.minimum(w.t_ns + bin_ns, ov.t_last_ns) - np.maximum(w.t_ns, ov.t_first_ns), 0)
             out[ov.channel.name] = Bins(w.t_ns, bin_ns, np.asarray(w.min_w, np.float64), np.asarray(w.max_w, np.float64),
                                         np.asarray(w.mean_w, np.float64), cov)
-        out[TOTAL] = self._total(ovs, t0_ns, t1_ns, columns)
+        added = {c.name for c, t in zip(self.primary, self.in_total) if t}
+        out[TOTAL] = self._total([ov for ov in ovs if ov.channel.name in added], t0_ns, t1_ns, columns)
         return out
 
     def _total(self, ovs: list[Overview], t0_ns: int, t1_ns: int, columns: int) -> Bins:
@@ -333,12 +338,14 @@ class ReplayApp(App[int]):
             for i, c in enumerate(self.model.primary):
                 cid = f"chart-{i}"
                 self._chart_ids[c.name] = cid
-                chart = PowerChart(self.model.domain_name(c), estimated=c.estimated, id=cid)
+                title = self.model.domain_name(c) + ("" if self.model.in_total[i] else " (not in total)")
+                chart = PowerChart(title, estimated=c.estimated, id=cid)
                 chart.mouse_zoom = True
                 yield chart
             if len(self.model.primary) > 1:  # with one domain the total is the same chart again
                 self._chart_ids[TOTAL] = "chart-total"
-                total = PowerChart(TOTAL, estimated=any(c.estimated for c in self.model.primary), id="chart-total")
+                total = PowerChart(TOTAL, estimated=any(c.estimated for c, t in zip(self.model.primary, self.model.in_total) if t),
+                                   id="chart-total")
                 total.mouse_zoom = True
                 yield total
         with Horizontal(id="bottom"):
