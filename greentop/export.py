@@ -4,14 +4,18 @@ What is measured is served at ``http://ADDR/metrics`` by the official ``promethe
 library, in the format Prometheus, Grafana Agent, VictoriaMetrics and the OpenTelemetry collector
 scrape. Every metric is listed in ``docs/prometheus.md``.
 
-The numbers are the trace's numbers, made the same way: each *primary* channel
-(``energy.primary_channels``: one reading per physical domain, the rule behind the summary's
+The numbers are the trace's numbers, made the same way: each channel of the machine total
+(``domains.plan_domains``: one reading per physical domain, the rule behind the summary's
 machine total) goes through its converter (``energy.converter_for``: wraps unwrapped, glitches
 held), and its cumulative energy since this exporter started is the counter
 ``greentop_energy_joules_total``. So the counters only ever rise while greentop runs, a sum over
 ``domain`` is the machine's total with nothing counted twice, and a restart of greentop starts
 them again from 0 with a new ``_created`` time: a counter reset, which ``rate()`` and
 ``increase()`` handle as Prometheus expects.
+
+A meter shown beside the total and never added (a whole-system ACPI meter, a meter of unknown
+scope: ``domains.charted``) gets series of its own, ``greentop_meter_energy_joules_total`` and
+``greentop_meter_power_watts``, so that no sum over ``greentop_energy_joules_total`` counts it.
 
 Phases come from the workload's events when recording (``record --export``): the open phases as
 ``greentop_phase_info``, the machine's energy since each began, and a counter of the energy spent
@@ -39,7 +43,8 @@ import numpy.typing as npt
 
 from greentop import __version__
 from greentop.channel import Channel
-from greentop.energy import Converter, converter_for, primary_channels
+from greentop.domains import charted, domain_kind, plan_domains
+from greentop.energy import Converter, converter_for
 from greentop.events import Event
 from greentop.sampler import SamplerHealth, Samples
 
@@ -129,11 +134,14 @@ class ExportState:
 
     def __init__(self, channels: Sequence[Channel], host: str | None = None) -> None:
         self.host = host or socket.gethostname()
-        self.primary = primary_channels(list(channels))
+        shown, added = charted(plan_domains(list(channels)))
+        self.primary = [c for c, t in zip(shown, added) if t]
+        self.meters = [c for c, t in zip(shown, added) if not t]
         self.created_s = time.time()
         self.wall_offset_ns = time.time_ns() - time.monotonic_ns()  # samples are CLOCK_MONOTONIC
         self._lock = threading.Lock()
         self._hist = {c.name: _History(c) for c in self.primary}
+        self._meter_hist = {c.name: _History(c) for c in self.meters}
         self._open: dict[str, _OpenPhase] = {}
         self._pending_ends: list[Event] = []
         self._phase_done_j: dict[tuple[str, str], float] = {}
@@ -147,7 +155,7 @@ class ExportState:
     def feed(self, samples: dict[str, Samples], events: Iterable[Event] = ()) -> None:
         with self._lock:
             for name, s in samples.items():
-                h = self._hist.get(name)
+                h = self._hist.get(name) or self._meter_hist.get(name)
                 if h is not None:
                     h.feed(s)
             for e in events:
@@ -205,6 +213,7 @@ class ExportState:
             covered = self._covered_ns()
             machine_now = sum(h.total_j for h in self._hist.values())
             domains = [(h.channel, h.total_j, h.power_w(), h.last_ns) for h in self._hist.values()]
+            meters = [(h.channel, h.total_j, h.power_w()) for h in self._meter_hist.values()]
             open_rows = []
             phase_j = dict(self._phase_done_j)
             for p in self._open.values():
@@ -215,7 +224,7 @@ class ExportState:
             for key, value in phase_j.items():  # counters never go back, even while a boundary settles
                 served = max(value, self._phase_served_j.get(key, 0.0))
                 self._phase_served_j[key] = phase_j[key] = served
-            return {"domains": domains, "open": open_rows, "phase_j": phase_j, "work": dict(self._work),
+            return {"domains": domains, "meters": meters, "open": open_rows, "phase_j": phase_j, "work": dict(self._work),
                     "health": self.health, "events_dropped": self.events_dropped}
 
 
@@ -255,6 +264,7 @@ class _Collector:
         yield energy
         yield power
         yield stamp
+        yield from _meter_metrics(snap["meters"], st.host, created)
         info = InfoMetricFamily("greentop_phase", "The workload's open phases (1 while open)", labels=["host", "phase", "rank"])
         so_far = GaugeMetricFamily("greentop_phase_energy_joules", "Machine energy since the open phase began (J)",
                                    labels=["host", "phase", "rank"])
@@ -285,6 +295,23 @@ class _Collector:
         build = InfoMetricFamily("greentop_build", "greentop's version", labels=["host"])
         build.add_metric([st.host], {"version": __version__})
         yield build
+
+
+def _meter_metrics(meters: list[tuple[Channel, float, float]], host: str, created: float) -> Iterable[Any]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    labels = ["domain", "host", "scope", "source"]
+    energy = CounterMetricFamily("greentop_meter_energy_joules", "Energy of a meter not in the machine total (J): a "
+                                 "whole-system meter (scope system) contains the domains; never add it to them", labels=labels)
+    power = GaugeMetricFamily("greentop_meter_power_watts", f"Average power of such a meter over the last {POWER_WINDOW_S:g} s (W)",
+                              labels=labels)
+    for c, energy_j, power_w in meters:
+        values = [c.domain, host, "system" if domain_kind(c.domain) == "system" else "unknown", c.source]
+        energy.add_metric(values, energy_j, created=created)
+        if not math.isnan(power_w):
+            power.add_metric(values, power_w)
+    yield energy
+    yield power
 
 
 def _health_metrics(health: SamplerHealth | None, events_dropped: int, host: str, created: float) -> Iterable[Any]:

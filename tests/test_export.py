@@ -3,6 +3,8 @@ binding, and a real Prometheus server scraping a recording over the fake host.""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 import os
 import shutil
@@ -80,6 +82,18 @@ def test_energy_counter_rises_through_a_wrap_and_a_glitch_and_counts_each_domain
     assert seen[-1] == pytest.approx(100.0 * 3.999, rel=1e-3)
     domains = {dict(ls)["domain"] for (n, ls) in samples if n == "greentop_energy_joules_total"}
     assert domains == {"cpu-package-0"}  # the core sub-zone is inside the package, psys covers it
+
+
+def test_a_whole_system_meter_is_served_apart_and_never_in_the_domains_sum() -> None:
+    pkg = rapl("rapl:package-0", "cpu-package-0")
+    meter = replace(rapl("hwmon:power_meter:power1", "system-0"), source="hwmon")
+    state = ExportState([pkg, meter], host="h1")
+    state.feed({"rapl:package-0": counter_samples(0, 50.0, 0.0, 2.0), "hwmon:power_meter:power1": counter_samples(0, 200.0, 0.0, 2.0)})
+    samples = scrape(state)
+    domains = {dict(ls)["domain"] for (n, ls) in samples if n == "greentop_energy_joules_total"}
+    assert domains == {"cpu-package-0"}  # a sum over domain stays the machine total
+    assert value(samples, "greentop_meter_energy_joules_total", domain="system-0", scope="system") == pytest.approx(400.0, rel=0.01)
+    assert value(samples, "greentop_meter_power_watts", domain="system-0") == pytest.approx(200.0, rel=0.01)
 
 
 def test_phases_work_and_ranks_from_the_recording_events() -> None:
