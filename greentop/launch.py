@@ -6,8 +6,13 @@ here and stop it with :meth:`Workload.stop`, so what a signal does is the same e
 The stop protocol
 -----------------
 - Start: the workload gets greentop's environment plus whatever the caller adds (the phase
-  socket), and the kernel's parent-death signal (``PR_SET_PDEATHSIG``): if greentop dies, even
-  by SIGKILL, the workload gets SIGTERM instead of running on unrecorded.
+  socket) and this run's mark (``GREENTOP_TREE``), and the kernel's parent-death signal
+  (``PR_SET_PDEATHSIG``): if greentop dies, even by SIGKILL, the workload gets SIGTERM instead of
+  running on unrecorded. That signal reaches the workload's own process only, so a guard process
+  (:mod:`greentop.guard`) watches greentop too: when greentop dies before it has reaped the
+  workload, the guard sends SIGTERM to the workload's whole tree (its children, their children,
+  whatever process group or session they moved to, as long as they carry the mark or descend
+  from one that does), then SIGKILL after ``GRACE_S``. A normal end lets the guard go untouched.
 - Where it runs: ``own_group=False`` (``greentop record``, a sweep's ``greentop record``) leaves the
   workload in greentop's process group, so it keeps the terminal (a debugger prompt works) and a
   terminal's Ctrl-C reaches it and its children directly. ``own_group=True`` (the live view,
@@ -24,12 +29,15 @@ The stop protocol
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import IO, Callable, Mapping, Sequence
+
+from greentop.guard import Guard, marked_env
 
 PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
 GRACE_S = 5.0  # after the first signal: time the workload gets before SIGTERM, then before SIGKILL
@@ -59,6 +67,33 @@ def _death_signal_setter() -> Callable[[], None] | None:
             os.kill(os.getpid(), signal.SIGTERM)
 
     return set_in_child
+
+
+class _GuardedPopen(subprocess.Popen):  # type: ignore[type-arg]
+    """A workload's process: once reaped (by whichever caller polls or waits), its guard is let go."""
+
+    guard: Guard | None = None
+
+    def poll(self) -> int | None:
+        returncode = super().poll()
+        if returncode is not None and self.guard is not None:
+            self.guard.release()
+        return returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        returncode = super().wait(timeout)
+        if self.guard is not None:
+            self.guard.release()
+        return returncode
+
+
+def _start_guard() -> Guard | None:
+    """A guard for a workload about to start; None when none can run (the parent-death signal
+    still covers the workload's own process)."""
+    try:
+        return Guard(secrets.token_hex(8), GRACE_S)
+    except OSError:
+        return None
 
 
 @dataclass
@@ -132,15 +167,27 @@ class Workload:
 
 def start(cmd: Sequence[str], env: Mapping[str, str] | None = None, *, own_group: bool = False,
           capture_output: bool = False, log: IO[bytes] | None = None) -> Workload:
-    """Start ``cmd`` by the protocol: greentop's environment plus ``env``, the parent-death signal,
-    in its own session when ``own_group``. Its stdout and stderr: captured (``capture_output``,
-    read them from ``Workload.output``), written to ``log``, or greentop's own; stdin is closed
-    unless they are greentop's own. OSError when it cannot be started."""
+    """Start ``cmd`` by the protocol: greentop's environment plus ``env`` and the run's mark, the
+    parent-death signal and a guard, in its own session when ``own_group``. Its stdout and stderr:
+    captured (``capture_output``, read them from ``Workload.output``), written to ``log``, or
+    greentop's own; stdin is closed unless they are greentop's own. OSError when it cannot be
+    started."""
     out: int | IO[bytes] | None = subprocess.PIPE if capture_output else log
-    process = subprocess.Popen(list(cmd), env=dict(os.environ) | dict(env or {}),
-                               stdin=subprocess.DEVNULL if out is not None else None,
-                               stdout=out, stderr=subprocess.STDOUT if out is not None else None,
-                               start_new_session=own_group, preexec_fn=_death_signal_setter())
+    full_env = dict(os.environ) | dict(env or {})
+    guard = _start_guard()  # before the workload: no child of it is ever unguarded
+    if guard is not None:
+        full_env = marked_env(full_env, guard.mark)
+    try:
+        process = _GuardedPopen(list(cmd), env=full_env, stdin=subprocess.DEVNULL if out is not None else None,
+                                stdout=out, stderr=subprocess.STDOUT if out is not None else None,
+                                start_new_session=own_group, preexec_fn=_death_signal_setter())
+    except BaseException:
+        if guard is not None:
+            guard.release()
+        raise
+    process.guard = guard
+    if guard is not None and own_group:
+        guard.tell_group(process.pid)
     return Workload(process, own_group, process.stdout if capture_output else None)
 
 
