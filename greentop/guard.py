@@ -1,10 +1,15 @@
 """The guard: stop a workload's whole tree when greentop dies, by any means.
 
+This file runs as a script of its own (``python -I -S greentop/guard.py FD GRACE_S MARK``), so it
+imports only ``os``, ``signal``, ``sys`` and ``time``: it starts beside every workload, and its
+start is greentop's overhead. greentop's side (start it, tell it, release it) is
+:class:`greentop.launch.Guard`.
+
 The kernel's parent-death signal (``PR_SET_PDEATHSIG``, set by :mod:`greentop.launch`) reaches
 only the workload's own process. Its children (data-loader workers, torchrun's ranks, the jobs of
 ``sh -c 'a & b'``, a server's workers) would run on, holding the GPU and memory, unrecorded. So
-the launcher also starts a guard: a small process of its own (this file run as a script, standard
-library only, in a session of its own so that no terminal or job signal reaches it) that holds
+the launcher also starts a guard: a small process in a session of its own (no terminal or job
+signal reaches it; it ignores SIGINT, SIGTERM, SIGHUP and SIGQUIT besides) that holds
 the read end of a pipe whose write end only greentop holds (close-on-exec: the workload never
 inherits it).
 
@@ -37,80 +42,32 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
-import threading
 import time
-from pathlib import Path
-from typing import Iterable, Mapping
 
 TREE_ENV = "GREENTOP_TREE"  # the marks of the greentop runs a process belongs to, ``:``-separated
 DONE = b"done\n"  # greentop reaped the workload: nothing to do
 GROUP = b"group "  # ``group <pgid>\n``: the workload's own process group
 POLL_S = 0.1
 KILL_WAIT_S = 3.0  # after SIGKILL: how long the guard keeps catching what forks meanwhile
-PROC = Path("/proc")
+PROC = "/proc"
 
 
-# --- greentop's side ------------------------------------------------------------------------------
+def _read(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
-class Guard:
-    """greentop's end of a started guard: the pipe's write end."""
-
-    def __init__(self, mark: str, grace_s: float) -> None:
-        self.mark = mark
-        self._lock = threading.Lock()  # the view's thread and the session may both reap the workload
-        read_fd, self._write_fd = os.pipe()  # both close-on-exec: the workload inherits neither
-        try:
-            self.process: subprocess.Popen[bytes] | None = subprocess.Popen(
-                # -I -S: the standard library only, whatever PYTHONPATH says; a fast start.
-                [sys.executable, "-I", "-S", __file__, str(read_fd), repr(float(grace_s)), mark],
-                pass_fds=(read_fd,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, cwd="/", start_new_session=True)
-        except OSError:
-            os.close(self._write_fd)
-            raise
-        finally:
-            os.close(read_fd)
-
-    def tell_group(self, pgid: int) -> None:
-        """The workload runs in process group ``pgid`` of its own: the guard stops it too."""
-        self._write(GROUP + b"%d\n" % pgid)
-
-    def release(self) -> None:
-        """The workload is reaped: let the guard exit untouched. Idempotent."""
-        with self._lock:
-            if self._write_fd < 0:
-                return
-            self._write(DONE)
-            os.close(self._write_fd)
-            self._write_fd = -1
-        if self.process is not None:
-            try:
-                self.process.wait(timeout=5.0)  # it exits at once; reaping it leaves no zombie
-            except subprocess.TimeoutExpired:
-                pass
-            self.process = None
-
-    def _write(self, data: bytes) -> None:
-        try:
-            os.write(self._write_fd, data)
-        except OSError:
-            pass  # the guard is gone (killed by hand): PR_SET_PDEATHSIG is still there
-
-
-def marked_env(env: Mapping[str, str], mark: str) -> dict[str, str]:
-    """``env`` with ``mark`` added to its :data:`TREE_ENV` list."""
-    marks = [m for m in env.get(TREE_ENV, "").split(":") if m]
-    return dict(env) | {TREE_ENV: ":".join([*marks, mark])}
-
-
-# --- the guard's side -----------------------------------------------------------------------------
 
 def _stat(pid: int) -> tuple[str, int, int, int] | None:
     """(state, ppid, pgrp, start time in ticks) of ``pid``, None when it is gone."""
     try:
-        text = (PROC / str(pid) / "stat").read_bytes()
+        text = _read(f"{PROC}/{pid}/stat")
     except OSError:
         return None
     fields = text[text.rfind(b")") + 2:].split()  # the name may hold spaces and parentheses
@@ -119,7 +76,7 @@ def _stat(pid: int) -> tuple[str, int, int, int] | None:
 
 def _carries(pid: int, mark: bytes) -> bool:
     try:
-        environ = (PROC / str(pid) / "environ").read_bytes()
+        environ = _read(f"{PROC}/{pid}/environ")
     except OSError:  # gone, or another user's: never ours to stop
         return False
     prefix = TREE_ENV.encode() + b"="
@@ -151,7 +108,7 @@ def tree(mark: str, pgid: int) -> dict[int, int]:
     return {pid: procs[pid][3] for pid in members if procs[pid][0] not in ("Z", "X")}
 
 
-def _send(pid: int, started: int, sigs: Iterable[int]) -> None:
+def _send(pid: int, started: int, sigs: tuple[int, ...]) -> None:
     """``sigs`` to ``pid`` if it is still the process that started at ``started``."""
     try:
         fd = os.pidfd_open(pid)  # pins the process: a reused pid cannot be hit after the check

@@ -32,12 +32,13 @@ import os
 import secrets
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import IO, Callable, Mapping, Sequence
 
-from greentop.guard import Guard, marked_env
+from greentop import guard as _guard
 
 PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
 GRACE_S = 5.0  # after the first signal: time the workload gets before SIGTERM, then before SIGKILL
@@ -69,7 +70,55 @@ def _death_signal_setter() -> Callable[[], None] | None:
     return set_in_child
 
 
-class _GuardedPopen(subprocess.Popen):  # type: ignore[type-arg]
+class Guard:
+    """greentop's end of a started guard (:mod:`greentop.guard`): the pipe's write end."""
+
+    def __init__(self, mark: str, grace_s: float) -> None:
+        self.mark = mark
+        self._lock = threading.Lock()  # the view's thread and the session may both reap the workload
+        read_fd, self._write_fd = os.pipe()  # both close-on-exec: the workload inherits neither
+        try:
+            self.process: subprocess.Popen[bytes] = subprocess.Popen(
+                # -I -S: the standard library only, whatever PYTHONPATH says; a fast start.
+                [sys.executable, "-I", "-S", _guard.__file__, str(read_fd), repr(float(grace_s)), mark],
+                pass_fds=(read_fd,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, cwd="/", start_new_session=True)
+        except OSError:
+            os.close(self._write_fd)
+            raise
+        finally:
+            os.close(read_fd)
+
+    def tell_group(self, pgid: int) -> None:
+        """The workload runs in process group ``pgid`` of its own: the guard stops it too."""
+        self._write(_guard.GROUP + b"%d\n" % pgid)
+
+    def release(self) -> None:
+        """The workload is reaped: let the guard exit untouched. Idempotent."""
+        with self._lock:
+            if self._write_fd < 0:
+                return
+            self._write(_guard.DONE)
+            os.close(self._write_fd)
+            self._write_fd = -1
+        # It exits at once; reaped aside, so that its exit (~8 ms) never delays the workload's end
+        # as the trace records it.
+        threading.Thread(target=self.process.wait, name="greentop-guard-reaper", daemon=True).start()
+
+    def _write(self, data: bytes) -> None:
+        try:
+            os.write(self._write_fd, data)
+        except OSError:
+            pass  # the guard is gone (killed by hand): PR_SET_PDEATHSIG is still there
+
+
+def marked_env(env: Mapping[str, str], mark: str) -> dict[str, str]:
+    """``env`` with ``mark`` added to its :data:`greentop.guard.TREE_ENV` list."""
+    marks = [m for m in env.get(_guard.TREE_ENV, "").split(":") if m]
+    return dict(env) | {_guard.TREE_ENV: ":".join([*marks, mark])}
+
+
+class _GuardedPopen(subprocess.Popen[bytes]):
     """A workload's process: once reaped (by whichever caller polls or waits), its guard is let go."""
 
     guard: Guard | None = None
