@@ -71,7 +71,10 @@ def _stat(pid: int) -> tuple[str, int, int, int] | None:
     except OSError:
         return None
     fields = text[text.rfind(b")") + 2:].split()  # the name may hold spaces and parentheses
-    return fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[19])
+    try:
+        return fields[0].decode(), int(fields[1]), int(fields[2]), int(fields[19])
+    except (IndexError, ValueError):  # read as it exited
+        return None
 
 
 def _carries(pid: int, mark: bytes) -> bool:

@@ -12,7 +12,8 @@ The stop protocol
   (:mod:`greentop.guard`) watches greentop too: when greentop dies before it has reaped the
   workload, the guard sends SIGTERM to the workload's whole tree (its children, their children,
   whatever process group or session they moved to, as long as they carry the mark or descend
-  from one that does), then SIGKILL after ``GRACE_S``. A normal end lets the guard go untouched.
+  from one that does), then SIGKILL after ``GRACE_S``. Once greentop has reaped the workload it
+  lets the guard exit without touching anything.
 - Where it runs: ``own_group=False`` (``greentop record``, a sweep's ``greentop record``) leaves the
   workload in greentop's process group, so it keeps the terminal (a debugger prompt works) and a
   terminal's Ctrl-C reaches it and its children directly. ``own_group=True`` (the live view,
@@ -139,6 +140,8 @@ class _GuardedPopen(subprocess.Popen[bytes]):
 def _start_guard() -> Guard | None:
     """A guard for a workload about to start; None when none can run (the parent-death signal
     still covers the workload's own process)."""
+    if not sys.executable:  # an embedding interpreter that cannot run a script
+        return None
     try:
         return Guard(secrets.token_hex(8), GRACE_S)
     except OSError:
