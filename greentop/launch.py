@@ -6,8 +6,14 @@ here and stop it with :meth:`Workload.stop`, so what a signal does is the same e
 The stop protocol
 -----------------
 - Start: the workload gets greentop's environment plus whatever the caller adds (the phase
-  socket), and the kernel's parent-death signal (``PR_SET_PDEATHSIG``): if greentop dies, even
-  by SIGKILL, the workload gets SIGTERM instead of running on unrecorded.
+  socket) and this run's mark (``GREENTOP_TREE``), and the kernel's parent-death signal
+  (``PR_SET_PDEATHSIG``): if greentop dies, even by SIGKILL, the workload gets SIGTERM instead of
+  running on unrecorded. That signal reaches the workload's own process only, so a guard process
+  (:mod:`greentop.guard`) watches greentop too: when greentop dies before it has reaped the
+  workload, the guard sends SIGTERM to the workload's whole tree (its children, their children,
+  whatever process group or session they moved to, as long as they carry the mark or descend
+  from one that does), then SIGKILL after ``GRACE_S``. Once greentop has reaped the workload it
+  lets the guard exit without touching anything.
 - Where it runs: ``own_group=False`` (``greentop record``, a sweep's ``greentop record``) leaves the
   workload in greentop's process group, so it keeps the terminal (a debugger prompt works) and a
   terminal's Ctrl-C reaches it and its children directly. ``own_group=True`` (the live view,
@@ -24,12 +30,16 @@ The stop protocol
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import IO, Callable, Mapping, Sequence
+
+from greentop import guard as _guard
 
 PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
 GRACE_S = 5.0  # after the first signal: time the workload gets before SIGTERM, then before SIGKILL
@@ -59,6 +69,83 @@ def _death_signal_setter() -> Callable[[], None] | None:
             os.kill(os.getpid(), signal.SIGTERM)
 
     return set_in_child
+
+
+class Guard:
+    """greentop's end of a started guard (:mod:`greentop.guard`): the pipe's write end."""
+
+    def __init__(self, mark: str, grace_s: float) -> None:
+        self.mark = mark
+        self._lock = threading.Lock()  # the view's thread and the session may both reap the workload
+        read_fd, self._write_fd = os.pipe()  # both close-on-exec: the workload inherits neither
+        try:
+            self.process: subprocess.Popen[bytes] = subprocess.Popen(
+                # -I -S: the standard library only, whatever PYTHONPATH says; a fast start.
+                [sys.executable, "-I", "-S", _guard.__file__, str(read_fd), repr(float(grace_s)), mark],
+                pass_fds=(read_fd,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, cwd="/", start_new_session=True)
+        except OSError:
+            os.close(self._write_fd)
+            raise
+        finally:
+            os.close(read_fd)
+
+    def tell_group(self, pgid: int) -> None:
+        """The workload runs in process group ``pgid`` of its own: the guard stops it too."""
+        self._write(_guard.GROUP + b"%d\n" % pgid)
+
+    def release(self) -> None:
+        """The workload is reaped: let the guard exit untouched. Idempotent."""
+        with self._lock:
+            if self._write_fd < 0:
+                return
+            self._write(_guard.DONE)
+            os.close(self._write_fd)
+            self._write_fd = -1
+        # It exits at once; reaped aside, so that its exit (~8 ms) never delays the workload's end
+        # as the trace records it.
+        threading.Thread(target=self.process.wait, name="greentop-guard-reaper", daemon=True).start()
+
+    def _write(self, data: bytes) -> None:
+        try:
+            os.write(self._write_fd, data)
+        except OSError:
+            pass  # the guard is gone (killed by hand): PR_SET_PDEATHSIG is still there
+
+
+def marked_env(env: Mapping[str, str], mark: str) -> dict[str, str]:
+    """``env`` with ``mark`` added to its :data:`greentop.guard.TREE_ENV` list."""
+    marks = [m for m in env.get(_guard.TREE_ENV, "").split(":") if m]
+    return dict(env) | {_guard.TREE_ENV: ":".join([*marks, mark])}
+
+
+class _GuardedPopen(subprocess.Popen[bytes]):
+    """A workload's process: once reaped (by whichever caller polls or waits), its guard is let go."""
+
+    guard: Guard | None = None
+
+    def poll(self) -> int | None:
+        returncode = super().poll()
+        if returncode is not None and self.guard is not None:
+            self.guard.release()
+        return returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        returncode = super().wait(timeout)
+        if self.guard is not None:
+            self.guard.release()
+        return returncode
+
+
+def _start_guard() -> Guard | None:
+    """A guard for a workload about to start; None when none can run (the parent-death signal
+    still covers the workload's own process)."""
+    if not sys.executable:  # an embedding interpreter that cannot run a script
+        return None
+    try:
+        return Guard(secrets.token_hex(8), GRACE_S)
+    except OSError:
+        return None
 
 
 @dataclass
@@ -132,15 +219,27 @@ class Workload:
 
 def start(cmd: Sequence[str], env: Mapping[str, str] | None = None, *, own_group: bool = False,
           capture_output: bool = False, log: IO[bytes] | None = None) -> Workload:
-    """Start ``cmd`` by the protocol: greentop's environment plus ``env``, the parent-death signal,
-    in its own session when ``own_group``. Its stdout and stderr: captured (``capture_output``,
-    read them from ``Workload.output``), written to ``log``, or greentop's own; stdin is closed
-    unless they are greentop's own. OSError when it cannot be started."""
+    """Start ``cmd`` by the protocol: greentop's environment plus ``env`` and the run's mark, the
+    parent-death signal and a guard, in its own session when ``own_group``. Its stdout and stderr:
+    captured (``capture_output``, read them from ``Workload.output``), written to ``log``, or
+    greentop's own; stdin is closed unless they are greentop's own. OSError when it cannot be
+    started."""
     out: int | IO[bytes] | None = subprocess.PIPE if capture_output else log
-    process = subprocess.Popen(list(cmd), env=dict(os.environ) | dict(env or {}),
-                               stdin=subprocess.DEVNULL if out is not None else None,
-                               stdout=out, stderr=subprocess.STDOUT if out is not None else None,
-                               start_new_session=own_group, preexec_fn=_death_signal_setter())
+    full_env = dict(os.environ) | dict(env or {})
+    guard = _start_guard()  # before the workload: no child of it is ever unguarded
+    if guard is not None:
+        full_env = marked_env(full_env, guard.mark)
+    try:
+        process = _GuardedPopen(list(cmd), env=full_env, stdin=subprocess.DEVNULL if out is not None else None,
+                                stdout=out, stderr=subprocess.STDOUT if out is not None else None,
+                                start_new_session=own_group, preexec_fn=_death_signal_setter())
+    except BaseException:
+        if guard is not None:
+            guard.release()
+        raise
+    process.guard = guard
+    if guard is not None and own_group:
+        guard.tell_group(process.pid)
     return Workload(process, own_group, process.stdout if capture_output else None)
 
 

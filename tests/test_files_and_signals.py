@@ -136,6 +136,50 @@ def test_the_workload_dies_with_a_killed_recorder(tmp_path: Path, host_env: dict
             pass
 
 
+def test_the_workloads_children_die_with_a_killed_recorder(tmp_path: Path, host_env: dict[str, str]) -> None:
+    kids = tmp_path / "kids.pid"
+    script = f"sleep 300 & a=$!; sleep 300 & echo $a $! > {kids}; wait"
+    proc = subprocess.Popen([sys.executable, "-m", "greentop", "record", "-o", str(tmp_path / "run.h5"), "--no-baseline",
+                             "--", "sh", "-c", script], env=host_env, cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not (kids.exists() and len(kids.read_text().split()) == 2) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pids = [int(p) for p in kids.read_text().split()]
+        proc.kill()  # SIGKILL: greentop stops nothing itself
+        proc.wait(timeout=30)
+        assert all(_gone(pid, 15) for pid in pids), "a child of the workload ran on after greentop was killed"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_a_recorded_workload_keeps_its_exit_code_and_leaves_no_guard(tmp_path: Path, host_env: dict[str, str]) -> None:
+    mark = tmp_path / "mark"
+    proc = subprocess.run([sys.executable, "-m", "greentop", "record", "-o", str(tmp_path / "run.h5"), "--no-baseline",
+                           "--", "sh", "-c", f'echo "$GREENTOP_TREE" > {mark}; exit 7'], env=host_env, cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 7, proc.stderr
+    run_mark = mark.read_text().strip().split(":")[-1]
+    assert run_mark, "the workload carries no mark of its run"
+    left = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline_has(p, run_mark)]
+    assert all(_gone(pid, 10) for pid in left), "a guard outlived greentop record"
+
+
+def _cmdline_has(proc_dir: Path, text: str) -> bool:
+    try:
+        return text.encode() in (proc_dir / "cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def test_stale_socket_folders_are_removed_live_ones_kept(tmp_path: Path) -> None:
     stale, live, other = tmp_path / "greentop-abc", tmp_path / "greentop-def", tmp_path / "greentop-keep"
     for d in (stale, live, other):

@@ -10,6 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from greentop import launch
 
 
@@ -104,3 +106,113 @@ def test_the_workload_dies_with_a_killed_launcher(tmp_path: Path) -> None:
 def test_exit_status_follows_the_shell() -> None:
     assert launch.exit_status(0) == 0 and launch.exit_status(3) == 3
     assert launch.exit_status(-signal.SIGKILL) == 137
+
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
+
+
+def _guards(mark: str) -> list[int]:
+    """Live processes whose command line names ``mark``: the guard of that run."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and entry.name != str(os.getpid()):
+            try:
+                if mark.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def _kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _wait_gone(pids: list[int], timeout_s: float) -> list[int]:
+    """Those of ``pids`` still alive after ``timeout_s``."""
+    end = time.monotonic() + timeout_s
+    while any(_alive(p) for p in pids) and time.monotonic() < end:
+        time.sleep(0.05)
+    return [p for p in pids if _alive(p)]
+
+
+@pytest.mark.parametrize("own_group", [False, True], ids=["record", "live-view"])
+def test_the_workloads_whole_tree_dies_with_a_killed_launcher(tmp_path: Path, own_group: bool) -> None:
+    """SIGKILL to greentop: the workload's children go too (a data-loader worker, one that moved to
+    a session of its own, one that ignores SIGTERM), a process beside greentop in its own process
+    group (``greentop record ... | tee``) does not."""
+    kids, beside = tmp_path / "kids.pid", tmp_path / "beside.pid"
+    tree_code = textwrap.dedent(f"""
+        import subprocess, sys, time
+        sleeper = {SLEEPER!r}
+        stubborn = [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"]
+        kids = [subprocess.Popen(sleeper), subprocess.Popen(sleeper, start_new_session=True), subprocess.Popen(stubborn)]
+        time.sleep(0.5)  # the stubborn one has set its handler
+        open({str(kids)!r}, "w").write(" ".join(str(k.pid) for k in kids))
+        time.sleep(120)
+    """)
+    launcher_code = textwrap.dedent(f"""
+        import subprocess, sys, time
+        from greentop import launch
+        beside = subprocess.Popen({SLEEPER!r})
+        open({str(beside)!r}, "w").write(str(beside.pid))
+        w = launch.start([sys.executable, "-c", {tree_code!r}], own_group={own_group!r}, capture_output={own_group!r})
+        time.sleep(120)
+    """)
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    # Its own session: its process group holds the launcher and the process beside it only.
+    parent = subprocess.Popen([sys.executable, "-c", launcher_code], env=env, start_new_session=True)
+    pids: list[int] = []
+    try:
+        pids = [int(p) for p in _wait_for_file(kids).split()]
+        bystander = int(_wait_for_file(beside))
+        pids.append(bystander)
+        assert all(_alive(p) for p in pids)
+        parent.kill()  # SIGKILL: the launcher gets no chance to stop anything
+        parent.wait()
+        assert _wait_gone(pids[:3], 15.0) == [], "a child of the workload ran on after greentop was killed"
+        assert _alive(bystander), "a process outside the workload's tree was stopped"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        _kill_all(pids)
+
+
+def test_a_normal_end_lets_the_guard_go_and_keeps_the_exit_code(tmp_path: Path) -> None:
+    mark_file, go = tmp_path / "mark", tmp_path / "go"
+    code = textwrap.dedent(f"""
+        import os, sys, time
+        open({str(mark_file)!r}, "w").write(os.environ.get("GREENTOP_TREE", "none"))
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.02)
+        sys.exit(7)
+    """)
+    w = launch.start([sys.executable, "-c", code])
+    mark = _wait_for_file(mark_file).split(":")[-1]
+    assert mark != "none", "the workload carries no mark of its run"
+    guards = _guards(mark)
+    assert guards, "no guard watches the workload"
+    go.write_text("1")
+    assert w.wait() == 7
+    assert _wait_gone(guards, 10.0) == [], "the guard outlived a normal end"
+
+
+def test_a_command_that_cannot_start_leaves_no_guard(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    started: list[int] = []
+    real = launch.Guard
+
+    def spy(*args: object, **kwargs: object) -> object:
+        guard = real(*args, **kwargs)  # type: ignore[arg-type]
+        assert guard.process is not None
+        started.append(guard.process.pid)
+        return guard
+
+    monkeypatch.setattr(launch, "Guard", spy)
+    with pytest.raises(OSError):
+        launch.start([str(tmp_path / "no-such-program")])
+    assert started, "no guard was started"
+    assert _wait_gone(started, 10.0) == [], "the guard of a workload that never started stayed"
