@@ -241,14 +241,16 @@ def test_greentop_export_serves_the_machine_without_a_workload(tmp_path: Path, h
 
 
 def served_metric_names() -> set[str]:
-    """Every metric name an exporter with a domain, an open and a finished phase, work and health serves."""
+    """Every metric name an exporter with a domain, a whole-system meter, an open and a finished phase,
+    work and health serves."""
     from greentop.sampler import ChannelHealth, LaneHealth, SamplerHealth
 
-    state = ExportState([rapl("rapl:package-0", "cpu-package-0")], host="h1")
+    meter = replace(rapl("hwmon:power_meter:power1", "system-0"), source="hwmon")
+    state = ExportState([rapl("rapl:package-0", "cpu-package-0"), meter], host="h1")
     events = [Event("start", 100_000_000, 7, "train", "7:1", "", 0.0, {"rank": 0}),
               Event("count", 200_000_000, 7, "tokens", "7:1", "", 5.0, {}),
               Event("start", 300_000_000, 7, "eval", "7:2", "", 0.0, {}), Event("end", 400_000_000, 7, "eval", "7:2", "", 0.0, {})]
-    state.feed({"rapl:package-0": counter_samples(0, 10.0, 0.0, 1.0)}, events)
+    state.feed({"rapl:package-0": counter_samples(0, 10.0, 0.0, 1.0), meter.name: counter_samples(0, 30.0, 0.0, 1.0)}, events)
     state.health = SamplerHealth({"fast": LaneHealth(100.0, 10, 0, 0, 0, 0.0, 1.0)},
                                  {"rapl:package-0": ChannelHealth(10, 0, "", 0, 1.0, 1)})
     return {name for name, _ in scrape(state)}
