@@ -171,6 +171,11 @@ class TraceWriter:
                              chunks=(EVENT_CHUNK, max(len(self.lanes), 1)))
         h.attrs["channels"] = json.dumps([c.name for c in self.channels])
         h.attrs["lanes"] = json.dumps(self.lanes)
+        # Every dataset stays open for the whole recording: closing one makes HDF5 write its header,
+        # and on a full disk those writes fail outside any flush (h5py prints each as an ignored
+        # exception) and leave the log unreadable; open, they reach the disk only at flush().
+        self._ev = {name: ev[name] for name in ev}
+        self._h = {name: h[name] for name in h}
         f.swmr_mode = True
 
     # -- appending ------------------------------------------------------------------------------
@@ -187,7 +192,7 @@ class TraceWriter:
                       lane_ticks: Sequence[int], lane_missed: Sequence[int], lane_late: Sequence[int], events_dropped: int,
                       events_lost: int = 0) -> None:
         """A snapshot of the sampler's cumulative counters (per channel / per lane, in order)."""
-        h = self._f["health"]
+        h = self._h
         n = h["t_ns"].shape[0]
         for name, row in (("overruns", overruns), ("read_errors", read_errors), ("reads", reads),
                           ("lane_ticks", lane_ticks), ("lane_missed", lane_missed), ("lane_late", lane_late)):
@@ -255,7 +260,7 @@ class TraceWriter:
         return read_events(self._f)
 
     def _write_events(self, events: Sequence[Event]) -> None:
-        ev = self._f["events"]
+        ev = self._ev
         n = ev["t_ns"].shape[0]
         k = len(events)
         columns: dict[str, Any] = {
@@ -308,7 +313,7 @@ class TraceWriter:
         f, self._f = self._f, None
         if f is None:
             return
-        _FAILED_HANDLES.append((f, self._ds, self._tail_len_ds, error))
+        _FAILED_HANDLES.append((f, self._ds, self._tail_len_ds, self._ev, self._h, error))
         WRITE_FAILED.set()
 
     def abort(self) -> None:
@@ -424,19 +429,44 @@ def _strings(d: h5py.Dataset) -> list[str]:
     return [x.decode() if isinstance(x, bytes) else str(x) for x in d[()]]
 
 
-def read_events(f: h5py.File, span: tuple[int, int] | None = None) -> list[Event]:
+def _written_strings(d: h5py.Dataset) -> list[str]:
+    """A string column of a trace whose writer never finished: whole, or its longest readable
+    start. A write that failed (a full disk) can leave rows whose strings point past the end of
+    what reached the disk; HDF5 refuses to read them, and every row after them is as unwritten."""
+    try:
+        return _strings(d)
+    except OSError:
+        pass
+    lo, hi = 0, d.shape[0]  # rows [0, lo) read; [0, hi) do not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            d[:mid]
+            lo = mid
+        except OSError:
+            hi = mid
+    return [x.decode() if isinstance(x, bytes) else str(x) for x in d[:lo]] if lo else []
+
+
+def read_events(f: h5py.File, span: tuple[int, int] | None = None, cut: dict[str, int] | None = None) -> list[Event]:
     """The event log, each value checked (``trace_validate``); ``span``: the samples' time span,
-    which event times must lie near."""
+    which event times must lie near. ``cut`` receives ``events_unwritten``: rows of a trace whose
+    writer never finished that were sized but never written (a full disk), left out."""
     ev = f["events"]
     if ev["t_ns"].shape[0] == 0:
         return []
-    cols = {name: _strings(ev[name]) for name in ("kind", "name", "phase_id", "parent_id", "attrs")}
+    read = _written_strings if f.swmr_mode else _strings
+    cols = {name: read(ev[name]) for name in ("kind", "name", "phase_id", "parent_id", "attrs")}
     t = tv.int_column("events/t_ns", ev["t_ns"][()])
     pid = tv.int_column("events/pid", ev["pid"][()])
     value = tv.float_column("events/value", ev["value"][()])
     lengths = {"t_ns": t.size, "pid": pid.size, "value": value.size} | {k: len(v) for k, v in cols.items()}
     if f.swmr_mode:
         n = min(lengths.values())  # a live writer extends the columns one after another
+        zero = np.flatnonzero(t[:n] == 0)  # rows sized but never written (a full disk): the log ends there
+        n = int(zero[0]) if zero.size else n
+        if cut is not None and n < max(lengths.values()):
+            cut["events_unwritten"] = max(lengths.values()) - n
     else:
         n = tv.same_lengths("events", lengths)
     tv.in_range("events/pid", pid[:n], 0, 2**62)
@@ -643,7 +673,8 @@ def load(path: str | Path | h5py.File, channels: Sequence[str] | None = None) ->
 def _read_log(f: h5py.File, run_start: int, run_end: int) -> tuple[list[Event], bool, dict[str, Any],
                                                                    tuple[list[Phase], list[Mark], list[Count]], dict[str, Any]]:
     """Events, completeness, /run, the phase tables (read, or rebuilt from the log) and health."""
-    events = read_events(f, (run_start, run_end))
+    cut: dict[str, int] = {}
+    events = read_events(f, (run_start, run_end), cut)
     complete = "run" in f and "phases" in f
     run = {k: _meta_read(v) for k, v in f["run"].attrs.items()} if "run" in f else {}
     tv.check_run(run)
@@ -654,7 +685,7 @@ def _read_log(f: h5py.File, run_start: int, run_end: int) -> tuple[list[Event], 
         # No exit logged: greentop itself died mid-run, and open phases end with the data.
         status = "ok" if exit_event is not None and exit_event.value == 0 else "crashed"
         tables = phases_from_log(events, run_end, status)
-    return events, complete, run, tables, _read_health(f)
+    return events, complete, run, tables, _read_health(f) | cut  # rows left out are said, as a health counter
 
 
 def _window(events: list[Event], start: str, end: str) -> tuple[int, int] | None:
