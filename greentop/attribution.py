@@ -201,10 +201,11 @@ def summarise(trace: TraceData, carbon_g_per_kwh: float, carbon_source: str = ""
                          flag=FLAG_OVERLAP if overlap[r] else "", domains=fig.domains(r))
             for r, h in enumerate(heads)]
 
-    if not trace.complete:
-        notes.append("the recording ended before the run did (greentop was killed, or a write to the trace failed, "
-                     "e.g. a full disk: greentop said which at the time): phases were rebuilt from the event log, "
-                     "up to the last flush")
+    if not trace.complete and trace.meta.get("recording_stopped_early"):
+        notes.append(f"the recording stopped early: writing the trace failed ({trace.meta['recording_stopped_early']}) "
+                     "and the workload ran on unrecorded; phases were rebuilt from the event log up to the last flush")
+    elif not trace.complete:
+        notes.append("the recorder died before finalising the trace: phases were rebuilt from the event log")
     notes.extend(workload_notes(trace.meta, len(trace.phases) + len(trace.marks) + len(trace.counts)))
     notes.extend(_baseline_warnings(series, rows))
     return RunSummary(

@@ -53,6 +53,14 @@ _STR = h5py.string_dtype()
 WRITE_FAILED = threading.Event()
 _FAILED_HANDLES: list[Any] = []  # see TraceWriter.close_after_failure
 
+# The HDF5 user block (bytes HDF5 leaves to the application at the start of the file) holds one line
+# of the recording's status, written in place with pwrite: the one mark a trace can still take once
+# its disk is full (the block's bytes are on the disk from the start) and HDF5 can no longer write.
+USERBLOCK_BYTES = 512
+STATUS_PREFIX = b"greentop recording: "
+STATUS_RECORDING = "recording"
+STATUS_STOPPED_EARLY = "stopped early: "  # followed by why (a full disk)
+
 
 class TraceError(Exception):
     """A trace that cannot be read; the message is one line meant for the user."""
@@ -132,7 +140,11 @@ class TraceWriter:
         from greentop.trace_files import create_new, private_readings
 
         create_new(self.path, private_readings(self.channels))
-        self._f = h5py.File(self.path, "w", libver="latest")  # truncates the file just made, keeping its mode
+        # Truncates the file just made, keeping its mode.
+        self._f = h5py.File(self.path, "w", libver="latest", userblock_size=USERBLOCK_BYTES)
+        # A file object, not a bare fd: a writer dropped without finalize() or abort() (a test) lets it go.
+        self._status: Any = os.fdopen(os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "wb", buffering=0)
+        self._set_status(STATUS_RECORDING)  # written now: the block's bytes then exist on the disk
         f = self._f
         f.attrs["format"] = FORMAT_NAME
         f.attrs["format_version"] = FORMAT_VERSION
@@ -303,6 +315,15 @@ class TraceWriter:
                 "value": np.array([c.value for c in counts], np.float64), "pid": np.array([c.pid for c in counts], np.int64),
                 "phase": np.array([c.phase for c in counts], np.int64),
             })
+        self._set_status("complete")  # only now: a failure above leaves "stopped early" here instead
+        self._close_status()
+
+    def _set_status(self, text: str) -> None:
+        line = STATUS_PREFIX + text.encode("utf-8", "replace")[:USERBLOCK_BYTES - len(STATUS_PREFIX) - 1] + b"\n"
+        os.pwrite(self._status.fileno(), line.ljust(USERBLOCK_BYTES, b"\0"), 0)
+
+    def _close_status(self) -> None:
+        self._status.close()  # idempotent
 
     def close_after_failure(self, error: BaseException | None = None) -> None:
         """Give up on the file after a write failed (a full disk). HDF5 cannot release a handle of
@@ -314,6 +335,11 @@ class TraceWriter:
         if f is None:
             return
         _FAILED_HANDLES.append((f, self._ds, self._tail_len_ds, self._ev, self._h, error))
+        try:  # in place, in bytes already on the disk: this much fits on a full one
+            self._set_status(STATUS_STOPPED_EARLY + _failure_reason(error))
+        except OSError:
+            pass
+        self._close_status()
         WRITE_FAILED.set()
 
     def abort(self) -> None:
@@ -322,6 +348,32 @@ class TraceWriter:
             self.flush()
         finally:
             self._f.close()
+            self._close_status()
+
+
+def _failure_reason(error: BaseException | None) -> str:
+    """A failed write's cause in a few words ("No space left on device")."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    import re
+
+    m = re.search(r"error message = '([^']*)'", str(error))  # HDF5's long description of a failed write
+    return m.group(1) if m else (type(error).__name__ if error is not None else "a write failed")
+
+
+def recording_status(f: h5py.File) -> str:
+    """The status line a trace's writer left in its user block ("complete", "recording": the
+    writer died or still writes, "stopped early: No space left on device"); "" for a trace without one."""
+    try:
+        if f.userblock_size < USERBLOCK_BYTES:
+            return ""
+        with open(f.filename, "rb") as raw:
+            block = raw.read(USERBLOCK_BYTES)
+    except (OSError, ValueError):
+        return ""
+    if not block.startswith(STATUS_PREFIX):
+        return ""
+    return block[len(STATUS_PREFIX):].split(b"\n", 1)[0].decode("utf-8", "replace")
 
 
 def _write_rows(ds: h5py.Dataset, start: int, rows: npt.NDArray[np.int64]) -> None:
@@ -660,12 +712,15 @@ def load(path: str | Path | h5py.File, channels: Sequence[str] | None = None) ->
             run_start, run_end = _run_window(f, ends)
             events, complete, run, (phases, marks, counts), health = bounded(
                 lambda: _read_log(f, run_start, run_end), _timed_out(name))
+            status = "" if complete else recording_status(f)
         except TraceError:
             raise
         except Exception as exc:  # noqa: BLE001 -- whatever a damaged file makes h5py, numpy or json raise
             raise _damaged(name, exc) from None
     baseline = _window(events, RUN_BASELINE_START, RUN_BASELINE_END)
     meta = meta | {"run": run}
+    if status.startswith(STATUS_STOPPED_EARLY):  # a full disk: the trace says so itself
+        meta["recording_stopped_early"] = status[len(STATUS_STOPPED_EARLY):]
     return Trace(meta=meta, channels=channels_data, phases=phases, marks=marks, counts=counts, run_start_ns=run_start,
                      run_end_ns=run_end, baseline=baseline, health=health, complete=complete)
 

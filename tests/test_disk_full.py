@@ -86,7 +86,9 @@ def test_a_disk_that_fills_up_ends_cleanly_with_the_workloads_exit_code_and_a_re
     doc = json.loads(summary.stdout)
     run_s = (doc["run_end_ns"] - doc["run_start_ns"]) / 1e9
     assert 1.5 < run_s < 8.0  # the samples that reached the disk; never-written rows are not timestamps
-    assert any("recording ended before the run did" in n for n in doc["notes"])
+    # The trace says so itself (its user block): not "the recorder died".
+    assert any("recording stopped early: writing the trace failed (No space left on device)" in n for n in doc["notes"])
+    assert not any("recorder died" in n for n in doc["notes"])
 
 
 def test_a_disk_that_fills_up_mid_run_is_said_at_once_and_the_trace_reads_up_to_its_last_flush(
@@ -103,7 +105,9 @@ def test_a_disk_that_fills_up_mid_run_is_said_at_once_and_the_trace_reads_up_to_
     assert 1.5 < (doc["run_end_ns"] - doc["run_start_ns"]) / 1e9 < 8.0
     from greentop.trace import load
 
-    marks = load(out, channels=()).marks
+    loaded = load(out, channels=())
+    assert loaded.meta["recording_stopped_early"] == "No space left on device"
+    marks = loaded.marks
     assert len(marks) >= 100  # 2 s of 200 marks a second reached the disk before it filled
     assert all(m.name == "tick" and m.t_ns > 0 for m in marks)
 
@@ -150,3 +154,39 @@ def test_a_write_that_fails_mid_run_is_said_at_once_and_stops_the_recording(tmp_
     assert "No space left on device" in err and "recording stopped" in err and err.count("\n") == 1
     assert writer.closed_with is pump.error
     pump.stop()  # nothing more is written into a file given up
+
+
+@pytest.mark.parametrize("ending", ["complete", "stopped early", "killed"])
+def test_the_trace_carries_its_recording_status_in_its_user_block(tmp_path: Path, ending: str) -> None:
+    """The one mark a trace can take once its disk is full: a line written in place, in bytes that
+    are on the disk from the start (``close_after_failure`` writes it; it cannot run in-process here,
+    as it marks the whole process as holding a failed file)."""
+    import numpy as np
+
+    from greentop.attribution import summarise
+    from greentop.trace import STATUS_STOPPED_EARLY, TraceWriter, load, open_trace, recording_status
+    from tests.test_trace import ENERGY
+
+    path = tmp_path / "run.h5"
+    w = TraceWriter(path, [ENERGY], {"host": "box"}, ["fast"])
+    t = np.arange(1, 2001, dtype=np.int64) * 1_000_000
+    w.append_samples(ENERGY.name, t, (t // 1_000_000) % 1000)  # under the channel's wrap
+    w.flush()
+    if ending == "complete":
+        w.finalize({"exit_code": 0}, [], [], [])
+    else:
+        if ending == "stopped early":
+            w._set_status(STATUS_STOPPED_EARLY + "No space left on device")
+        w.abort()
+    with open_trace(path) as f:
+        status = recording_status(f)
+    assert status == {"complete": "complete", "stopped early": "stopped early: No space left on device",
+                      "killed": "recording"}[ending]
+    trace = load(path)
+    notes = summarise(trace, 100.0, "test").notes
+    if ending == "stopped early":
+        assert trace.meta["recording_stopped_early"] == "No space left on device"
+        assert any("recording stopped early: writing the trace failed (No space left on device)" in n for n in notes)
+    else:
+        assert "recording_stopped_early" not in trace.meta
+        assert any("recorder died" in n for n in notes) == (ending == "killed")
