@@ -549,15 +549,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     return run_report(args)
 
 
-def _exit_if_stuck(code: int = EXIT_BAD_INPUT) -> int:
-    """After a trace read that timed out (``greentop.deadline``) its thread holds HDF5's lock and
-    the interpreter's exit would wait on it forever; after a failed write (a full disk) HDF5 holds
-    handles it can neither flush nor release, and its shutdown can crash: leave at once, with
-    ``code``. Otherwise ``code``, for the caller to return."""
+def _exit_if_stuck(code: int = EXIT_BAD_INPUT, reads_too: bool = True) -> int:
+    """After a trace read that timed out (``greentop.deadline``; with ``reads_too``) its thread
+    holds HDF5's lock and the interpreter's exit would wait on it forever; after a failed write (a
+    full disk) HDF5 holds handles it can neither flush nor release, and its shutdown can crash:
+    leave at once, with ``code``. Otherwise ``code``, for the caller to return."""
     from greentop.deadline import stuck
     from greentop.trace import WRITE_FAILED
 
-    if stuck() or WRITE_FAILED.is_set():
+    if (reads_too and stuck()) or WRITE_FAILED.is_set():
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
@@ -592,7 +592,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         args = parser.parse_args(["run"])
     try:
-        return _exit_if_stuck(COMMANDS[args.command](args))  # a full disk: the workload's code, still
+        # A trace whose disk filled: leave at once, with the workload's code.
+        return _exit_if_stuck(COMMANDS[args.command](args), reads_too=False)
     except (SamplerError, ValueError, UsageError, RecordError, TraceError) as exc:
         print(f"greentop: error: {exc}", file=sys.stderr)
         return _exit_if_stuck(getattr(exc, "exit_code", EXIT_BAD_INPUT))  # 127/126: a command not found/executable
