@@ -106,6 +106,7 @@ from greentop.formatters import J_PER_KWH, J_PER_WH
 from greentop.intervals import Spans, complement, covered_s, events_in, sorted_unique, union
 from greentop.peaks import PeakGrid, peak_grid, peaks
 from greentop.row_figures import RowFigures, RowSpans, SpanFigures
+from greentop.run_as import workload_notes
 from greentop.summary_types import (
     FLAG_ESTIMATED,
     FLAG_GAP,
@@ -200,8 +201,12 @@ def summarise(trace: TraceData, carbon_g_per_kwh: float, carbon_source: str = ""
                          flag=FLAG_OVERLAP if overlap[r] else "", domains=fig.domains(r))
             for r, h in enumerate(heads)]
 
-    if not trace.complete:
+    if not trace.complete and trace.meta.get("recording_stopped_early"):
+        notes.append(f"the recording stopped early: writing the trace failed ({trace.meta['recording_stopped_early']}) "
+                     "and the workload ran on unrecorded; phases were rebuilt from the event log up to the last flush")
+    elif not trace.complete:
         notes.append("the recorder died before finalising the trace: phases were rebuilt from the event log")
+    notes.extend(workload_notes(trace.meta, len(trace.phases) + len(trace.marks) + len(trace.counts)))
     notes.extend(_baseline_warnings(series, rows))
     return RunSummary(
         schema_version=SCHEMA_VERSION, carbon_g_per_kwh=float(carbon_g_per_kwh),

@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--baseline", type=_seconds, default=3.0, metavar="S", help="idle baseline before the command (default 3 s)")
     r.add_argument("--no-baseline", action="store_true", help="skip the idle baseline")
     r.add_argument("--export", metavar="HOST:PORT", help="also serve Prometheus metrics there while recording (docs/prometheus.md)")
+    _add_user_option(r)
     _add_cpu_total_option(r)
     _add_carbon_options(r)
     _add_discovery_options(r)
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--no-baseline", action="store_true", help="with -o: skip the idle baseline")
     lv.add_argument("--rate", type=_rate, default=DEFAULT_RATE_HZ, metavar="HZ", help="fast-lane rate (default 1000)")
     lv.add_argument("--slow-rate", type=_slow_rate, default=DEFAULT_SLOW_RATE_HZ, metavar="HZ", help="slow-lane rate (default 10)")
+    _add_user_option(lv)
     _add_cpu_total_option(lv)
     _add_carbon_options(lv)
     _add_discovery_options(lv)
@@ -156,6 +158,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_parser(sub)
     return parser
+
+
+def _add_user_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--user", metavar="NAME|UID",
+                   help="run the workload as this user (greentop itself runs as root, for the sensors); "
+                        "its phase events reach greentop")
+
+
+def _run_as(args: argparse.Namespace) -> Any:
+    """``--user`` resolved and allowed, or None; one line and exit 2 when it cannot be."""
+    from greentop.run_as import RunAsError, from_option
+
+    try:
+        return from_option(getattr(args, "user", None))
+    except RunAsError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _add_cpu_total_option(p: argparse.ArgumentParser) -> None:
@@ -314,6 +332,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
     args.output = expand_output(args.output)  # run-{host}.h5: one trace per node of a job
+    run_as = _run_as(args)
     check_inputs(cmd, Path(args.output), getattr(args, "force", False))
     intensity, source = _carbon(args)
     found = discover(_options(args))
@@ -322,7 +341,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     plan_domains(found.channels, args.cpu_total)  # --cpu-total psys without psys: say so before the workload runs
     opts = RecordOptions(output=Path(args.output), rate_hz=args.rate, slow_rate_hz=args.slow_rate,
                          baseline_s=0.0 if args.no_baseline else args.baseline, carbon_g_per_kwh=intensity, carbon_source=source,
-                         force=getattr(args, "force", False))
+                         force=getattr(args, "force", False), run_as=run_as)
     names = ", ".join(c.name for c in found.channels)
     exporter = _exporter(found.channels, args.export) if getattr(args, "export", None) else None
     print(f"greentop: recording {_plural(len(found.channels), 'channel')} ({names}) to {args.output}", file=sys.stderr)
@@ -331,6 +350,11 @@ def cmd_record(args: argparse.Namespace) -> int:
     finally:
         if exporter is not None:
             exporter.close()
+    if result.write_error:
+        # The workload's exit code stays greentop's: a scheduler sees the job's result, and this says the rest.
+        print(f"greentop: workload exited with {result.exit_code}; the recording stopped early: {result.write_error}; "
+              f"{args.output} holds the run up to its last flush (greentop summary reads it)", file=sys.stderr)
+        return result.exit_code
     print(f"greentop: workload exited with {result.exit_code}; trace: {args.output}", file=sys.stderr)
     try:
         _print_summary(Path(args.output), "table", (intensity, source), None, sys.stderr, cpu_total=args.cpu_total)
@@ -468,6 +492,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.force:
             replace_output(output)
     carbon = _carbon(args)  # an unknown region: one line and exit 2, before any screen
+    run_as = _run_as(args)  # likewise an unknown user, or --user without root
+    if run_as is not None and not cmd:
+        raise UsageError("--user needs a command to run as that user (greentop run --user NAME -- CMD)")
     textual_driver = "TEXTUAL_DRIVER" in os.environ  # a driver named explicitly draws without a tty
     if cmd and not textual_driver and not (sys.stdin.isatty() and sys.stdout.isatty()):
         # No terminal to draw on (a pipe, CI, an IDE's run window): do what the view would have
@@ -485,8 +512,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     plan_domains(found.channels, args.cpu_total)  # --cpu-total psys without psys: one line, before any screen
     result = run_live(cmd, found.channels, args.rate, args.slow_rate, output=output,
                       baseline_s=0.0 if args.no_baseline else args.baseline, found=found, carbon=carbon,
-                      cpu_total=args.cpu_total)
-    if output is not None and output.exists():
+                      cpu_total=args.cpu_total, run_as=run_as)
+    if result.write_error:
+        print(f"greentop: the recording stopped early: {result.write_error}; {output} holds the run up to its last "
+              "flush (greentop summary reads it)", file=sys.stderr)
+    elif output is not None and output.exists():
         # The recording's summary is the reference (phase boundaries interpolated, uncertainties,
         # baseline): print it rather than the live view's running totals.
         try:
@@ -519,17 +549,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     return run_report(args)
 
 
-def _exit_if_stuck() -> None:
-    """After a trace read that timed out (``greentop.deadline``) its thread holds HDF5's lock and
-    the interpreter's exit would wait on it forever; after a failed write (a full disk) HDF5 holds
-    handles it can neither flush nor release, and its shutdown can crash: leave at once."""
+def _exit_if_stuck(code: int = EXIT_BAD_INPUT, reads_too: bool = True) -> int:
+    """After a trace read that timed out (``greentop.deadline``; with ``reads_too``) its thread
+    holds HDF5's lock and the interpreter's exit would wait on it forever; after a failed write (a
+    full disk) HDF5 holds handles it can neither flush nor release, and its shutdown can crash:
+    leave at once, with ``code``. Otherwise ``code``, for the caller to return."""
     from greentop.deadline import stuck
     from greentop.trace import WRITE_FAILED
 
-    if stuck() or WRITE_FAILED.is_set():
+    if (reads_too and stuck()) or WRITE_FAILED.is_set():
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(EXIT_BAD_INPUT)
+        os._exit(code)
+    return code
 
 
 class UsageError(Exception):
@@ -560,11 +592,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         args = parser.parse_args(["run"])
     try:
-        return COMMANDS[args.command](args)
+        # A trace whose disk filled: leave at once, with the workload's code.
+        return _exit_if_stuck(COMMANDS[args.command](args), reads_too=False)
     except (SamplerError, ValueError, UsageError, RecordError, TraceError) as exc:
         print(f"greentop: error: {exc}", file=sys.stderr)
-        _exit_if_stuck()
-        return getattr(exc, "exit_code", EXIT_BAD_INPUT)  # 127/126: a command not found/executable
+        return _exit_if_stuck(getattr(exc, "exit_code", EXIT_BAD_INPUT))  # 127/126: a command not found/executable
     except OSError as exc:
         print(f"greentop: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -25,6 +25,9 @@ The stop protocol
   ``GRACE_S``, then SIGKILL after ``GRACE_S`` again.
 - Exit code: the workload's own; ``128 + N`` when a signal N ended it (the shell's convention).
   The recorder turns its own interruption into 130 (Ctrl-C) or 143 (SIGTERM).
+- As whom: greentop's user, or (``run_as``, ``--user``, greentop being root) another user's uid,
+  primary gid and groups, set in the child before exec and before the parent-death signal, which
+  a change of uid would clear.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import IO, Callable, Mapping, Sequence
 
 from greentop import guard as _guard
+from greentop.run_as import RunAs
 
 PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
 GRACE_S = 5.0  # after the first signal: time the workload gets before SIGTERM, then before SIGKILL
@@ -218,19 +222,21 @@ class Workload:
 
 
 def start(cmd: Sequence[str], env: Mapping[str, str] | None = None, *, own_group: bool = False,
-          capture_output: bool = False, log: IO[bytes] | None = None) -> Workload:
+          capture_output: bool = False, log: IO[bytes] | None = None, run_as: RunAs | None = None) -> Workload:
     """Start ``cmd`` by the protocol: greentop's environment plus ``env`` and the run's mark, the
     parent-death signal and a guard, in its own session when ``own_group``. Its stdout and stderr:
     captured (``capture_output``, read them from ``Workload.output``), written to ``log``, or
-    greentop's own; stdin is closed unless they are greentop's own. OSError when it cannot be
-    started."""
+    greentop's own; stdin is closed unless they are greentop's own. ``run_as``: the user it runs as
+    (``--user``; greentop is root), with that user's HOME, USER and LOGNAME. OSError when it cannot
+    be started."""
     out: int | IO[bytes] | None = subprocess.PIPE if capture_output else log
-    full_env = dict(os.environ) | dict(env or {})
+    identity = run_as.popen_kwargs() if run_as is not None else {}
+    full_env = dict(os.environ) | dict(env or {}) | (run_as.env() if run_as is not None else {})
     guard = _start_guard()  # before the workload: no child of it is ever unguarded
     if guard is not None:
         full_env = marked_env(full_env, guard.mark)
     try:
-        process = _GuardedPopen(list(cmd), env=full_env, stdin=subprocess.DEVNULL if out is not None else None,
+        process = _GuardedPopen(list(cmd), env=full_env, **identity, stdin=subprocess.DEVNULL if out is not None else None,
                                 stdout=out, stderr=subprocess.STDOUT if out is not None else None,
                                 start_new_session=own_group, preexec_fn=_death_signal_setter())
     except BaseException:

@@ -34,7 +34,8 @@ _MAX_SUN_PATH = 100  # AF_UNIX paths must fit in 108 bytes; leave room
 class EventListener:
     """The receiving end of the workload's phase events.
 
-    ``start()`` makes a private directory (mode 0700) holding the socket (mode 0600); ``env()``
+    ``start()`` makes a private directory (mode 0700) holding the socket (mode 0600), both owned by
+    ``owner`` when given (the workload's user under ``--user``); ``env()``
     is what the child needs in its environment; ``drain()`` returns the events received since the
     last drain; ``stop()`` reads what is still queued, closes and removes everything (call
     ``drain()`` once more after it). ``dropped`` counts datagrams that were not valid events;
@@ -42,7 +43,10 @@ class EventListener:
     those over ``MAX_EVENT_BYTES`` (also in ``dropped``); ``client_lost`` what the workload reports
     it could not send; ``lost`` the sum of ``client_lost`` and ``overflowed``."""
 
-    def __init__(self) -> None:
+    def __init__(self, owner: tuple[int, int] | None = None) -> None:
+        # (uid, gid) the socket and its folder are given to (``--user``): that user and root, no
+        # one else, can then send; None: the listener's own user.
+        self.owner = owner
         self.dropped: int = 0
         self.overflowed: int = 0
         self.oversized: int = 0  # datagrams over MAX_EVENT_BYTES, refused unread
@@ -83,6 +87,8 @@ class EventListener:
         try:
             sock.bind(path)
             os.chmod(path, 0o600)
+            if self.owner is not None:
+                _give(d, path, *self.owner)
             sock.setblocking(False)
             self._wake_r, self._wake_w = os.pipe()
         except BaseException:
@@ -201,8 +207,9 @@ class EventListener:
 
 def remove_stale_dirs(folders: Iterable[str] | None = None) -> list[str]:
     """Remove the socket folders of listeners that died without cleaning up (a recorder killed with
-    SIGKILL): ours (same uid), holding nothing but the socket, and nobody bound to it (a connect
-    is refused). Returns the folders removed."""
+    SIGKILL): ours (same uid; root takes any owner's, as it gives its own away under --user),
+    holding nothing but the socket, and nobody bound to it (a connect is refused). Returns the
+    folders removed."""
     removed = []
     for top in folders if folders is not None else {tempfile.gettempdir(), "/tmp"}:
         try:
@@ -213,7 +220,9 @@ def remove_stale_dirs(folders: Iterable[str] | None = None) -> list[str]:
             d = os.path.join(top, name)
             try:
                 st = os.lstat(d)
-                if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or os.listdir(d) != [_SOCKET_NAME]:
+                # root's listeners give their folder to the workload's user (--user): root takes any.
+                mine = st.st_uid == os.getuid() or os.getuid() == 0
+                if not stat.S_ISDIR(st.st_mode) or not mine or os.listdir(d) != [_SOCKET_NAME]:
                     continue
                 if not stat.S_ISSOCK(os.lstat(os.path.join(d, _SOCKET_NAME)).st_mode):
                     continue
@@ -230,6 +239,15 @@ def remove_stale_dirs(folders: Iterable[str] | None = None) -> list[str]:
             shutil.rmtree(d, ignore_errors=True)
             removed.append(d)
     return removed
+
+
+def _give(folder: str, path: str, uid: int, gid: int) -> None:
+    """Give the socket, then its folder, to ``uid``: modes stay 0600/0700, so exactly that user
+    (and root) can reach it. The socket first, while the folder still shuts every other user out:
+    once the folder is theirs, nothing is done inside it but removing it (``shutil.rmtree``, which
+    follows no symlink)."""
+    os.chown(path, uid, gid, follow_symlinks=False)
+    os.chown(folder, uid, gid, follow_symlinks=False)
 
 
 def _remove_dir(path: str, owner_pid: int) -> None:

@@ -130,7 +130,8 @@ class _Client:
             self._degraded = True
         except PermissionError as exc:
             self._warn_once(f"{exc.strerror}: the workload runs as another user than the recorder (a dropped "
-                            "privilege?), and the recorder's socket admits its own user only")
+                            "privilege?), and the recorder's socket admits its own user only: 'greentop record "
+                            "--user NAME' runs the workload as NAME and admits its events")
         except Exception:  # noqa: BLE001 -- listener gone, queue full, anything: never raise
             pass
         # The socket stays open (a listener that is gone does not come back, and sends to it fail

@@ -25,6 +25,9 @@ from greentop import __version__, launch
 from greentop.channel import Channel
 from greentop.events import Event
 from greentop.listener import EventListener
+from greentop.run_as import RunAs
+from greentop.run_as import run_metadata as user_metadata
+from greentop.run_as import start_warning
 from greentop.sampler import Sampler, SamplerHealth, Samples
 from greentop.sources import SourceResult
 from greentop.trace import (
@@ -54,6 +57,7 @@ class RecordOptions:
     carbon_g_per_kwh: float = 0.0
     carbon_source: str = ""
     force: bool = False  # replace an existing output (see check_output)
+    run_as: RunAs | None = None  # --user: the workload's user (greentop is root)
 
 
 @dataclass
@@ -65,6 +69,7 @@ class Recording:
     health: SamplerHealth | None = None
     interrupted: bool = False
     events_dropped: int = 0
+    write_error: str = ""  # the trace could not be written to the end (a full disk): why, in one line
 
 
 class SamplerLike(Protocol):
@@ -101,6 +106,7 @@ def run_metadata(found: SourceResult, cmd: Sequence[str], opts: RecordOptions) -
         "rate_hz": opts.rate_hz, "slow_rate_hz": opts.slow_rate_hz, "baseline_s": opts.baseline_s,
         "carbon_g_per_kwh": opts.carbon_g_per_kwh, "carbon_source": opts.carbon_source,
         "problems": [p.to_dict() for p in found.problems], "notes": found.notes,
+        **user_metadata(opts.run_as, cmd),
     }
 
 
@@ -203,7 +209,8 @@ class _Pump:
             # Said at once, not at the end of a run that may go on for hours: the recording stops
             # here, the file is closed as it stands (what reached the disk before stays readable).
             print(f"greentop: writing {self.writer.path} failed ({_reason(exc)}): recording stopped; the trace keeps "
-                  "what was written before; the workload runs on; greentop will exit with code 2", file=sys.stderr, flush=True)
+                  "what was written before; the workload runs on, and greentop will exit with its exit code",
+                  file=sys.stderr, flush=True)
             self.writer.close_after_failure(exc)
 
     def stop(self) -> None:
@@ -368,8 +375,7 @@ class Recorder:
         self.stop()
         pump = self._pump
         if pump.error is not None:
-            raise RecordError(f"writing {self.path} failed ({_reason(pump.error)}): the trace holds the run up to the last "
-                              "write that succeeded")
+            return self._failed(exit_code, interrupted, f"writing {self.path} failed ({_reason(pump.error)})")
         end_ns = time.monotonic_ns()
         status = "ok" if exit_code in (0, None) else "crashed"
         stats: dict[str, int] = {}
@@ -386,12 +392,17 @@ class Recorder:
             pump.writer.finalize(run, phases, marks, counts)
         except Exception as exc:  # noqa: BLE001 -- a full disk, a vanished file system: give the file up, say so
             pump.writer.close_after_failure(exc)
-            raise RecordError(f"writing {self.path} failed at the end of the run ({_reason(exc)}): the trace holds the run "
-                              "up to the last write that succeeded") from None
+            return self._failed(exit_code, interrupted, f"writing {self.path} failed at the end of the run ({_reason(exc)})")
         self._store_overview()
         self.finished = Recording(-1 if exit_code is None else exit_code, self.path, self.sampler.health(), interrupted, dropped)
         return self.finished
 
+    def _failed(self, exit_code: int | None, interrupted: bool, why: str) -> Recording:
+        """The end of a recording whose trace could not be written (a full disk): the workload's
+        exit code is reported as usual (a scheduler must see the job's own result), with ``why``."""
+        self.finished = Recording(-1 if exit_code is None else exit_code, self.path, self.sampler.health(), interrupted,
+                                  getattr(self.listener, "dropped", 0), write_error=why)
+        return self.finished
 
     def _store_overview(self) -> None:
         """Write the replay view's power overview into the finished trace now, while its samples
@@ -414,7 +425,11 @@ def record(cmd: Sequence[str], channels: list[Channel], found: SourceResult, opt
         replace_output(opts.output)
 
     sampler = Sampler(channels, rate_hz=opts.rate_hz, slow_rate_hz=opts.slow_rate_hz)
-    listener = EventListener()
+    run_as = opts.run_as
+    listener = EventListener(owner=(run_as.uid, run_as.gid) if run_as is not None else None)
+    warning = start_warning(run_as, cmd)
+    if warning:
+        print(warning, file=sys.stderr)
     interrupted = threading.Event()
     previous: dict[int, Any] = {}
 
@@ -440,7 +455,7 @@ def record(cmd: Sequence[str], channels: list[Channel], found: SourceResult, opt
         if not interrupted.is_set():
             recorder.log(RUN_WORKLOAD_START)
             # The one launcher and its stop protocol (greentop.launch); the workload keeps the terminal.
-            workload = launch.start(cmd, listener.env())
+            workload = launch.start(cmd, listener.env(), run_as=run_as)
             exit_code = workload.wait(interrupted.is_set, lambda: received[0] if received else signal.SIGINT)
             recorder.log(RUN_WORKLOAD_EXIT, float(workload.process.returncode))
         else:

@@ -17,6 +17,7 @@ from greentop.channel import Channel
 from greentop.events import Event
 from greentop.listener import EventListener
 from greentop.recorder import Recorder, RecordOptions, SampleTap, default_trace_path, run_metadata
+from greentop.run_as import RunAs
 from greentop.sampler import Sampler
 from greentop.sources import SourceResult
 from greentop.trace import RUN_INTERRUPTED, RUN_WORKLOAD_EXIT, RUN_WORKLOAD_START
@@ -26,11 +27,12 @@ class LiveSession:
     """The sampler over ``channels`` and, when ``cmd`` is given, the workload under a phase listener.
 
     ``carbon``: (gCO2e/kWh, source) stored in the traces; ``record_dir``: where ``new_recording``
-    puts a trace nobody named (``greentop-YYYYmmdd-HHMMSS.h5``)."""
+    puts a trace nobody named (``greentop-YYYYmmdd-HHMMSS.h5``); ``run_as``: the workload's user
+    (``--user``), whose processes alone (with root's) the listener admits."""
 
     def __init__(self, cmd: Sequence[str], channels: Sequence[Channel], rate_hz: float, slow_rate_hz: float, *,
                  found: SourceResult | None = None, carbon: tuple[float, str] | None = None,
-                 record_dir: Path | None = None) -> None:
+                 record_dir: Path | None = None, run_as: RunAs | None = None) -> None:
         self.cmd = list(cmd)
         self.channels = list(channels)
         self.found = found if found is not None else SourceResult(channels=self.channels)
@@ -38,7 +40,9 @@ class LiveSession:
         self.carbon = carbon
         self.record_dir = record_dir
         self.sampler = Sampler(self.channels, rate_hz=rate_hz, slow_rate_hz=slow_rate_hz)
-        self.listener = EventListener() if self.cmd else None
+        self.run_as = run_as
+        owner = (run_as.uid, run_as.gid) if run_as is not None else None
+        self.listener = EventListener(owner=owner) if self.cmd else None
         self.workload: launch.Workload | None = None
         self.output: queue.SimpleQueue[str] | None = None  # the workload's lines, once launched
         self.recording: Recorder | None = None  # the recording started with the session (-o)
@@ -47,7 +51,7 @@ class LiveSession:
     def make_recorder(self, path: Path, baseline_s: float) -> Recorder:
         carbon_g, carbon_source = self.carbon if self.carbon else (0.0, "")
         opts = RecordOptions(output=path, rate_hz=self.rate_hz, slow_rate_hz=self.slow_rate_hz, baseline_s=baseline_s,
-                             carbon_g_per_kwh=carbon_g, carbon_source=carbon_source)
+                             carbon_g_per_kwh=carbon_g, carbon_source=carbon_source, run_as=self.run_as)
         return Recorder(self.sampler, self.listener, self.channels, run_metadata(self.found, self.cmd, opts), path,
                         tap=SampleTap())
 
@@ -87,7 +91,7 @@ class LiveSession:
         self.output = queue.SimpleQueue()
         if self.recording is not None:
             self.recording.log(RUN_WORKLOAD_START)
-        self.workload = launch.start(self.cmd, self.listener.env(), own_group=True, capture_output=True)
+        self.workload = launch.start(self.cmd, self.listener.env(), own_group=True, capture_output=True, run_as=self.run_as)
         assert self.workload.output is not None
         launch.pump_lines(self.workload.output, self.output.put)
 

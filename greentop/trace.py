@@ -53,6 +53,14 @@ _STR = h5py.string_dtype()
 WRITE_FAILED = threading.Event()
 _FAILED_HANDLES: list[Any] = []  # see TraceWriter.close_after_failure
 
+# The HDF5 user block (bytes HDF5 leaves to the application at the start of the file) holds one line
+# of the recording's status, written in place with pwrite: the one mark a trace can still take once
+# its disk is full (the block's bytes are on the disk from the start) and HDF5 can no longer write.
+USERBLOCK_BYTES = 512
+STATUS_PREFIX = b"greentop recording: "
+STATUS_RECORDING = "recording"
+STATUS_STOPPED_EARLY = "stopped early: "  # followed by why (a full disk)
+
 
 class TraceError(Exception):
     """A trace that cannot be read; the message is one line meant for the user."""
@@ -132,7 +140,11 @@ class TraceWriter:
         from greentop.trace_files import create_new, private_readings
 
         create_new(self.path, private_readings(self.channels))
-        self._f = h5py.File(self.path, "w", libver="latest")  # truncates the file just made, keeping its mode
+        # Truncates the file just made, keeping its mode.
+        self._f = h5py.File(self.path, "w", libver="latest", userblock_size=USERBLOCK_BYTES)
+        # A file object, not a bare fd: a writer dropped without finalize() or abort() (a test) lets it go.
+        self._status: Any = os.fdopen(os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "wb", buffering=0)
+        self._set_status(STATUS_RECORDING)  # written now: the block's bytes then exist on the disk
         f = self._f
         f.attrs["format"] = FORMAT_NAME
         f.attrs["format_version"] = FORMAT_VERSION
@@ -171,6 +183,11 @@ class TraceWriter:
                              chunks=(EVENT_CHUNK, max(len(self.lanes), 1)))
         h.attrs["channels"] = json.dumps([c.name for c in self.channels])
         h.attrs["lanes"] = json.dumps(self.lanes)
+        # Every dataset stays open for the whole recording: closing one makes HDF5 write its header,
+        # and on a full disk those writes fail outside any flush (h5py prints each as an ignored
+        # exception) and leave the log unreadable; open, they reach the disk only at flush().
+        self._ev = {name: ev[name] for name in ev}
+        self._h = {name: h[name] for name in h}
         f.swmr_mode = True
 
     # -- appending ------------------------------------------------------------------------------
@@ -187,7 +204,7 @@ class TraceWriter:
                       lane_ticks: Sequence[int], lane_missed: Sequence[int], lane_late: Sequence[int], events_dropped: int,
                       events_lost: int = 0) -> None:
         """A snapshot of the sampler's cumulative counters (per channel / per lane, in order)."""
-        h = self._f["health"]
+        h = self._h
         n = h["t_ns"].shape[0]
         for name, row in (("overruns", overruns), ("read_errors", read_errors), ("reads", reads),
                           ("lane_ticks", lane_ticks), ("lane_missed", lane_missed), ("lane_late", lane_late)):
@@ -255,7 +272,7 @@ class TraceWriter:
         return read_events(self._f)
 
     def _write_events(self, events: Sequence[Event]) -> None:
-        ev = self._f["events"]
+        ev = self._ev
         n = ev["t_ns"].shape[0]
         k = len(events)
         columns: dict[str, Any] = {
@@ -298,6 +315,15 @@ class TraceWriter:
                 "value": np.array([c.value for c in counts], np.float64), "pid": np.array([c.pid for c in counts], np.int64),
                 "phase": np.array([c.phase for c in counts], np.int64),
             })
+        self._set_status("complete")  # only now: a failure above leaves "stopped early" here instead
+        self._close_status()
+
+    def _set_status(self, text: str) -> None:
+        line = STATUS_PREFIX + text.encode("utf-8", "replace")[:USERBLOCK_BYTES - len(STATUS_PREFIX) - 1] + b"\n"
+        os.pwrite(self._status.fileno(), line.ljust(USERBLOCK_BYTES, b"\0"), 0)
+
+    def _close_status(self) -> None:
+        self._status.close()  # idempotent
 
     def close_after_failure(self, error: BaseException | None = None) -> None:
         """Give up on the file after a write failed (a full disk). HDF5 cannot release a handle of
@@ -308,7 +334,12 @@ class TraceWriter:
         f, self._f = self._f, None
         if f is None:
             return
-        _FAILED_HANDLES.append((f, self._ds, self._tail_len_ds, error))
+        _FAILED_HANDLES.append((f, self._ds, self._tail_len_ds, self._ev, self._h, error))
+        try:  # in place, in bytes already on the disk: this much fits on a full one
+            self._set_status(STATUS_STOPPED_EARLY + _failure_reason(error))
+        except OSError:
+            pass
+        self._close_status()
         WRITE_FAILED.set()
 
     def abort(self) -> None:
@@ -317,6 +348,32 @@ class TraceWriter:
             self.flush()
         finally:
             self._f.close()
+            self._close_status()
+
+
+def _failure_reason(error: BaseException | None) -> str:
+    """A failed write's cause in a few words ("No space left on device")."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    import re
+
+    m = re.search(r"error message = '([^']*)'", str(error))  # HDF5's long description of a failed write
+    return m.group(1) if m else (type(error).__name__ if error is not None else "a write failed")
+
+
+def recording_status(f: h5py.File) -> str:
+    """The status line a trace's writer left in its user block ("complete", "recording": the
+    writer died or still writes, "stopped early: No space left on device"); "" for a trace without one."""
+    try:
+        if f.userblock_size < USERBLOCK_BYTES:
+            return ""
+        with open(f.filename, "rb") as raw:
+            block = raw.read(USERBLOCK_BYTES)
+    except (OSError, ValueError):
+        return ""
+    if not block.startswith(STATUS_PREFIX):
+        return ""
+    return block[len(STATUS_PREFIX):].split(b"\n", 1)[0].decode("utf-8", "replace")
 
 
 def _write_rows(ds: h5py.Dataset, start: int, rows: npt.NDArray[np.int64]) -> None:
@@ -424,19 +481,44 @@ def _strings(d: h5py.Dataset) -> list[str]:
     return [x.decode() if isinstance(x, bytes) else str(x) for x in d[()]]
 
 
-def read_events(f: h5py.File, span: tuple[int, int] | None = None) -> list[Event]:
+def _written_strings(d: h5py.Dataset) -> list[str]:
+    """A string column of a trace whose writer never finished: whole, or its longest readable
+    start. A write that failed (a full disk) can leave rows whose strings point past the end of
+    what reached the disk; HDF5 refuses to read them, and every row after them is as unwritten."""
+    try:
+        return _strings(d)
+    except OSError:
+        pass
+    lo, hi = 0, d.shape[0]  # rows [0, lo) read; [0, hi) do not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            d[:mid]
+            lo = mid
+        except OSError:
+            hi = mid
+    return [x.decode() if isinstance(x, bytes) else str(x) for x in d[:lo]] if lo else []
+
+
+def read_events(f: h5py.File, span: tuple[int, int] | None = None, cut: dict[str, int] | None = None) -> list[Event]:
     """The event log, each value checked (``trace_validate``); ``span``: the samples' time span,
-    which event times must lie near."""
+    which event times must lie near. ``cut`` receives ``events_unwritten``: rows of a trace whose
+    writer never finished that were sized but never written (a full disk), left out."""
     ev = f["events"]
     if ev["t_ns"].shape[0] == 0:
         return []
-    cols = {name: _strings(ev[name]) for name in ("kind", "name", "phase_id", "parent_id", "attrs")}
+    read = _written_strings if f.swmr_mode else _strings
+    cols = {name: read(ev[name]) for name in ("kind", "name", "phase_id", "parent_id", "attrs")}
     t = tv.int_column("events/t_ns", ev["t_ns"][()])
     pid = tv.int_column("events/pid", ev["pid"][()])
     value = tv.float_column("events/value", ev["value"][()])
     lengths = {"t_ns": t.size, "pid": pid.size, "value": value.size} | {k: len(v) for k, v in cols.items()}
     if f.swmr_mode:
         n = min(lengths.values())  # a live writer extends the columns one after another
+        zero = np.flatnonzero(t[:n] == 0)  # rows sized but never written (a full disk): the log ends there
+        n = int(zero[0]) if zero.size else n
+        if cut is not None and n < max(lengths.values()):
+            cut["events_unwritten"] = max(lengths.values()) - n
     else:
         n = tv.same_lengths("events", lengths)
     tv.in_range("events/pid", pid[:n], 0, 2**62)
@@ -630,12 +712,15 @@ def load(path: str | Path | h5py.File, channels: Sequence[str] | None = None) ->
             run_start, run_end = _run_window(f, ends)
             events, complete, run, (phases, marks, counts), health = bounded(
                 lambda: _read_log(f, run_start, run_end), _timed_out(name))
+            status = "" if complete else recording_status(f)
         except TraceError:
             raise
         except Exception as exc:  # noqa: BLE001 -- whatever a damaged file makes h5py, numpy or json raise
             raise _damaged(name, exc) from None
     baseline = _window(events, RUN_BASELINE_START, RUN_BASELINE_END)
     meta = meta | {"run": run}
+    if status.startswith(STATUS_STOPPED_EARLY):  # a full disk: the trace says so itself
+        meta["recording_stopped_early"] = status[len(STATUS_STOPPED_EARLY):]
     return Trace(meta=meta, channels=channels_data, phases=phases, marks=marks, counts=counts, run_start_ns=run_start,
                      run_end_ns=run_end, baseline=baseline, health=health, complete=complete)
 
@@ -643,7 +728,8 @@ def load(path: str | Path | h5py.File, channels: Sequence[str] | None = None) ->
 def _read_log(f: h5py.File, run_start: int, run_end: int) -> tuple[list[Event], bool, dict[str, Any],
                                                                    tuple[list[Phase], list[Mark], list[Count]], dict[str, Any]]:
     """Events, completeness, /run, the phase tables (read, or rebuilt from the log) and health."""
-    events = read_events(f, (run_start, run_end))
+    cut: dict[str, int] = {}
+    events = read_events(f, (run_start, run_end), cut)
     complete = "run" in f and "phases" in f
     run = {k: _meta_read(v) for k, v in f["run"].attrs.items()} if "run" in f else {}
     tv.check_run(run)
@@ -654,7 +740,7 @@ def _read_log(f: h5py.File, run_start: int, run_end: int) -> tuple[list[Event], 
         # No exit logged: greentop itself died mid-run, and open phases end with the data.
         status = "ok" if exit_event is not None and exit_event.value == 0 else "crashed"
         tables = phases_from_log(events, run_end, status)
-    return events, complete, run, tables, _read_health(f)
+    return events, complete, run, tables, _read_health(f) | cut  # rows left out are said, as a health counter
 
 
 def _window(events: list[Event], start: str, end: str) -> tuple[int, int] | None:

@@ -38,6 +38,7 @@ from greentop.events import Event
 from greentop.output_dir import OUTPUT_DIR_ENV, output_dir
 from greentop.recorder import DRAIN_S as RECORD_DRAIN_S
 from greentop.recorder import Recorder, RecordError
+from greentop.run_as import RunAs
 from greentop.sampler import Samples, SamplerHealth
 from greentop.session import LiveSession
 from greentop.sources import SourceResult
@@ -588,9 +589,12 @@ class LiveApp(App[int]):
         self._feed_from_tap(rec)
         self.recording = None
         try:
-            rec.finish(self.workload_exit_code() if self.child is not None else 0)
+            done = rec.finish(self.workload_exit_code() if self.child is not None else 0)
         except (RecordError, OSError) as exc:
             self.notify(f"recording failed: {exc}", severity="error")
+            return None
+        if done.write_error:  # a full disk: the trace holds what reached it
+            self.notify(f"recording failed: {done.write_error}", severity="error")
             return None
         self.saved.append(rec.path)
         self.notify(f"saved {rec.path}")
@@ -609,12 +613,13 @@ class LiveResult:
     duration_s: float
     summary: list[str]
     traces: list[Path] = field(default_factory=list)  # every trace written (-o, or r ... r)
+    write_error: str = ""  # the -o trace could not be written to the end (a full disk)
 
 
 def run_live(cmd: Sequence[str], channels: Sequence[Channel], rate_hz: float, slow_rate_hz: float,
              window_s: float = DEFAULT_WINDOW_S, *, output: Path | None = None, baseline_s: float = 0.0,
              found: SourceResult | None = None, record_dir: Path | None = None,
-             carbon: tuple[float, str] | None = None, **app_kwargs: Any) -> LiveResult:
+             carbon: tuple[float, str] | None = None, run_as: RunAs | None = None, **app_kwargs: Any) -> LiveResult:
     """Start the sampler (and the listener and ``cmd`` when given), show the live view, clean up.
 
     ``output``: record the whole run there from the start (after an idle baseline of
@@ -622,7 +627,8 @@ def run_live(cmd: Sequence[str], channels: Sequence[Channel], rate_hz: float, sl
     ``greentop-YYYYmmdd-HHMMSS.h5`` in ``record_dir`` (the cwd). The caller checks ``cmd`` and
     ``output`` first (``recorder.check_command`` / ``check_output``). ``carbon``: (gCO2e/kWh,
     source) shown in the view and stored in the traces (default: the world average)."""
-    session = LiveSession(cmd, channels, rate_hz, slow_rate_hz, found=found, carbon=carbon, record_dir=record_dir)
+    session = LiveSession(cmd, channels, rate_hz, slow_rate_hz, found=found, carbon=carbon, record_dir=record_dir,
+                          run_as=run_as)
     app: LiveApp | None = None
     rc: int | None = None
     child = None
@@ -640,9 +646,10 @@ def run_live(cmd: Sequence[str], channels: Sequence[Channel], rate_hz: float, sl
         rec = app.recording if app is not None else session.recording
         exit_code, running = session.close(rec, app is not None and app._exit_logged)
     assert app is not None
+    write_error = ""
     if rec is not None:
         app._feed_from_tap(rec)
-        rec.finish(exit_code if child is not None else 0, interrupted=running)
+        write_error = rec.finish(exit_code if child is not None else 0, interrupted=running).write_error
         app.saved.append(rec.path)
     else:
         app.model.feed(session.sampler.drain())  # what came in after the last frame
@@ -651,4 +658,5 @@ def run_live(cmd: Sequence[str], channels: Sequence[Channel], rate_hz: float, sl
     if rc is None:
         rc = 0
     traces = list(dict.fromkeys(app.saved))
-    return LiveResult(exit_code if child is not None else rc, app.model.energy_j, app.model.duration_s, summary_lines(app.model, app.carbon), traces)
+    return LiveResult(exit_code if child is not None else rc, app.model.energy_j, app.model.duration_s, summary_lines(app.model, app.carbon), traces,
+                      write_error)
