@@ -216,3 +216,44 @@ def test_a_command_that_cannot_start_leaves_no_guard(monkeypatch: pytest.MonkeyP
         launch.start([str(tmp_path / "no-such-program")])
     assert started, "no guard was started"
     assert _wait_gone(started, 10.0) == [], "the guard of a workload that never started stayed"
+
+
+def test_a_tree_run_as_another_user_dies_with_a_killed_launcher() -> None:
+    """``--user``: the guard stays greentop's (root) and stops the other user's tree too."""
+    import shutil
+    import tempfile
+
+    from tests.test_run_as import SYSTEM_PYTHON, _need_root_and_a_python_for_nobody
+
+    _need_root_and_a_python_for_nobody()
+    shared = Path(tempfile.mkdtemp(prefix="greentop-guard-"))  # under /tmp: reachable by nobody
+    shared.chmod(0o777)
+    kids = shared / "kids.pid"
+    tree_code = textwrap.dedent(f"""
+        import os, subprocess, time
+        sleeper = [{SYSTEM_PYTHON!r}, "-c", "import time; time.sleep(120)"]
+        ks = [subprocess.Popen(sleeper), subprocess.Popen(sleeper, start_new_session=True)]
+        open({str(kids)!r}, "w").write(" ".join(str(k.pid) for k in ks) + " " + str(os.getuid()))
+        time.sleep(120)
+    """)
+    launcher_code = textwrap.dedent(f"""
+        import time
+        from greentop import launch, run_as
+        launch.start([{SYSTEM_PYTHON!r}, "-c", {tree_code!r}], run_as=run_as.resolve("nobody"))
+        time.sleep(120)
+    """)
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    parent = subprocess.Popen([sys.executable, "-c", launcher_code], env=env, start_new_session=True, cwd="/")
+    pids: list[int] = []
+    try:
+        *found, uid = (int(p) for p in _wait_for_file(kids).split())
+        pids = list(found)
+        assert uid != 0 and all(_alive(p) for p in pids)
+        parent.kill()
+        parent.wait()
+        assert _wait_gone(pids, 15.0) == [], "a child of a workload run as another user ran on after greentop was killed"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        _kill_all(pids)
+        shutil.rmtree(shared, ignore_errors=True)
