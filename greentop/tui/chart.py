@@ -151,6 +151,7 @@ class PowerChart(Widget):
         self._direct = False  # the last paint bypassed Textual's styles cache (``render_lines``)
         self._finished: dict[int, tuple[Strip, Strip]] = {}  # row -> (cached row, row as painted)
         self._finished_key: tuple[object, ...] | None = None
+        self._labels: tuple[tuple[object, ...], list[_Part]] | None = None  # (W range and size, label parts)
 
     # -- mouse: a chart says where in time the pointer is; the view decides what that means ----
 
@@ -357,12 +358,8 @@ class PowerChart(Widget):
             rows.append(self._title_row(width, title_style))
 
         lines = self._plot_lines(plot_w, plot_rows)
-        y_bottom, y_top = self._y_range_w
-        ticks = y_tick_rows(y_top, y_bottom, plot_rows)
-        for r, line in enumerate(lines):
-            label = ticks.get(r, "")
-            axis = "┤" if r in ticks else "│"
-            row: list[_Part] = [((label.rjust(LABEL_W) + axis)[:width], axis_style)]
+        for label_part, line in zip(self._label_parts(width, plot_rows, axis_style), lines):
+            row: list[_Part] = [label_part]
             if plot_w:
                 row.append((line, plot_style))
             rows.append(row)
@@ -377,6 +374,18 @@ class PowerChart(Widget):
             text = (" " * LABEL_W + "└" + "".join(cells))[:width]
             rows.append([(text.ljust(width), axis_style)])
         return rows
+
+    def _label_parts(self, width: int, plot_rows: int, axis_style: Style) -> list[_Part]:
+        """The W label and axis line of each plot row, for the W range last drawn: the same parts
+        from frame to frame while the range holds (a live chart's rarely moves)."""
+        y_bottom, y_top = self._y_range_w
+        key = (y_bottom, y_top, width, plot_rows, axis_style)
+        if self._labels is None or self._labels[0] != key:
+            ticks = y_tick_rows(y_top, y_bottom, plot_rows)
+            parts = [((ticks.get(r, "").rjust(LABEL_W) + ("┤" if r in ticks else "│"))[:width], axis_style)
+                     for r in range(plot_rows)]
+            self._labels = (key, parts)
+        return self._labels[1]
 
     def _title_row(self, width: int, style: Style) -> list[_Part]:
         title = self._title + ("  (estimated)" if self._estimated else "")

@@ -126,7 +126,7 @@ class _Lane:
         before = self.last_move_ns
         self.change_t = np.concatenate((self.change_t, moves_ns))[-PERIOD_CHANGES:]
         times = moves_ns if before is None else np.concatenate(([before], moves_ns))
-        gaps = np.diff(times)
+        gaps = times[1:] - times[:-1]
         # No limit is below STALL_MIN_S: gaps shorter than that end no stall, whatever the period,
         # and the period (a median, every drain, for every channel) need not be measured.
         if gaps.size and int(gaps.max()) > _STALL_MIN_NS:
