@@ -127,7 +127,8 @@ def main() -> int:
         print(json.dumps({"bench": "live_cpu", "checkout": name, **med[name], "ui_bar_pct": BAR_UI_PCT,
                           "ui_pass": med[name]["ui_cpu_pct"] <= BAR_UI_PCT}))
     if "baseline" in got:
-        ratios = [float(a["ui_cpu_pct"]) / float(b["ui_cpu_pct"]) for a, b in zip(got["this"], got["baseline"])]  # type: ignore[arg-type]
+        pairs = zip(got["this"], got["baseline"])
+        ratios = [float(a["ui_cpu_pct"]) / float(b["ui_cpu_pct"]) for a, b in pairs]  # type: ignore[arg-type]
         print(json.dumps({"bench": "live_cpu_ratio", "this_over_baseline": [round(x, 3) for x in ratios],
                           "median": round(statistics.median(ratios), 3)}))
     return 0
