@@ -324,3 +324,45 @@ def test_widget_repaints_only_rows_that_changed() -> None:
             assert all(a is b for a, b in zip(after[1:], before[1:]))
 
     asyncio.run(scenario())
+
+
+def _segments(strips: list) -> list[list[tuple[str, object]]]:
+    return [[(seg.text, seg.style) for seg in strip] for strip in strips]
+
+
+def test_widget_paints_what_textuals_styles_cache_would_paint() -> None:
+    """``render_lines`` hands the compositor its cached rows without Textual's styles cache (a
+    plain box): the same segments and styles, whole or cropped, frame after frame; a box that is
+    not plain (a border) goes through the styles cache."""
+    from textual.geometry import Region
+    from textual.widget import Widget
+
+    async def scenario() -> None:
+        app = _ChartApp()
+        async with app.run_test(size=(80, 24)) as pilot:
+            gpu = app.query_one("#gpu", PowerChart)
+            cpu = app.query_one("#cpu", PowerChart)
+            gpu.append_only = True
+            rng = np.random.default_rng(5)
+            t_ns = np.arange(20_000, dtype=np.int64) * 1_000_000
+            power_w = 300.0 + rng.normal(0.0, 60.0, t_ns.size)
+            for frame in range(4):  # a live chart scrolling: some rows kept, some redrawn
+                t1 = 10_000_000_000 + frame * 50_000_000
+                for chart in (gpu, cpu):
+                    chart.set_data(t_ns, power_w, t1 - 1_875_000_000, t1)
+                await pilot.pause()
+                for chart in (gpu, cpu):
+                    w, h = chart.size
+                    for crop in (Region(0, 0, w, h), Region(3, 2, w - 10, h - 4)):
+                        direct = chart.render_lines(crop)
+                        assert chart._direct  # noqa: SLF001 -- the path under test was taken
+                        chart._styles_cache.clear()  # noqa: SLF001 -- the styles cache draws afresh
+                        assert _segments(direct) == _segments(Widget.render_lines(chart, crop))
+            gpu.styles.border = ("round", "red")
+            await pilot.pause()
+            w, h = gpu.size.width + 2, gpu.size.height + 2
+            lines = gpu.render_lines(Region(0, 0, w, h))
+            assert not gpu._direct and lines[0].text.startswith("╭")  # noqa: SLF001
+            assert _segments(lines) == _segments(Widget.render_lines(gpu, Region(0, 0, w, h)))
+
+    asyncio.run(scenario())

@@ -1150,3 +1150,29 @@ def test_run_and_record_print_the_summary_with_the_cpu_total_asked(tmp_path: Pat
         summary = subprocess.run([sys.executable, "-m", "greentop", "summary", str(path), "--cpu-total", "psys"],
                                  env=env, capture_output=True, text=True, timeout=120)
         assert summary.stdout.strip() in proc.stderr  # the summary greentop summary --cpu-total psys gives
+
+
+def test_at_the_drain_rate_each_frame_is_drawn_right_after_its_drain() -> None:
+    """With ``fps`` equal to ``DRAIN_HZ`` one timer drains and then redraws: every frame shows
+    samples drained just before it, and the charts fill from the timers alone."""
+    from greentop.tui.app import DRAIN_HZ
+
+    async def scenario() -> None:
+        sampler = ScriptedSampler(CHANNELS, POWER)
+        app = LiveApp(sampler, CHANNELS, fps=DRAIN_HZ)  # type: ignore[arg-type]
+        seen: list[int] = []
+        refresh = app.refresh_view
+
+        def recording_refresh() -> None:
+            seen.append(sampler.drains)
+            refresh()
+
+        app.refresh_view = recording_refresh  # type: ignore[method-assign]
+        async with app.run_test(size=(120, 40)) as pilot:
+            while len(seen) < 8:
+                await pilot.pause(0.05)
+            assert all(b == a + 1 for a, b in zip(seen, seen[1:]))  # one drain before each frame
+            assert sampler.drains == seen[-1]
+            assert all("now" in t for t in titles(app))
+
+    run(scenario)

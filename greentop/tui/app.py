@@ -233,9 +233,18 @@ class LiveApp(App[int]):
         self._update_health()
         self.call_after_refresh(self._fit_charts)
         if self._use_timers:
-            self.set_interval(1 / DRAIN_HZ, self.drain_now)
-            self.set_interval(1 / self.fps, self.refresh_view)
+            if self.fps == DRAIN_HZ:
+                # One timer, not two: each tick of a Textual timer costs the app a round of
+                # messages, and a frame drawn right after its drain shows the newest samples.
+                self.set_interval(1 / DRAIN_HZ, self._drain_and_refresh)
+            else:
+                self.set_interval(1 / DRAIN_HZ, self.drain_now)
+                self.set_interval(1 / self.fps, self.refresh_view)
             self.set_interval(1 / HEALTH_HZ, self._update_health)
+
+    def _drain_and_refresh(self) -> None:
+        self.drain_now()
+        self.refresh_view()
 
     # -- data ------------------------------------------------------------------------------------
 
@@ -313,9 +322,10 @@ class LiveApp(App[int]):
             new_column = cells <= 0 or now - self._chart_t_ns >= window_ns // (2 * cells)
             if new_column:
                 self._chart_t_ns = now
+            pane_h = self._charts_pane.size.height  # once a frame: each geometry lookup searches the screen's map
             for i, chart in enumerate(self._charts):
                 # A chart scrolled out of view costs nothing: it is drawn again once it shows.
-                if not self._chart_visible(chart):
+                if not self._chart_visible(chart, pane_h):
                     self._stale.add(i)
                     continue
                 stale = i in self._stale
@@ -335,14 +345,17 @@ class LiveApp(App[int]):
         """Every chart redraws (title and plot) at its next visible frame, new column or not."""
         self._stale.update(range(len(self._charts)))
 
-    def _chart_visible(self, chart: PowerChart) -> bool:
+    def _chart_visible(self, chart: PowerChart, pane_h: int | None = None) -> bool:
         """Whether any row of ``chart`` is inside the charts pane's viewport (before the first
-        layout nothing is known: draw everything)."""
+        layout nothing is known: draw everything). ``pane_h``: the pane's height, if known."""
         pane = self._charts_pane
-        if not pane.size.height or not chart.size.height:
+        if pane_h is None:
+            pane_h = pane.size.height
+        region = chart.virtual_region  # the chart's outer region (no gutter: its size)
+        if not pane_h or not region.height:
             return True
-        top = chart.virtual_region.y - round(pane.scroll_y)
-        return top < pane.size.height and top + chart.outer_size.height > 0
+        top = region.y - round(pane.scroll_y)
+        return top < pane_h and top + region.height > 0
 
     def _update_timeline(self) -> None:
         """The phases over the window the charts drew, cut into the total chart's plot cells."""

@@ -148,6 +148,10 @@ class PowerChart(Widget):
         # data that may change anywhere (replay's bins).
         self.append_only = False
         self._scroll: ScrollState | None = None
+        self._direct = False  # the last paint bypassed Textual's styles cache (``render_lines``)
+        self._finished: dict[int, tuple[Strip, Strip]] = {}  # row -> (cached row, row as painted)
+        self._finished_key: tuple[object, ...] | None = None
+        self._labels: tuple[tuple[object, ...], list[_Part]] | None = None  # (W range and size, label parts)
 
     # -- mouse: a chart says where in time the pointer is; the view decides what that means ----
 
@@ -354,12 +358,8 @@ class PowerChart(Widget):
             rows.append(self._title_row(width, title_style))
 
         lines = self._plot_lines(plot_w, plot_rows)
-        y_bottom, y_top = self._y_range_w
-        ticks = y_tick_rows(y_top, y_bottom, plot_rows)
-        for r, line in enumerate(lines):
-            label = ticks.get(r, "")
-            axis = "┤" if r in ticks else "│"
-            row: list[_Part] = [((label.rjust(LABEL_W) + axis)[:width], axis_style)]
+        for label_part, line in zip(self._label_parts(width, plot_rows, axis_style), lines):
+            row: list[_Part] = [label_part]
             if plot_w:
                 row.append((line, plot_style))
             rows.append(row)
@@ -374,6 +374,18 @@ class PowerChart(Widget):
             text = (" " * LABEL_W + "└" + "".join(cells))[:width]
             rows.append([(text.ljust(width), axis_style)])
         return rows
+
+    def _label_parts(self, width: int, plot_rows: int, axis_style: Style) -> list[_Part]:
+        """The W label and axis line of each plot row, for the W range last drawn: the same parts
+        from frame to frame while the range holds (a live chart's rarely moves)."""
+        y_bottom, y_top = self._y_range_w
+        key = (y_bottom, y_top, width, plot_rows, axis_style)
+        if self._labels is None or self._labels[0] != key:
+            ticks = y_tick_rows(y_top, y_bottom, plot_rows)
+            parts = [((ticks.get(r, "").rjust(LABEL_W) + ("┤" if r in ticks else "│"))[:width], axis_style)
+                     for r in range(plot_rows)]
+            self._labels = (key, parts)
+        return self._labels[1]
 
     def _title_row(self, width: int, style: Style) -> list[_Part]:
         title = self._title + ("  (estimated)" if self._estimated else "")
@@ -510,8 +522,59 @@ class PowerChart(Widget):
     def render_lines(self, crop: Region) -> list[Strip]:
         # Once per paint: check the size here (``self.size`` is computed, not stored) so that
         # ``render_line`` is a list lookup.
-        self._ensure_strips()
-        return super().render_lines(crop)
+        strips = self._ensure_strips()
+        if not self._plain_box():
+            if self._direct:
+                self._direct = False
+                self._styles_cache.clear()  # lines it cached before the direct path took over
+            return super().render_lines(crop)
+        self._direct = True
+        return self._direct_lines(strips, crop)
+
+    def _plain_box(self) -> bool:
+        """Whether Textual's line styling would leave the cached rows as they are: no border,
+        padding or outline, no tint, hatch or (text) opacity, no link under the mouse."""
+        styles = self.styles
+        gutter = styles.gutter
+        return (not (gutter.width or gutter.height) and not any(edge[0] for edge in styles.outline)
+                and not styles.tint.a and styles.text_opacity == 1.0 and self.opacity == 1.0
+                and not (styles.has_rule("hatch") and styles.hatch != "none")
+                and not (self.auto_links and self.hover_style._link_id))
+
+    def _direct_lines(self, strips: list[Strip], crop: Region) -> list[Strip]:
+        """``crop`` of the cached rows as Textual's styles cache would return them for a plain box
+        (``_plain_box``): each row at the widget's width, through the app's line filters.
+
+        The styles cache re-renders and re-filters every row the chart refreshed, each frame; a
+        row kept from the last frame here is the same Strip object, whose filtered copy Textual
+        caches. This was most of what composing a frame of a scrolling chart cost."""
+        width = self._built_size.width
+        base_background, background = self.background_colors
+        inner = self._styles_cache.get_inner_outer(base_background, background)[0].rich_style
+        filters = tuple(self.get_line_filters())
+        # Row y's finished Strip, kept while row y is the same Strip object under the same
+        # filters and colours: most rows of a chart do not change from one frame to the next.
+        key = (filters, background, inner, width)
+        if self._finished_key != key:
+            self._finished_key = key
+            self._finished = {}
+        finished = self._finished
+        out: list[Strip] = []
+        for y in crop.line_range:
+            strip = strips[y] if 0 <= y < len(strips) else Strip.blank(width, inner)
+            done = finished.get(y)
+            if done is not None and done[0] is strip:
+                out.append(done[1])
+                continue
+            line = strip.adjust_cell_length(width, inner)
+            for line_filter in filters:
+                line = line.apply_filter(line_filter, background)
+            finished[y] = (strip, line)
+            out.append(line)
+        if crop.column_span != (0, width):
+            x1, x2 = crop.column_span
+            out = [strip.crop(x1, x2) for strip in out]
+        return out
 
     def render_line(self, y: int) -> Strip:
         """One row of the cached chart (rebuilt first if the data or size changed)."""
