@@ -19,6 +19,7 @@ from tests.fakes.profile import PowerProfile
 REPO = Path(__file__).resolve().parent.parent
 GPU_W = {0: 120.0, 1: 300.0}
 UPDATE_S = 0.020
+SCHED_SLACK_S = 0.010  # a read's clock reading can trail the read this much on a loaded machine
 
 
 def test_ddp_benchmark_on_cpu_ranks_read_their_own_gpu_and_greentop_agrees(
@@ -52,9 +53,12 @@ def test_ddp_benchmark_on_cpu_ranks_read_their_own_gpu_and_greentop_agrees(
         assert r["gpu"] == r["rank"]
         # Over the rank's own read window, greentop's GPU energy and the counter delta agree to what
         # the counter can tell: each read is stale by up to one refresh (20 ms here), so a delta is
-        # off by at most one refresh period's energy (2.4 J at 120 W: 2 % of a 1.2 s window).
-        assert abs(r["window_j"] - r["nvml_j"]) <= GPU_W[r["gpu"]] * UPDATE_S * 1.05, r
-        assert abs(r["nvml_j"] - GPU_W[r["gpu"]] * r["window_s"]) <= GPU_W[r["gpu"]] * UPDATE_S * 1.05, r  # its own GPU's
+        # off by at most one refresh period's energy (2.4 J at 120 W: 2 % of a 1.2 s window), plus
+        # the time a reader can be held between a read and its clock reading on a loaded 2-core
+        # machine (2.7 J at 120 W, 22.7 ms, seen once in CI).
+        limit_j = GPU_W[r["gpu"]] * (UPDATE_S + SCHED_SLACK_S)
+        assert abs(r["window_j"] - r["nvml_j"]) <= limit_j, r
+        assert abs(r["nvml_j"] - GPU_W[r["gpu"]] * r["window_s"]) <= limit_j, r  # its own GPU's (120 W against 300 W)
         # The phase's own energy is its GPU's, not the machine's.
         assert r["phase_j"] / r["phase_s"] == pytest.approx(GPU_W[r["gpu"]], rel=0.05), r
         assert r["images_per_s"] > 0 and r["j_per_image"] > 0

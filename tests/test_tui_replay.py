@@ -193,6 +193,24 @@ def test_help_opens_and_q_quits(model: ReplayModel) -> None:
     assert app.return_code == 0
 
 
+def test_a_row_highlight_arriving_while_the_app_closes_is_ignored(trace_copy: Path) -> None:
+    """The phase list's last RowHighlighted can be handled after the list is gone (the app closing,
+    seen once in CI as NoMatches '#phases' raised out of run_test): nothing to update then."""
+    app = ReplayApp(ReplayModel(trace_copy))
+
+    async def body(pilot: Pilot) -> None:
+        for _ in range(400):
+            if app.summary_ready:
+                break
+            await pilot.pause(0.05)
+        assert app.summary_ready
+        table = app.query_one("#phases", DataTable)
+        await table.remove()
+        app.on_data_table_row_highlighted(DataTable.RowHighlighted(table, 0, table.coordinate_to_cell_key((0, 0)).row_key))
+
+    drive(app, body)
+
+
 def test_summary_computed_in_the_background_fills_the_list(trace_copy: Path) -> None:
     app = ReplayApp(ReplayModel(trace_copy))
 

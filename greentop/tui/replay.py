@@ -384,6 +384,8 @@ class ReplayApp(App[int]):
         self.call_from_thread(self._summary_ready)
 
     def _summary_ready(self) -> None:
+        if self._list_gone():
+            return
         summary = self.model.summary
         assert summary is not None
         self._rows = {row_key(r): r for r in summary.rows}
@@ -528,7 +530,14 @@ class ReplayApp(App[int]):
             table.focus()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if self._list_gone():
+            return
         self._update_detail()
+
+    def _list_gone(self) -> bool:
+        """The phase list is gone: the app is closing, and a message or a summary that arrives now
+        (the list's last highlight, a worker's result) has nothing left to update."""
+        return not self.query("#phases")
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         """Enter on a row: the window becomes that phase, with a small margin each side."""
