@@ -213,18 +213,23 @@ def test_summary_shows_the_meter_row_in_every_format_and_adds_it_only_when_asked
     assert whole.total.energy_j == pytest.approx(900.0, rel=1e-6)
 
 
-def test_live_view_shows_the_meter_beside_the_total() -> None:
-    model = LiveModel([PKG0, GPU0, METER])
-    assert [c.name for c in model.channels] == ["rapl:package-0", "nvml:gpu0:energy", "hwmon:power_meter:power1"]
-    assert model.in_total == [True, True, False]
+def _feed_two_seconds(model: LiveModel) -> None:
+    """Four drains of 0.5 s: the package at 50 W, the GPU at 300 W, the meter at 450 W (uJ counters)."""
     t = T0 + np.arange(1, 2001, dtype=np.int64) * MS
-    for k in range(4):  # four drains of 0.5 s: 50 W, 300 W and the 450 W meter, as uJ counters
+    for k in range(4):
         part = t[k * 500:(k + 1) * 500]
         e = (part - T0) * 1e-9
         model.feed({"rapl:package-0": Samples(part, np.round(e * 50e6).astype(np.int64)),
                     "nvml:gpu0:energy": Samples(part, np.round(e * 300e6).astype(np.int64)),
                     "hwmon:power_meter:power1": Samples(part, np.round(e * 450e6).astype(np.int64))})
     model.end_run()
+
+
+def test_live_view_shows_the_meter_beside_the_total() -> None:
+    model = LiveModel([PKG0, GPU0, METER])
+    assert [c.name for c in model.channels] == ["rapl:package-0", "nvml:gpu0:energy", "hwmon:power_meter:power1"]
+    assert model.in_total == [True, True, False]
+    _feed_two_seconds(model)
     figures = model.run_figures()
     assert figures[2][0] == pytest.approx(450.0, rel=0.02)  # the meter's own row
     assert figures[3][0] == pytest.approx(350.0, rel=0.02)  # the total: package + GPU, not the meter
@@ -262,14 +267,7 @@ def test_live_view_keeps_psys_out_as_before_and_shows_unknown_meters() -> None:
 def test_live_view_with_cpu_total_system_totals_the_meter_alone() -> None:
     model = LiveModel([PKG0, GPU0, METER], cpu_total="system")
     assert model.in_total == [False, False, True]  # package and GPU shown beside the meter, not added
-    t = T0 + np.arange(1, 2001, dtype=np.int64) * MS
-    for k in range(4):
-        part = t[k * 500:(k + 1) * 500]
-        e = (part - T0) * 1e-9
-        model.feed({"rapl:package-0": Samples(part, np.round(e * 50e6).astype(np.int64)),
-                    "nvml:gpu0:energy": Samples(part, np.round(e * 300e6).astype(np.int64)),
-                    "hwmon:power_meter:power1": Samples(part, np.round(e * 450e6).astype(np.int64))})
-    model.end_run()
+    _feed_two_seconds(model)
     assert model.run_figures()[3][0] == pytest.approx(450.0, rel=0.02)
     assert model.energy_j == pytest.approx(450.0 * model.duration_s, rel=0.02)
     assert "(--cpu-total system)" in model.machine_total
