@@ -273,7 +273,9 @@ def test_devices_lists_channels_with_units_state_and_power(host: dict[str, FakeC
     assert pkg.unit == "uJ" and pkg.quantity == "energy" and pkg.state == "ok" and pkg.lane == "fast"
     assert pkg.power_w is not None and 30.0 <= pkg.power_w <= 60.0
     assert pkg.read_cost_us is not None and pkg.read_cost_us > 0
-    assert by_domain["dram-0"].power_w == pytest.approx(5.0, rel=0.05)
+    # Over a 0.3 s window the fake's writer process can trail by a scheduling slice on a loaded
+    # 2-core machine (20 ms, +6.7 %, seen once in CI): 15 % still tells the 5 W DRAM from the package.
+    assert by_domain["dram-0"].power_w == pytest.approx(5.0, rel=0.15)
     assert any("MSR" in n for n in found.notes)
     assert devices(0, options=NO_GPU)[0].power_w is None
 
