@@ -365,9 +365,8 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 def _print_summary(path: Path, fmt: str, carbon: tuple[float, str] | None, args: argparse.Namespace | None, out: Any,
                    by: str | None = None, cpu_total: str | None = None) -> None:
-    from greentop.attribution import summarise
     from greentop.summary_format import format_summary
-    from greentop.trace import iter_channels, load, open_trace
+    from greentop.trace import load, open_trace, summarise_open
 
     # Only the primary channels count, and their samples are read one channel at a time, each let go
     # once summarised: an hour at 1 kHz never has all its samples in memory (same figures as load()).
@@ -377,10 +376,7 @@ def _print_summary(path: Path, fmt: str, carbon: tuple[float, str] | None, args:
         intensity, source = carbon if carbon is not None else _carbon(args, stored)  # type: ignore[arg-type]
         if cpu_total is None:
             cpu_total = getattr(args, "cpu_total", CPU_TOTAL_PACKAGES) if args is not None else CPU_TOTAL_PACKAGES
-        every = [cd.channel for cd in iter_channels(f, ends_only=True)]
-        shown = plan_domains(every, cpu_total).shown
-        streamed = iter_channels(f, [c.name for c in shown], read_ahead=True)
-        summary = summarise(trace, intensity, source, channels=streamed, cpu_total=cpu_total, every_channel=every)
+        summary = summarise_open(f, trace, intensity, source, cpu_total)
     if by is not None:
         from greentop.groups import format_groups, group_summary
 

@@ -28,9 +28,12 @@ import numpy as np
 import numpy.typing as npt
 
 from greentop import trace_validate as tv
+from greentop.attribution import RunSummary, summarise
 from greentop.channel import Channel, CpuPowerModel, Lane, Quantity, Reader, ReaderKind
+from greentop.domains import CPU_TOTAL_PACKAGES, plan_domains
 from greentop.events import Event, build_phases
 from greentop.loaded import ChannelData, Count, Mark, Phase, Trace
+from greentop.tracedata import TraceData
 
 FORMAT_NAME = "greentop-trace"
 FORMAT_VERSION = 1
@@ -594,6 +597,17 @@ def _reads_recorded(f: h5py.File, n_channels: int) -> Any:
         return np.asarray(d[-1], dtype=np.int64)
     except (KeyError, OSError, RuntimeError, ValueError):
         return None
+
+
+def summarise_open(f: h5py.File, trace: TraceData, carbon_g_per_kwh: float, carbon_source: str,
+                   cpu_total: str = CPU_TOTAL_PACKAGES) -> RunSummary:
+    """``attribution.summarise`` of an open trace whose ``trace`` was loaded without samples
+    (``load(f, channels=())``): the shown channels' samples are read one channel at a time, each let
+    go once summarised, so an hour at 1 kHz never has all its samples in memory (the same figures as
+    summarising ``load(f)``)."""
+    every = [cd.channel for cd in iter_channels(f, ends_only=True)]
+    streamed = iter_channels(f, [c.name for c in plan_domains(every, cpu_total).shown], read_ahead=True)
+    return summarise(trace, carbon_g_per_kwh, carbon_source, channels=streamed, cpu_total=cpu_total, every_channel=every)
 
 
 def iter_channels(f: h5py.File, channels: Sequence[str] | None = None, *, ends_only: bool = False,

@@ -13,7 +13,7 @@ from greentop.report.breakdown import IDLE, generative_by_size_rate, per_arch_ba
 from greentop.report.load import DISCRIMINATIVE
 from greentop.report.model import IDENTITY_KEYS, LOG_FEATURES, EnergyModel, _feature_values
 from greentop.report.pareto import ParetoPoint
-from greentop.report.repeats import NOT_SETTINGS, noise_threshold, setting_columns, spread_by_configuration
+from greentop.report.repeats import noise_threshold, setting_columns, spread_by_configuration
 from greentop.report.sensitivity import SensitivityRow
 from greentop.report.totals import estimated_workloads
 
@@ -67,9 +67,7 @@ def _other_settings(m: EnergyModel, feature: str) -> list[str]:
     name = feature.removeprefix("log ")
     column = dict(LOG_FEATURES).get(name, f"param.{name.split('=', 1)[0]}")
     own = {column} | ({f"param.{k}" for k in IDENTITY_KEYS} if column.startswith("metric.") else set())
-    rows = m.rows
-    return [c for c in rows.columns if c.startswith("param.") and c not in own and c not in NOT_SETTINGS
-            and rows[c].astype("string").nunique(dropna=False) > 1]
+    return [c for c in setting_columns(m.rows) if c not in own]
 
 
 def check_direction(m: EnergyModel, feature: str) -> DirectionCheck:

@@ -144,13 +144,10 @@ class ReplayModel:
         Reads the shown channels' samples one channel at a time (seconds for an hour at 1 kHz),
         the same figures as ``greentop summary``."""
         if self.summary is None:
-            from greentop.attribution import summarise
-            from greentop.trace import iter_channels, open_trace
+            from greentop.trace import open_trace, summarise_open
 
             with open_trace(self.path) as f:
-                every = [cd.channel for cd in iter_channels(f, ends_only=True)]
-                streamed = iter_channels(f, [c.name for c in plan_domains(every).shown], read_ahead=True)
-                self.summary = summarise(self.trace, self.carbon[0], self.carbon[1], channels=streamed, every_channel=every)
+                self.summary = summarise_open(f, self.trace, self.carbon[0], self.carbon[1])
         return self.summary
 
     # -- windows -------------------------------------------------------------------------------
