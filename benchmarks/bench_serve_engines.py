@@ -1,14 +1,19 @@
-"""The server's two engines side by side: batch-level dynamic batching (the baseline) against
-transformers' continuous batching, under the same Poisson load.
+"""Two ways of serving side by side under the same Poisson load (``--compare``):
 
-    python benchmarks/bench_serve_engines.py [--model-size tiny] [--device cpu] [--rates 2,8]
+- ``engines`` (the default): batch-level dynamic batching (the baseline) against transformers'
+  continuous batching;
+- ``decode-thread``: the ``--engine`` given decoding in a worker thread (the baseline, the
+  arrangement before 2026-12-05) against decoding in the main thread (``serve --decode-in``).
+
+    python benchmarks/bench_serve_engines.py [--compare engines|decode-thread] [--engine batch]
+                                             [--model-size tiny] [--device cpu] [--rates 2,8]
                                              [--repeats 3] [--duration 6] [--output-len 64]
                                              [--max-batch-size 8] [--out FILE.json]
 
 Each run is one ``python -m workloads serve-bench`` (server and load generator, no recording),
-engines interleaved (batch, continuous, batch, ...) so that drift in the machine's load hits both.
-One JSON object per run on stdout, then one summary object per rate: the median of each metric
-per engine over the repeats and the ratio continuous / batch (below 1: continuous is lower).
+the two variants interleaved (baseline, other, baseline, ...) so that drift in the machine's load
+hits both. One JSON object per run on stdout, then one summary object per rate: the median of each
+metric per variant over the repeats and the ratio other / baseline (below 1: the other is lower).
 Nothing is asserted.
 """
 
@@ -28,39 +33,48 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from _machine import machine_info  # noqa: E402
 
-ENGINES = ("batch", "continuous")  # the first is the baseline
 METRICS = ("ttft_p50_ms", "ttft_p99_ms", "tpot_p50_ms", "e2e_p50_ms", "e2e_p99_ms", "throughput_output_tokens_s",
-           "requests_ok", "errors")
+           "server_decode_step_ms", "requests_ok", "errors")
 
 
-def one_run(engine: str, rate: float, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    result = tmp / f"{engine}-{rate}.json"
-    cmd = [sys.executable, "-m", "workloads", "serve-bench", "--engine", engine, "--model-size", args.model_size,
+def variants(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    """(name, serve-bench options) of the baseline, then of the other."""
+    if args.compare == "engines":
+        return [("batch", ["--engine", "batch"]), ("continuous", ["--engine", "continuous"])]
+    return [(f"{args.engine}/worker", ["--engine", args.engine, "--decode-in", "worker"]),
+            (f"{args.engine}/main", ["--engine", args.engine, "--decode-in", "main"])]
+
+
+def one_run(variant: str, options: list[str], rate: float, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    result = tmp / f"{variant.replace('/', '-')}-{rate}.json"
+    cmd = [sys.executable, "-m", "workloads", "serve-bench", *options, "--model-size", args.model_size,
            "--device", args.device, "--precision", args.precision, "--rate", str(rate), "--duration", str(args.duration),
            "--prompt-len", str(args.prompt_len), "--output-len", str(args.output_len),
            "--max-batch-size", str(args.max_batch_size), "--result", str(result)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
     if proc.returncode != 0:
-        return {"engine": engine, "rate": rate, "error": proc.stderr.strip().splitlines()[-1:] or ["failed"]}
+        return {"variant": variant, "rate": rate, "error": proc.stderr.strip().splitlines()[-1:] or ["failed"]}
     metrics = json.loads(result.read_text())["metrics"]
-    return {"engine": engine, "rate": rate} | {k: metrics.get(k) for k in METRICS}
+    return {"variant": variant, "rate": rate} | {k: metrics.get(k) for k in METRICS}
 
 
-def summarise(runs: list[dict[str, Any]], rate: float) -> dict[str, Any]:
+def summarise(runs: list[dict[str, Any]], rate: float, names: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"bench": "serve_engines_summary", "rate": rate}
     for metric in METRICS:
         med = {}
-        for engine in ENGINES:
-            vals = [r[metric] for r in runs if r["engine"] == engine and r["rate"] == rate and r.get(metric) is not None]
-            med[engine] = statistics.median(vals) if vals else None
+        for name in names:
+            vals = [r[metric] for r in runs if r["variant"] == name and r["rate"] == rate and r.get(metric) is not None]
+            med[name] = statistics.median(vals) if vals else None
         out[metric] = med
-        base, new = med[ENGINES[0]], med[ENGINES[1]]
+        base, new = med[names[0]], med[names[1]]
         out[f"{metric}_ratio"] = new / base if base and new is not None else None
     return out
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--compare", choices=("engines", "decode-thread"), default="engines")
+    p.add_argument("--engine", choices=("batch", "compiled"), default="batch", help="decode-thread: the engine compared")
     p.add_argument("--model-size", default="tiny")
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32")
@@ -77,11 +91,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for rate in rates:
             for repeat in range(args.repeats):
-                for engine in ENGINES:
-                    run = {"bench": "serve_engines", "repeat": repeat} | one_run(engine, rate, args, Path(tmp))
+                for name, options in variants(args):
+                    run = {"bench": "serve_engines", "repeat": repeat} | one_run(name, options, rate, args, Path(tmp))
                     print(json.dumps(run), flush=True)
                     runs.append(run)
-    summaries = [summarise(runs, rate) for rate in rates]
+    summaries = [summarise(runs, rate, [name for name, _ in variants(args)]) for rate in rates]
     for s in summaries:
         print(json.dumps(s), flush=True)
     if args.out is not None:

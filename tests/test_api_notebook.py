@@ -36,8 +36,10 @@ def test_magic_line_options() -> None:
 def test_measure_cell_runs_the_cell_in_a_window_and_keeps_the_monitor(host: FakeHost) -> None:
     ns: dict[str, Any] = {}
     m = measure_cell("step -r 500 -o mon", lambda: time.sleep(0.2), ns)
-    assert m.name == "step" and m.duration_s == pytest.approx(0.2, abs=0.05)
-    assert m.domain("cpu-package-0").average_w == pytest.approx(40.0, rel=0.05)
+    # Wide bounds: a loaded machine wakes the sleep late, and over a 0.2 s window the fake's
+    # counter writer lagging its reader by 10 ms is 5 % of the power (one CI run saw more).
+    assert m.name == "step" and 0.2 <= m.duration_s < 0.5
+    assert m.domain("cpu-package-0").average_w == pytest.approx(40.0, rel=0.15)
     assert not ns["mon"].running and ns["mon"].measurement("step") == m
 
 

@@ -290,7 +290,7 @@ def test_read_metrics_script_compares_the_endpoint_read_directly_with_the_trace(
     port = free_port()
     out = tmp_path / "run.h5"
     rec = subprocess.Popen([sys.executable, "-m", "greentop", "record", "-o", str(out), "--no-baseline", "--rate", "500",
-                            "--export", f"127.0.0.1:{port}", "--", sys.executable, "-c", "import time; time.sleep(7)"],
+                            "--export", f"127.0.0.1:{port}", "--", sys.executable, "-c", "import time; time.sleep(8)"],
                            env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         r = subprocess.run([sys.executable, str(REPO / "benchmarks/multigpu/read_metrics.py"), f"http://127.0.0.1:{port}/metrics",
@@ -305,6 +305,6 @@ def test_read_metrics_script_compares_the_endpoint_read_directly_with_the_trace(
     # DRAM lies outside the package (Intel SDM 15.10): both are domains of the machine total.
     assert [row["domain"] for row in rows] == ["cpu-package-0", "dram-0"]
     for row in rows:
-        assert row["window_s"] > 4
+        assert row["window_s"] > 3  # of 8 s: the reader's own start-up may take seconds on a loaded machine
         # The counter and the trace hold the same samples: over the window the counters name, they agree.
         assert abs(row["diff_pct"]) < 0.1, rows

@@ -70,10 +70,23 @@ class ContinuousEngine:
 
     # ---- the BatchEngine interface ----
 
+    def run(self) -> None:
+        """Dispatch in this thread; the generation itself runs in transformers' own thread."""
+        self._start_manager()
+        self._run()
+
     def start(self) -> None:
-        self._manager = self._make_manager()
-        self._manager.start()
+        self._start_manager()
         self._thread = start_engine_thread(self._run, "cb-dispatch")
+
+    def ask_stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def _start_manager(self) -> None:
+        if self._manager is None:
+            self._manager = self._make_manager()
+            self._manager.start()
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Requests still in flight or waiting get an error; the manager's thread is joined."""

@@ -37,8 +37,14 @@ class Engine(Protocol):
 
     lm: Any  # llm.LoadedModel
 
-    def start(self) -> None: ...
-    def stop(self, timeout_s: float = 30.0) -> None: ...
+    def run(self) -> None:
+        """Serve in the calling thread until ``ask_stop`` or ``stop``."""
+    def start(self) -> None:
+        """``run`` in a thread of its own."""
+    def ask_stop(self) -> None:
+        """Make ``run`` return soon; safe from a signal handler."""
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop, join the engine's threads; requests still waiting get an error."""
     def submit(self, req: GenRequest) -> None:
         """Take the request, or raise ``QueueFull``."""
     def queued(self) -> int: ...

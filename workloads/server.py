@@ -25,10 +25,10 @@ Two engines (``--engine``):
   running batch at the next step. Prefill and decode share steps there, so each busy period is
   one ``generate`` phase instead.
 
-Requests beyond ``--max-queue`` waiting ones are refused at once with 429. The model runs in a
-worker thread, so the event loop stays responsive. The whole server lifetime is a ``serve``
-phase; the engine's phases nest inside it, counting ``input_tokens``, ``output_tokens`` and
-``requests``.
+Requests beyond ``--max-queue`` waiting ones are refused at once with 429. The engine decodes in
+the main thread and the HTTP event loop runs in a thread of its own (``HttpThread`` says why), so
+the loop stays responsive while a batch runs. The whole server lifetime is a ``serve`` phase; the
+engine's phases nest inside it, counting ``input_tokens``, ``output_tokens`` and ``requests``.
 """
 
 from __future__ import annotations
@@ -36,13 +36,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import queue
 import signal
 import sys
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 import greentop
 from workloads import llm
@@ -66,8 +67,9 @@ class RequestError(ValueError):
 
 
 class BatchEngine:
-    """The scheduler and the model, in one worker thread (torch releases the GIL in its kernels,
-    so the event loop keeps accepting and streaming while a batch runs)."""
+    """The scheduler and the model, in one thread: ``run`` in the caller's (the server's main
+    thread), or ``start`` in a worker thread. torch releases the GIL in its kernels, so the event
+    loop keeps accepting and streaming while a batch runs."""
 
     def __init__(self, lm: llm.LoadedModel, max_batch_size: int, max_wait_ms: float, max_queue: int,
                  stream_interval_ms: float = 0.0, decoder: Any = None) -> None:
@@ -90,7 +92,11 @@ class BatchEngine:
         self._last_flush = 0.0
 
     def start(self) -> None:
-        self._thread = start_engine_thread(self._run, "batch-engine")
+        self._thread = start_engine_thread(self.run, "batch-engine")
+
+    def ask_stop(self) -> None:
+        """``run`` returns after the current decode step (safe from a signal handler)."""
+        self._stop.set()
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Finish at the next decode step; requests still waiting get an error."""
@@ -148,7 +154,8 @@ class BatchEngine:
             return True
         return max(len(r.prompt_ids) for r in batch) + max(r.max_tokens for r in batch) <= self.max_len
 
-    def _run(self) -> None:
+    def run(self) -> None:
+        """Serve batches in this thread until ``ask_stop`` or ``stop``."""
         while not self._stop.is_set():
             batch = self._next_batch()
             if not batch:
@@ -401,6 +408,9 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
                    help="hand streamed tokens to the HTTP side at most this often (0: every step)")
     p.add_argument("--gil-switch-ms", type=float, default=0.5,
                    help="Python's thread switch interval (its default is 5 ms; see main())")
+    p.add_argument("--decode-in", choices=("main", "worker"), default="main",
+                   help="the thread the engine decodes in: main (HTTP in a thread of its own; see HttpThread), "
+                        "or worker (the arrangement before 2026-12-05, kept to measure against)")
 
 
 def check_engine_args(args: argparse.Namespace) -> None:
@@ -434,30 +444,100 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-async def _serve(args: argparse.Namespace, engine: Engine, model_name: str) -> int:
-    from aiohttp import web
+class HttpThread:
+    """The HTTP side's event loop in a thread of its own, so that the engine decodes in the main
+    thread.
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(CompletionServer(engine, model_name).app(), handle_signals=False, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, args.host, args.port)
-    try:
-        await site.start()
-    except OSError as exc:
+    Why not the other way round: torch's CPU kernels run on an OpenMP team owned by the calling
+    thread. The main thread built the model and owns a full team; an engine thread brings a second
+    one, and once the teams' threads outnumber the cores, libgomp stops spin-waiting and every small
+    matmul puts its team to sleep and wakes it again. On the dev VM (2 cores) the same eager decode
+    step took 4.0 ms in a worker thread and 2.1 ms in the main thread (``docs/benchmarks.md``)."""
+
+    def __init__(self, args: argparse.Namespace, engine: Engine, model_name: str, on_exit: Callable[[], None]) -> None:
+        self._args, self._engine, self._model_name, self._on_exit = args, engine, model_name, on_exit
+        self._listening = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="http", daemon=True)
+        self._thread.start()
+
+    def wait_listening(self) -> None:
+        """Return once the server listens; raise what kept it from listening."""
+        self._listening.wait()
+        if self.error is not None:
+            raise self.error
+
+    def shut_down(self, timeout_s: float = 30.0) -> None:
+        """Close connections with a short grace period and end the thread."""
+        if self._loop is not None and self._stop is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:  # the loop has already closed
+                pass
+        self._thread.join(timeout_s)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # noqa: BLE001 -- handed to the main thread, which reports it
+            self.error = exc
+        finally:
+            self._listening.set()
+            self._on_exit()  # the HTTP side is gone: nothing more can arrive
+
+    async def _serve(self) -> None:
+        from aiohttp import web
+
+        args = self._args
+        runner = web.AppRunner(CompletionServer(self._engine, self._model_name).app(), handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, args.host, args.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise llm.UsageError(f"cannot listen on {args.host}:{args.port}: {why}") from None
+        port = runner.addresses[0][1] if runner.addresses else args.port
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        print(f"serve: listening on http://{args.host}:{port}", flush=True)
+        self._listening.set()
+        await self._stop.wait()
+        await runner.shutdown()
         await runner.cleanup()
-        raise llm.UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
-    port = runner.addresses[0][1] if runner.addresses else args.port
-    print(f"serve: listening on http://{args.host}:{port}", flush=True)
-    await stop.wait()
-    print("serve: shutting down", flush=True)
-    # Stop the engine first (waiting requests get an error, the running batch ends at its next
-    # step), then close connections with a short grace period.
-    await loop.run_in_executor(None, engine.stop)
-    await runner.shutdown()
-    await runner.cleanup()
+
+
+def _serve(args: argparse.Namespace, engine: Engine, model_name: str) -> int:
+    """Serve until SIGTERM or SIGINT: the engine in this (main) thread, HTTP in its own."""
+    asked = threading.Event()
+
+    def stop_soon(*_: Any) -> None:
+        asked.set()
+        engine.ask_stop()
+
+    http = HttpThread(args, engine, model_name, stop_soon)
+    http.wait_listening()
+    old = {sig: signal.signal(sig, stop_soon) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        if args.decode_in == "main":
+            engine.run()
+        else:
+            engine.start()
+            while not asked.wait(0.1):  # a timed wait, so that signal handlers run
+                pass
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        print("serve: shutting down", flush=True)
+        # The engine first (waiting requests get an error, the running batch has ended at its
+        # last step), then the connections, which still carry those errors out.
+        engine.stop()
+        http.shut_down()
+    if http.error is not None:
+        print(f"workloads serve: the HTTP side failed: {http.error!r}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 
@@ -512,10 +592,6 @@ def main(argv: list[str]) -> int:
         sys.setswitchinterval(args.gil_switch_ms / 1000.0)
         engine = make_engine(args, lm)
         with greentop.phase("serve", engine=args.engine, max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms):
-            engine.start()
-            try:
-                return asyncio.run(_serve(args, engine, lm.name))
-            finally:
-                engine.stop()
+            return _serve(args, engine, lm.name)
     except llm.UsageError as exc:
         return llm.usage_exit("workloads serve", str(exc))

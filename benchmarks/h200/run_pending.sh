@@ -18,7 +18,11 @@ case "${1:-}" in
     1)
         PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} timeout 100 python3 "$here/serve_diag.py" --model-size 1b \
             --batch-size 32 --steps 60 --trials 2 --explain "$OUT/explain.txt" > "$OUT/explain.jsonl"
-        bash "$here/run_study.sh" 420 serving-compiled ;;
+        # The server decoding in a worker thread (before 2026-12-05) against in its main thread.
+        timeout 170 python3 benchmarks/bench_serve_engines.py --compare decode-thread --engine batch --model-size 1b \
+            --device cuda --precision bf16 --rates 4 --repeats 2 --duration 10 --output-len 128 --max-batch-size 32 \
+            --out "$OUT/decode_thread.json" > "$OUT/decode_thread.jsonl" 2>&1
+        bash "$here/run_study.sh" 300 serving-compiled ;;
     2) bash "$here/run_study.sh" 560 transformer-repeat llm-infer-8b-repeat ;;
     3) bash "$here/run_study.sh" 560 cnn-repeat ;;
 esac

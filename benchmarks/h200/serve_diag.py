@@ -19,7 +19,10 @@ Every mode runs for ``--engine eager`` and ``compiled``.
 ``--explain`` runs instead the eager decode in the main thread and in a worker thread and prints,
 for each, what the thread itself spent per step (``getrusage(RUSAGE_THREAD)``: user and system
 CPU time, page faults, context switches), then the top of a ``cProfile`` and of a
-``torch.profiler`` table of each, so that a slower thread shows where its time goes.
+``torch.profiler`` table of each, so that a slower thread shows where its time goes. A third
+arrangement, ``thread-1``, is the worker with torch's CPU ops on one thread: if it is as fast as the
+main thread, the worker's loss is OpenMP's (its own team beside the main thread's; on the dev VM's
+CPU that doubles the step, ``server.HttpThread``).
 """
 
 from __future__ import annotations
@@ -129,12 +132,22 @@ def _thread_usage() -> dict[str, float]:
 
 
 def _in_thread(where: str, fn: Callable[[], Any]) -> Any:
+    """``fn()`` in the main thread, in a worker (``thread``), or in a worker that runs torch's CPU
+    ops on one thread (``thread-1``: no OpenMP team of its own, see ``server.HttpThread``)."""
     if where == "main":
         return fn()
     out: list[Any] = []
-    th = threading.Thread(target=lambda: out.append(fn()))
+
+    def body() -> None:
+        if where == "thread-1":
+            torch.set_num_threads(1)
+        out.append(fn())
+
+    threads = torch.get_num_threads()
+    th = threading.Thread(target=body)
     th.start()
     th.join()
+    torch.set_num_threads(threads)  # torch's count is shared across threads: give the main thread its own back
     return out[0]
 
 
@@ -152,7 +165,7 @@ def explain(dec: Any, ids: torch.Tensor, mask: torch.Tensor, steps: int, trials:
         return {"ms_per_step": 1000 * wall / steps} | {f"{k}_per_step": (u1[k] - u0[k]) / steps for k in u0}
 
     for _ in range(trials):
-        for where in ("main", "thread"):
+        for where in ("main", "thread", "thread-1"):
             print(json.dumps({"explain": where, "steps": steps} | _in_thread(where, timed)), flush=True)
 
     def profiled_python() -> str:
