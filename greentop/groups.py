@@ -11,8 +11,10 @@ account of energy: every figure here is a sum of that summary's per-domain figur
   ``gpu`` attribute when it has one, else its ``local_rank``, taken modulo the node's GPU count
   (what ``torch.cuda.set_device(local_rank % device_count)`` picks). Whole-host figures are not
   split between ranks: they come once, as each node's run rows ("host").
-- ``gpu``: the same rows keyed by GPU: every GPU domain over the run, then the phases of the ranks
-  that drove it.
+- ``gpu``: the same rows keyed by GPU: every GPU domain over the run (NVML's ``gpu-N`` by N, then
+  the GPUs read through hwmon, ``gpu-<driver>-N``, by driver and N), then the phases of the ranks
+  that drove it. Ranks go to a node's NVML GPUs; on a node with none (an AMD or Intel GPU machine),
+  to its hwmon GPUs, the ``gpu`` attribute or ``local_rank`` counting them in that order.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from greentop.attribution import KIND_PHASE, KIND_RUN, PhaseSummary, RunSummary
 
 GROUPINGS = ("node", "rank", "gpu")
 NODE_SEPARATOR = "/"  # a merged trace's domains are "<node>/<domain>"
-GPU_DOMAIN = re.compile(r"^gpu-(\d+)$")
+GPU_DOMAIN = re.compile(r"^gpu-(\d+)$")  # NVML's
+HWMON_GPU_DOMAIN = re.compile(r"^gpu-([^-/:]+)-(\d+)$")  # a GPU driver's hwmon meter: gpu-amdgpu-0, gpu-xe-1
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,24 @@ def rank_gpu(attrs: Mapping[str, Any], gpus: Mapping[int, str]) -> str | None:
     return gpus.get(index)
 
 
+def _gpu_order(domain: str) -> tuple[int, str, int] | None:
+    """Where a node's GPU domain comes among its GPUs: NVML's ``gpu-N`` by N, then hwmon's
+    ``gpu-<driver>-N`` by driver and N; None for a domain that is not a GPU."""
+    m = GPU_DOMAIN.match(domain)
+    if m:
+        return (0, "", int(m.group(1)))
+    m = HWMON_GPU_DOMAIN.match(domain)
+    return (1, m.group(1), int(m.group(2))) if m else None
+
+
+def _node_gpus(domains: list[str], default: str) -> tuple[list[str], dict[int, str]]:
+    """A node's GPU domains in order, and the ones its ranks drive by index (``rank_gpu``): NVML's
+    by N; on a node without NVML GPUs, its hwmon GPUs counted in order."""
+    found = sorted((key, d) for d in domains if (key := _gpu_order(node_of(d, default)[1])) is not None)
+    nvml = {key[2]: d for key, d in found if key[0] == 0}
+    return [d for _, d in found], nvml or dict(enumerate(d for _, d in found))
+
+
 def group_summary(summary: RunSummary, by: str) -> list[GroupRow]:
     """The grouped rows of ``summary`` (see the module docstring)."""
     if by not in GROUPINGS:
@@ -119,12 +140,10 @@ def group_summary(summary: RunSummary, by: str) -> list[GroupRow]:
                     out.append(_row(node, node, r, domains, _int(r.attrs.get("rank"))))
         out.append(_row("job", "", run, [d.domain for d in summary.domains], note="all nodes, counted once"))
         return out
-    gpus: dict[str, dict[int, str]] = {}
+    listed: dict[str, list[str]] = {}  # each node's GPUs, in order
+    gpus: dict[str, dict[int, str]] = {}  # each node's GPUs its ranks drive, by index
     for node, domains in by_node.items():
-        for d in domains:
-            m = GPU_DOMAIN.match(node_of(d, default)[1])
-            if m:
-                gpus.setdefault(node, {})[int(m.group(1))] = d
+        listed[node], gpus[node] = _node_gpus(domains, default)
     ranked: list[tuple[str, PhaseSummary]] = []
     for r in phases:
         if _int(r.attrs.get("rank")) is None:
@@ -137,8 +156,8 @@ def group_summary(summary: RunSummary, by: str) -> list[GroupRow]:
             rank = _int(r.attrs.get("rank"))
             out.append(_row(f"rank {rank}", _phase_node(r, default), r, [gpu], rank, note=f"on {gpu}"))
     else:
-        for node, index_domain in gpus.items():
-            for _, gpu in sorted(index_domain.items()):
+        for node, node_gpus in listed.items():
+            for gpu in node_gpus:
                 out.append(_row(gpu, node, run, [gpu], note="GPU total"))
                 for g, r in ranked:
                     if g == gpu:

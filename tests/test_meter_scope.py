@@ -299,3 +299,46 @@ def test_replay_charts_the_meter_beside_the_total_and_summarises_as_the_summary_
     replay = json.loads(format_summary(model.summarise(), "json"))
     assert replay["rows"] == cli["rows"]
     assert "system-0" in {d["domain"] for r in replay["rows"] for d in r["domains"]}
+
+
+def _gpu(name: str, domain: str) -> Channel:
+    return _ch(name, domain, source="hwmon")
+
+
+def _two_ranks(trace: TraceData) -> TraceData:
+    """Two ranks of a torchrun job, each in "train" over the trace's second half."""
+    from greentop.tracedata import Phase
+
+    mid, end = T0 + 1000 * MS, T0 + 2000 * MS
+    trace.phases = [Phase(i, "train", mid, end, 0, -1, 100 + i, {"rank": i, "local_rank": i}, "ok", f"id{i}") for i in (0, 1)]
+    return trace
+
+
+def test_summary_by_gpu_groups_hwmon_gpus_as_it_groups_nvml_ones() -> None:
+    from greentop.groups import group_summary
+
+    amd0, amd1 = _gpu("hwmon:amdgpu:PPT", "gpu-amdgpu-0"), _gpu("hwmon:hwmon3:PPT", "gpu-amdgpu-1")
+    trace = _two_ranks(_trace([(PKG0, 50.0), (amd0, 100.0), (amd1, 250.0)]))
+    rows = group_summary(summarise(trace, 0.0), "gpu")
+    totals = {r.group: r for r in rows if r.note == "GPU total"}
+    assert list(totals) == ["gpu-amdgpu-0", "gpu-amdgpu-1"]
+    assert totals["gpu-amdgpu-0"].energy_j == pytest.approx(200.0, rel=1e-6)
+    assert totals["gpu-amdgpu-1"].energy_j == pytest.approx(500.0, rel=1e-6)
+    # Each rank's phase on the GPU its local_rank drives, at that GPU's own power.
+    ranked = [(r.group, r.rank, round(r.average_w, 3)) for r in rows if r.phase == "train"]
+    assert ranked == [("gpu-amdgpu-0", 0, 100.0), ("gpu-amdgpu-1", 1, 250.0)]
+    by_rank = [(r.group, r.domains) for r in group_summary(summarise(trace, 0.0), "rank") if r.phase == "train"]
+    assert by_rank == [("rank 0", ("gpu-amdgpu-0",)), ("rank 1", ("gpu-amdgpu-1",))]
+
+
+def test_summary_by_gpu_lists_an_hwmon_gpu_beside_nvml_ones_which_keep_the_ranks() -> None:
+    from greentop.groups import group_summary
+
+    gpu1 = _ch("nvml:gpu1:energy", "gpu-1", source="nvml")
+    xe = _gpu("hwmon:xe:card", "gpu-xe-0")
+    trace = _two_ranks(_trace([(PKG0, 50.0), (GPU0, 300.0), (gpu1, 200.0), (xe, 20.0)]))
+    rows = group_summary(summarise(trace, 0.0), "gpu")
+    assert [r.group for r in rows if r.note == "GPU total"] == ["gpu-0", "gpu-1", "gpu-xe-0"]
+    assert next(r.energy_j for r in rows if r.group == "gpu-xe-0") == pytest.approx(40.0, rel=1e-6)
+    # The ranks drive the NVML GPUs, as before; the hwmon GPU has its total and no rank's phase.
+    assert [(r.group, r.rank) for r in rows if r.phase == "train"] == [("gpu-0", 0), ("gpu-1", 1)]
