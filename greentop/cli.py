@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("replay", help="browse a recorded trace: power over time, phases, per-phase energy")
     rp.add_argument("trace", metavar="RUN.h5", help="trace written by greentop record")
+    _add_cpu_total_option(rp)
     _add_carbon_options(rp)
 
     ex = sub.add_parser("export", help="serve every domain's energy and power as Prometheus metrics (docs/prometheus.md)")
@@ -144,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--rate", type=_rate, default=100.0, metavar="HZ", help="fast-lane rate (default 100)")
     ex.add_argument("--slow-rate", type=_rate, default=DEFAULT_SLOW_RATE_HZ, metavar="HZ", help="slow-lane rate (default 10)")
     ex.add_argument("--duration", type=_seconds, metavar="S", help="stop after this long (default: until Ctrl-C or SIGTERM)")
+    _add_cpu_total_option(ex)
     _add_discovery_options(ex)
 
     mg = sub.add_parser("merge", help="merge the traces of a job's nodes into one job trace (aligned on their wall clocks)")
@@ -343,7 +345,7 @@ def cmd_record(args: argparse.Namespace) -> int:
                          baseline_s=0.0 if args.no_baseline else args.baseline, carbon_g_per_kwh=intensity, carbon_source=source,
                          force=getattr(args, "force", False), run_as=run_as)
     names = ", ".join(c.name for c in found.channels)
-    exporter = _exporter(found.channels, args.export) if getattr(args, "export", None) else None
+    exporter = _exporter(found.channels, args.export, args.cpu_total) if getattr(args, "export", None) else None
     print(f"greentop: recording {_plural(len(found.channels), 'channel')} ({names}) to {args.output}", file=sys.stderr)
     try:
         result = record(cmd, found.channels, found, opts, follower=exporter)
@@ -406,17 +408,19 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from greentop.trace import load, open_trace
+    from greentop.trace import iter_channels, load, open_trace
     from greentop.tui.replay import ReplayApp, ReplayModel
 
     with open_trace(args.trace) as f:  # a bad file: TraceError, one line and exit 2, before any screen
         meta = load(f, channels=()).meta
+        # --cpu-total psys of a trace without psys: one line, before any screen (as summary says it)
+        plan_domains([cd.channel for cd in iter_channels(f, ends_only=True)], args.cpu_total)
     if "TEXTUAL_DRIVER" not in os.environ and not (sys.stdin.isatty() and sys.stdout.isatty()):
         # A full-screen view into a pipe writes escape codes nobody reads and waits for keys
         # that never come: say so instead (the summary is what prints without a terminal).
         raise UsageError(f"replay needs a terminal; without one: greentop summary {args.trace}")
     stored = (float(meta.get("carbon_g_per_kwh", 0.0)), str(meta.get("carbon_source", "")))
-    model = ReplayModel(args.trace, _carbon(args, stored))
+    model = ReplayModel(args.trace, _carbon(args, stored), args.cpu_total)
     return int(ReplayApp(model).run() or 0)
 
 
@@ -426,11 +430,11 @@ def cmd_phase(args: argparse.Namespace) -> int:
     return shell_event(args.action, args.name, t_ns=_STARTED_NS)
 
 
-def _exporter(channels: list[Any], listen: str) -> Any:
+def _exporter(channels: list[Any], listen: str, cpu_total: str) -> Any:
     from greentop.export import Exporter, is_loopback, parse_listen
 
     host, _ = parse_listen(listen)
-    exporter = Exporter(channels, listen)
+    exporter = Exporter(channels, listen, cpu_total=cpu_total)
     url = exporter.serve()
     print(f"greentop: serving Prometheus metrics at {url}", file=sys.stderr)
     if not is_loopback(host):
@@ -448,10 +452,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     found = discover(_options(args))
     if not found.channels:
         raise UsageError("no channel to sample (no sensor and no /proc/stat)")
+    plan_domains(found.channels, args.cpu_total)  # --cpu-total psys without psys: one line, before serving
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        exporter = _exporter(found.channels, args.listen)
+        exporter = _exporter(found.channels, args.listen, args.cpu_total)
         try:
             with Sampler(found.channels, rate_hz=args.rate, slow_rate_hz=args.slow_rate) as sampler:
                 exporter.feed_from(sampler)

@@ -160,6 +160,12 @@ def plan_domains(channels: list[Channel], cpu_total: str = CPU_TOTAL_PACKAGES) -
     return DomainPlan(shown, in_total, cpu_total, alternatives)
 
 
+def total_title(cpu_total: str) -> str:
+    """The title of a view's total chart: what it adds up, where that is not the default's (the
+    ``machine total = ...`` line says it whole)."""
+    return {CPU_TOTAL_PSYS: "total (psys)", CPU_TOTAL_SYSTEM: "total (system meter)"}.get(cpu_total, "total")
+
+
 def charted(plan: DomainPlan) -> tuple[list[Channel], list[bool]]:
     """What a view draws a chart for, and which of those add up to its total: the total's domains,
     and beside them the meters one could take for part of it (a whole-system meter, meters of

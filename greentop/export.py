@@ -6,7 +6,7 @@ scrape. Every metric is listed in ``docs/prometheus.md``.
 
 The numbers are the trace's numbers, made the same way: each channel of the machine total
 (``domains.plan_domains``: one reading per physical domain, the rule behind the summary's
-machine total) goes through its converter (``energy.converter_for``: wraps unwrapped, glitches
+machine total, with the same ``--cpu-total`` choice) goes through its converter (``energy.converter_for``: wraps unwrapped, glitches
 held), and its cumulative energy since this exporter started is the counter
 ``greentop_energy_joules_total``. So the counters only ever rise while greentop runs, a sum over
 ``domain`` is the machine's total with nothing counted twice, and a restart of greentop starts
@@ -14,8 +14,9 @@ them again from 0 with a new ``_created`` time: a counter reset, which ``rate()`
 ``increase()`` handle as Prometheus expects.
 
 A meter shown beside the total and never added (a whole-system ACPI meter, a meter of unknown
-scope: ``domains.charted``) gets series of its own, ``greentop_meter_energy_joules_total`` and
-``greentop_meter_power_watts``, so that no sum over ``greentop_energy_joules_total`` counts it.
+scope; with ``--cpu-total system``, the domains the whole-system meter contains: ``domains.charted``)
+gets series of its own, ``greentop_meter_energy_joules_total`` and ``greentop_meter_power_watts``,
+so that no sum over ``greentop_energy_joules_total`` counts it.
 
 Phases come from the workload's events when recording (``record --export``): the open phases as
 ``greentop_phase_info``, the machine's energy since each began, and a counter of the energy spent
@@ -43,7 +44,7 @@ import numpy.typing as npt
 
 from greentop import __version__
 from greentop.channel import Channel
-from greentop.domains import charted, domain_kind, plan_domains
+from greentop.domains import CPU_TOTAL_PACKAGES, charted, domain_kind, plan_domains
 from greentop.energy import Converter, converter_for
 from greentop.events import Event
 from greentop.sampler import SamplerHealth, Samples
@@ -130,11 +131,15 @@ class _History:
 
 
 class ExportState:
-    """Everything the exporter serves, fed by whoever drains the sampler. Thread-safe."""
+    """Everything the exporter serves, fed by whoever drains the sampler. Thread-safe.
 
-    def __init__(self, channels: Sequence[Channel], host: str | None = None) -> None:
+    ``cpu_total`` picks what the machine total (the domains' series, and the phases' machine
+    energy) adds up, as ``greentop summary --cpu-total`` does; ValueError for one the channels
+    cannot give."""
+
+    def __init__(self, channels: Sequence[Channel], host: str | None = None, cpu_total: str = CPU_TOTAL_PACKAGES) -> None:
         self.host = host or socket.gethostname()
-        shown, added = charted(plan_domains(list(channels)))
+        shown, added = charted(plan_domains(list(channels), cpu_total))
         self.primary = [c for c, t in zip(shown, added) if t]
         self.meters = [c for c, t in zip(shown, added) if not t]
         self.created_s = time.time()
@@ -306,12 +311,18 @@ def _meter_metrics(meters: list[tuple[Channel, float, float]], host: str, create
     power = GaugeMetricFamily("greentop_meter_power_watts", f"Average power of such a meter over the last {POWER_WINDOW_S:g} s (W)",
                               labels=labels)
     for c, energy_j, power_w in meters:
-        values = [c.domain, host, "system" if domain_kind(c.domain) == "system" else "unknown", c.source]
+        values = [c.domain, host, _scope(c), c.source]
         energy.add_metric(values, energy_j, created=created)
         if not math.isnan(power_w):
             power.add_metric(values, power_w)
     yield energy
     yield power
+
+
+def _scope(c: Channel) -> str:
+    """A meter's ``scope`` label: "system" (a whole-system meter, containing the domains), "unknown",
+    or "inside" (a domain inside the whole-system meter that ``--cpu-total system`` made the total)."""
+    return {"system": "system", "other": "unknown"}.get(domain_kind(c.domain), "inside")
 
 
 def _health_metrics(health: SamplerHealth | None, events_dropped: int, host: str, created: float) -> Iterable[Any]:
@@ -350,9 +361,10 @@ class Exporter:
     recording: ``attach(sampler, tap, listener)`` reads what the recording thread hands to ``tap``
     (``recorder.SampleTap``), so the trace and the exporter see the same samples."""
 
-    def __init__(self, channels: Sequence[Channel], listen: str = DEFAULT_LISTEN, host: str | None = None) -> None:
+    def __init__(self, channels: Sequence[Channel], listen: str = DEFAULT_LISTEN, host: str | None = None,
+                 cpu_total: str = CPU_TOTAL_PACKAGES) -> None:
         self.host_port = parse_listen(listen)
-        self.state = ExportState(channels, host)
+        self.state = ExportState(channels, host, cpu_total)
         self._server: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -96,6 +96,41 @@ def test_a_whole_system_meter_is_served_apart_and_never_in_the_domains_sum() -> 
     assert value(samples, "greentop_meter_power_watts", domain="system-0") == pytest.approx(200.0, rel=0.01)
 
 
+def test_cpu_total_picks_which_series_make_the_machine_total() -> None:
+    pkg, dram = rapl("rapl:package-0", "cpu-package-0"), rapl("rapl:package-0:dram", "dram-0", parent="rapl:package-0")
+    psys = rapl("rapl:psys", "psys")
+    gpu = replace(rapl("nvml:gpu0:energy", "gpu-0"), source="nvml")
+    meter = replace(rapl("hwmon:power_meter:power1", "system-0"), source="hwmon")
+    watts = {pkg.name: 50.0, dram.name: 5.0, psys.name: 70.0, gpu.name: 300.0, meter.name: 450.0}
+    start = Event("start", 500_000_000, 7, "train", "7:1", "", 0.0, {})
+
+    def served(cpu_total: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        state = ExportState([pkg, dram, psys, gpu, meter], host="h1", cpu_total=cpu_total)
+        state.feed({name: counter_samples(0, w, 0.0, 2.0) for name, w in watts.items()}, [start])
+        return scrape(state)
+
+    def summed(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> dict[str, float]:
+        return {dict(ls)["domain"]: v for (n, ls), v in samples.items() if n == "greentop_energy_joules_total"}
+
+    def meters(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> dict[str, str]:
+        return {dict(ls)["domain"]: dict(ls)["scope"] for (n, ls) in samples if n == "greentop_meter_energy_joules_total"}
+
+    packages, by_psys, system = served("packages"), served("psys"), served("system")
+    assert set(summed(packages)) == {"cpu-package-0", "dram-0", "gpu-0"}
+    # psys instead of the packages and DRAM it contains: a sum over domain is psys + the GPUs.
+    assert set(summed(by_psys)) == {"psys", "gpu-0"}
+    assert sum(summed(by_psys).values()) == pytest.approx((70.0 + 300.0) * 2, rel=0.01)
+    assert meters(packages) == meters(by_psys) == {"system-0": "system"}
+    # The phase's machine energy follows the same total (1.5 s of it inside the phase).
+    assert value(by_psys, "greentop_phase_energy_joules", phase="train") == pytest.approx(370.0 * 1.5, rel=0.01)
+    # The whole-system meter alone is the total; what it contains is served apart, never summed.
+    assert summed(system) == {"system-0": pytest.approx(900.0, rel=0.01)}
+    assert meters(system) == {"cpu-package-0": "inside", "dram-0": "inside", "psys": "inside", "gpu-0": "inside"}
+    assert value(system, "greentop_phase_energy_joules", phase="train") == pytest.approx(450.0 * 1.5, rel=0.01)
+    with pytest.raises(ValueError, match="no psys"):
+        ExportState([pkg, gpu], host="h1", cpu_total="psys")
+
+
 def test_phases_work_and_ranks_from_the_recording_events() -> None:
     pkg = rapl("rapl:package-0", "cpu-package-0")
     state = ExportState([pkg], host="h1")
@@ -238,6 +273,45 @@ def test_greentop_export_serves_the_machine_without_a_workload(tmp_path: Path, h
         p.send_signal(signal.SIGINT)
         p.wait(timeout=30)
     assert p.returncode == 0
+
+
+def test_greentop_export_cpu_total_psys_serves_psys_as_the_machine_total(tmp_path: Path) -> None:
+    from tests.fakes.host import FakeHost
+    from tests.fakes.profile import PowerProfile
+
+    host = FakeHost(tmp_path / "host")
+    host.add_cpus(2)
+    host.add_rapl_zone("0", "package-0", PowerProfile.constant(40.0))
+    host.add_rapl_zone("0:0", "dram", PowerProfile.constant(5.0))
+    host.add_rapl_zone("1", "psys", PowerProfile.constant(70.0))
+    host.set_proc_stat(PowerProfile.constant(0.3), n_cpus=2)
+    env = os.environ | {"GREENTOP_SYSFS_ROOT": str(host.root), "GREENTOP_NVML_LIB": str(tmp_path / "no-nvml.so"),
+                        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    with host:
+        p = subprocess.Popen([sys.executable, "-m", "greentop", "export", "--cpu-total", "psys", "--listen", "127.0.0.1:0",
+                              "--duration", "30"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        try:
+            line = p.stderr.readline() if p.stderr else ""
+            assert "serving Prometheus metrics at http://127.0.0.1:" in line, line
+            time.sleep(0.5)
+            with urllib.request.urlopen(line.split(" at ", 1)[1].strip(), timeout=10) as r:
+                text = r.read().decode()
+        finally:
+            p.send_signal(signal.SIGINT)
+            p.wait(timeout=30)
+    assert p.returncode == 0
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    domains = {s.labels["domain"] for s in fams["greentop_energy_joules"].samples if s.name == "greentop_energy_joules_total"}
+    assert domains == {"psys"}
+
+
+def test_export_cpu_total_the_machine_cannot_give_is_one_line(host_env: dict[str, str]) -> None:
+    for cpu_total, what in (("psys", "no psys domain"), ("system", "no whole-system meter")):
+        r = subprocess.run([sys.executable, "-m", "greentop", "export", "--cpu-total", cpu_total, "--listen", "127.0.0.1:0",
+                            "--duration", "5"], env=host_env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and what in r.stderr, r.stderr
+        assert "serving" not in r.stderr
 
 
 def served_metric_names() -> set[str]:

@@ -342,3 +342,104 @@ def test_summary_by_gpu_lists_an_hwmon_gpu_beside_nvml_ones_which_keep_the_ranks
     assert next(r.energy_j for r in rows if r.group == "gpu-xe-0") == pytest.approx(40.0, rel=1e-6)
     # The ranks drive the NVML GPUs, as before; the hwmon GPU has its total and no rank's phase.
     assert [(r.group, r.rank) for r in rows if r.phase == "train"] == [("gpu-0", 0), ("gpu-1", 1)]
+
+
+PSYS_W = 70.0
+
+
+@pytest.fixture
+def psys_trace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A trace of a fake host with a RAPL package (50 W), DRAM (5 W) and psys (70 W)."""
+    host = FakeHost(tmp_path / "host")
+    host.add_cpus(2)
+    host.add_rapl_zone("0", "package-0", PowerProfile.constant(PACKAGE_W))
+    host.add_rapl_zone("0:0", "dram", PowerProfile.constant(DRAM_W))
+    host.add_rapl_zone("1", "psys", PowerProfile.constant(PSYS_W))
+    host.set_proc_stat(PowerProfile.constant(0.3), n_cpus=2)
+    trace = tmp_path / "run.h5"
+    with host:
+        rec = greentop("record", "-o", str(trace), "--no-baseline", "--", sys.executable, "-c", "import time; time.sleep(1.5)",
+                       env={"GREENTOP_SYSFS_ROOT": str(host.root), "GREENTOP_NVML_LIB": str(tmp_path / "no-nvml.so")})
+    assert rec.returncode == 0, rec.stderr
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return trace
+
+
+def test_replay_cpu_total_psys_charts_and_summarises_the_psys_total_as_the_summary_does(
+        psys_trace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from greentop import cli
+    from greentop.tui import replay
+
+    model = replay.ReplayModel(psys_trace, cpu_total="psys")
+    assert {model.domain_name(c): t for c, t in zip(model.primary, model.in_total)} == {"psys": True}
+    bins = model.bins(model.start_ns, model.end_ns, 40)
+    psys_name = model.primary[0].name
+    # The charts' machine total is psys alone (the packages and DRAM it contains are not added to it).
+    assert np.nanmean(bins[replay.TOTAL].mean_w) == pytest.approx(np.nanmean(bins[psys_name].mean_w), rel=1e-9)
+    assert np.nanmean(bins[replay.TOTAL].mean_w) == pytest.approx(PSYS_W, rel=0.05)
+    # The summary rows are `greentop summary --cpu-total psys`'s, and differ from the default's.
+    cli_psys = json.loads(greentop("summary", str(psys_trace), "--format", "json", "--cpu-total", "psys", env={}).stdout)
+    cli_default = json.loads(greentop("summary", str(psys_trace), "--format", "json", env={}).stdout)
+    shown = json.loads(format_summary(model.summarise(), "json"))
+    assert shown["rows"] == cli_psys["rows"] and shown["rows"] != cli_default["rows"]
+    run_total = model.summary.row("run").total  # type: ignore[union-attr]
+    assert run_total.energy_j == pytest.approx(model.summary.row("run").domain("psys").energy_j, rel=1e-9)  # type: ignore[union-attr]
+
+    # `greentop replay --cpu-total psys` opens that model, and its total chart says what it adds up.
+    opened: list[replay.ReplayModel] = []
+
+    class Opened(replay.ReplayApp):
+        def run(self, *args: object, **kwargs: object) -> int:  # type: ignore[override]
+            opened.append(self.model)
+            return 0
+
+    monkeypatch.setenv("TEXTUAL_DRIVER", "headless")
+    monkeypatch.setattr(replay, "ReplayApp", Opened)
+    assert cli.main(["replay", str(psys_trace), "--cpu-total", "psys"]) == 0
+    assert [m.cpu_total for m in opened] == ["psys"]
+    assert [c.domain for c in opened[0].primary] == ["psys"]
+
+
+def test_replay_cpu_total_system_totals_the_meter_and_titles_what_is_beside_it(
+        metered: tuple[FakeHost, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from greentop.tui.chart import PowerChart
+    from greentop.tui.replay import TOTAL as REPLAY_TOTAL
+    from greentop.tui.replay import ReplayApp, ReplayModel
+
+    _host, env = metered
+    trace = tmp_path / "run.h5"
+    rec = greentop("record", "-o", str(trace), "--no-baseline", "--", sys.executable, "-c", "import time; time.sleep(1.5)",
+                   env=env)
+    assert rec.returncode == 0, rec.stderr
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    model = ReplayModel(trace, cpu_total="system")
+    assert [model.domain_name(c) for c, t in zip(model.primary, model.in_total) if t] == ["system-0"]
+    bins = model.bins(model.start_ns, model.end_ns, 40)
+    assert float(np.nanmean(bins[REPLAY_TOTAL].mean_w)) == pytest.approx(METER_W, rel=0.05)
+    cli = json.loads(greentop("summary", str(trace), "--format", "json", "--cpu-total", "system", env=env).stdout)
+    assert json.loads(format_summary(model.summarise(), "json"))["rows"] == cli["rows"]
+    app = ReplayApp(model, background_summary=False)
+
+    async def go() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            titles = {t.split("  ")[0] for t in (ch.title for ch in app.query(PowerChart))}
+            # Drawn titles keep saying which charts the total leaves out, and what the total is.
+            assert {"cpu-package-0 (not in total)", "dram-0 (not in total)", "system-0", "total (system meter)"} <= titles
+
+    asyncio.run(go())
+
+
+def test_replay_cpu_total_the_trace_cannot_give_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    from greentop import cli
+
+    trace = tmp_path / "run.h5"  # packages and DRAM: no psys, no whole-system meter
+    shutil.copy(REPO / "tests" / "data" / "fakehost_complete.h5", trace)
+    for cpu_total, what in (("psys", "no psys domain"), ("system", "no whole-system meter")):
+        assert cli.main(["replay", str(trace), "--cpu-total", cpu_total]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and what in err, err  # said before anything else (the terminal check included)

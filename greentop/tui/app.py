@@ -33,7 +33,7 @@ from greentop.formatters import duration_short as _duration
 from greentop.formatters import energy_j_wh as _energy
 from greentop.formatters import power as _w
 from greentop.channel import Channel
-from greentop.domains import CPU_TOTAL_PACKAGES, CPU_TOTAL_PSYS, CPU_TOTAL_SYSTEM
+from greentop.domains import CPU_TOTAL_PACKAGES, total_title
 from greentop.events import Event
 from greentop.output_dir import OUTPUT_DIR_ENV, output_dir
 from greentop.recorder import DRAIN_S as RECORD_DRAIN_S
@@ -179,7 +179,7 @@ class LiveApp(App[int]):
         # Chart i shows the model's series i; the total (series n) only with several domains: with
         # one, it is the same chart twice.
         # A total that is not the default's says what it adds up (the devices overlay says it whole).
-        total = {CPU_TOTAL_PSYS: "total (psys)", CPU_TOTAL_SYSTEM: "total (system meter)"}.get(self.model.cpu_total, "total")
+        total = total_title(self.model.cpu_total)
         self._chart_names = [c.domain + ("" if add else " (not in total)") for c, add in zip(self.model.channels, self.model.in_total)]
         self._chart_names += [total] if n > 1 else []
         self._estimated = [c.estimated for c in self.model.channels] + ([any(c.estimated for c in self.model.channels)] if n > 1 else [])

@@ -7,7 +7,8 @@ Two parts, one job each:
   min/max/mean of each channel), gives the bins of any time window per charted domain (the total's, and beside them the
   meters not added: ``domains.charted``) and their
   total, and computes the per-phase summary once (``attribution.summarise``, streamed one
-  channel at a time like ``greentop summary``). Opening raises ``trace.TraceError`` for a file
+  channel at a time like ``greentop summary``). Both follow one ``--cpu-total`` choice
+  (``domains.plan_domains``), as ``greentop summary --cpu-total`` does. Opening raises ``trace.TraceError`` for a file
   that is missing, corrupt or not a greentop trace, before any screen is drawn.
 - ``ReplayApp`` (Textual): one ``PowerChart`` per charted domain plus the total, the phase list,
   and a detail pane (one phase, or two side by side to compare). The first screen is drawn from
@@ -33,7 +34,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from greentop.attribution import PhaseSummary, RunSummary
 from greentop.channel import Channel
-from greentop.domains import charted, plan_domains
+from greentop.domains import CPU_TOTAL_PACKAGES, charted, plan_domains, total_title
 from greentop.formatters import joules as _j
 from greentop.formatters import time_offset as _s
 from greentop.labels import per_unit_label, phase_label
@@ -116,11 +117,15 @@ class ReplayModel:
             one built on the first open and kept in the user's cache (``overview.ensure_overview``),
             so later opens read a few hundred kB.
         carbon: (gCO2e/kWh, source) for the summary; None: the intensity stored in the trace.
+        cpu_total: what the machine total adds up, in the charts and the summary alike
+            (``greentop summary --cpu-total``: "packages", "psys" or "system").
 
-    Raises ``greentop.trace.TraceError`` (one line) for a missing, corrupt or foreign file.
+    Raises ``greentop.trace.TraceError`` (one line) for a missing, corrupt or foreign file, and
+    ValueError (one line) for a ``cpu_total`` the trace cannot give (psys without a psys channel).
     """
 
-    def __init__(self, path: str | Path, carbon: tuple[float, str] | None = None) -> None:
+    def __init__(self, path: str | Path, carbon: tuple[float, str] | None = None,
+                 cpu_total: str = CPU_TOTAL_PACKAGES) -> None:
         from greentop.trace import load, open_trace
 
         self.path = Path(path)
@@ -129,7 +134,8 @@ class ReplayModel:
         self.overviews: dict[str, Overview] = ensure_overview(self.path)
         # A chart per domain of the total, and beside it the meters not added (as the live view);
         # the summary gets every row ``greentop summary`` gives.
-        self.primary, self.in_total = charted(plan_domains([o.channel for o in self.overviews.values()]))
+        self.cpu_total = cpu_total
+        self.primary, self.in_total = charted(plan_domains([o.channel for o in self.overviews.values()], cpu_total))
         self.start_ns = int(self.trace.run_start_ns)
         self.end_ns = max(int(self.trace.run_end_ns), self.start_ns + 1)
         stored = (float(self.trace.meta.get("carbon_g_per_kwh", 0.0)), str(self.trace.meta.get("carbon_source", "")))
@@ -147,7 +153,7 @@ class ReplayModel:
             from greentop.trace import open_trace, summarise_open
 
             with open_trace(self.path) as f:
-                self.summary = summarise_open(f, self.trace, self.carbon[0], self.carbon[1])
+                self.summary = summarise_open(f, self.trace, self.carbon[0], self.carbon[1], self.cpu_total)
         return self.summary
 
     # -- windows -------------------------------------------------------------------------------
@@ -159,6 +165,14 @@ class ReplayModel:
     def domain_name(self, c: Channel) -> str:
         """The domain as shown: the channel's domain (``gpu-0``, ``cpu``)."""
         return c.domain
+
+    def chart_title(self, name: str) -> str:
+        """A chart's name (a charted channel's, or ``TOTAL``) as its title says it: a meter beside
+        the total says it is not in it; the total says what it adds up (``domains.total_title``)."""
+        if name == TOTAL:
+            return total_title(self.cpu_total)
+        i = next(i for i, c in enumerate(self.primary) if c.name == name)
+        return self.domain_name(self.primary[i]) + ("" if self.in_total[i] else " (not in total)")
 
     def bins(self, t0_ns: int, t1_ns: int, columns: int) -> dict[str, Bins]:
         """Per charted channel (by name) and ``"total"`` (of the channels in the total): the overview bins over ``[t0_ns, t1_ns)``
@@ -335,13 +349,12 @@ class ReplayApp(App[int]):
             for i, c in enumerate(self.model.primary):
                 cid = f"chart-{i}"
                 self._chart_ids[c.name] = cid
-                title = self.model.domain_name(c) + ("" if self.model.in_total[i] else " (not in total)")
-                chart = PowerChart(title, estimated=c.estimated, id=cid)
+                chart = PowerChart(self.model.chart_title(c.name), estimated=c.estimated, id=cid)
                 chart.mouse_zoom = True
                 yield chart
             if len(self.model.primary) > 1:  # with one domain the total is the same chart again
                 self._chart_ids[TOTAL] = "chart-total"
-                total = PowerChart(TOTAL, estimated=any(c.estimated for c, t in zip(self.model.primary, self.model.in_total) if t),
+                total = PowerChart(self.model.chart_title(TOTAL), estimated=any(c.estimated for c, t in zip(self.model.primary, self.model.in_total) if t),
                                    id="chart-total")
                 total.mouse_zoom = True
                 yield total
@@ -457,7 +470,7 @@ class ReplayApp(App[int]):
         for name, cid in self._chart_ids.items():
             chart = self.query_one(f"#{cid}", PowerChart)
             b = bins.get(name)
-            label = TOTAL if name == TOTAL else self.model.domain_name(self.model.overviews[name].channel)
+            label = self.model.chart_title(name)
             if b is None or b.t_ns.size == 0:
                 chart.title = f"{label}  no data in this window"
                 chart.set_minmax(np.zeros(0, np.int64), np.zeros(0), np.zeros(0), t0, t1, origin_ns=o)
@@ -605,8 +618,8 @@ class ReplayApp(App[int]):
         self.exit(0)
 
 
-def run_replay(path: str | Path, carbon: tuple[float, str] | None = None) -> int:
+def run_replay(path: str | Path, carbon: tuple[float, str] | None = None, cpu_total: str = CPU_TOTAL_PACKAGES) -> int:
     """Open the trace (``TraceError`` before any screen for a bad file) and run the replay view."""
-    model = ReplayModel(path, carbon)
+    model = ReplayModel(path, carbon, cpu_total)
     result = ReplayApp(model).run()
     return int(result or 0)
