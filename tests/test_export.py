@@ -275,7 +275,8 @@ def test_greentop_export_serves_the_machine_without_a_workload(tmp_path: Path, h
     assert p.returncode == 0
 
 
-def test_greentop_export_cpu_total_psys_serves_psys_as_the_machine_total(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["export", "record"])
+def test_greentop_export_cpu_total_psys_serves_psys_as_the_machine_total(tmp_path: Path, command: str) -> None:
     from tests.fakes.host import FakeHost
     from tests.fakes.profile import PowerProfile
 
@@ -288,11 +289,17 @@ def test_greentop_export_cpu_total_psys_serves_psys_as_the_machine_total(tmp_pat
     env = os.environ | {"GREENTOP_SYSFS_ROOT": str(host.root), "GREENTOP_NVML_LIB": str(tmp_path / "no-nvml.so"),
                         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     with host:
-        p = subprocess.Popen([sys.executable, "-m", "greentop", "export", "--cpu-total", "psys", "--listen", "127.0.0.1:0",
-                              "--duration", "30"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
+        args = (["export", "--cpu-total", "psys", "--listen", "127.0.0.1:0", "--duration", "30"] if command == "export" else
+                ["record", "--cpu-total", "psys", "--export", "127.0.0.1:0", "--no-baseline", "-o", str(tmp_path / "r.h5"),
+                 "--", sys.executable, "-c", "import time; time.sleep(30)"])
+        p = subprocess.Popen([sys.executable, "-m", "greentop", *args], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
         try:
-            line = p.stderr.readline() if p.stderr else ""
+            line = ""
+            while p.stderr and "serving Prometheus metrics at" not in line:  # record says what it records first
+                line = p.stderr.readline()
+                if not line:
+                    break
             assert "serving Prometheus metrics at http://127.0.0.1:" in line, line
             time.sleep(0.5)
             with urllib.request.urlopen(line.split(" at ", 1)[1].strip(), timeout=10) as r:
@@ -300,7 +307,7 @@ def test_greentop_export_cpu_total_psys_serves_psys_as_the_machine_total(tmp_pat
         finally:
             p.send_signal(signal.SIGINT)
             p.wait(timeout=30)
-    assert p.returncode == 0
+    assert p.returncode == (0 if command == "export" else 130)  # record: interrupted by Ctrl-C
     fams = {f.name: f for f in text_string_to_metric_families(text)}
     domains = {s.labels["domain"] for s in fams["greentop_energy_joules"].samples if s.name == "greentop_energy_joules_total"}
     assert domains == {"psys"}
