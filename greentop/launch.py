@@ -12,8 +12,8 @@ The stop protocol
   (:mod:`greentop.guard`) watches greentop too: when greentop dies before it has reaped the
   workload, the guard sends SIGTERM to the workload's whole tree (its children, their children,
   whatever process group or session they moved to, as long as they carry the mark or descend
-  from one that does), then SIGKILL after ``GRACE_S``. Once greentop has reaped the workload it
-  lets the guard exit without touching anything.
+  from one that does), then SIGKILL after ``GRACE_S``. Once greentop has reaped the workload (during
+  a stop: once nothing of its tree is left) it lets the guard exit without touching anything.
 - Where it runs: ``own_group=False`` (``greentop record``, a sweep's ``greentop record``) leaves the
   workload in greentop's process group, so it keeps the terminal (a debugger prompt works) and a
   terminal's Ctrl-C reaches it and its children directly. ``own_group=True`` (the live view,
@@ -207,11 +207,13 @@ class Workload:
         what it left running (see the module's stop protocol)."""
         return sorted(pid for pid in self.tree() if pid != self.process.pid)
 
-    def send(self, sig: int) -> None:
-        """``sig`` to the workload: SIGTERM and SIGKILL to every process of its tree, wherever it
-        moved (each once); any other signal to its whole process group when it has its own, else
-        to its own process."""
-        if sig in (signal.SIGTERM, signal.SIGKILL) and self.mark:
+    def send(self, sig: int, whole_tree: bool | None = None) -> None:
+        """``sig`` to the workload: with ``whole_tree`` (by default for SIGTERM and SIGKILL) to
+        every process of its tree, wherever it moved (SIGTERM once each); else to its whole process
+        group when it has its own, to its own process otherwise."""
+        if whole_tree is None:
+            whole_tree = sig in (signal.SIGTERM, signal.SIGKILL)
+        if whole_tree and self.mark:
             sent = self._termed if sig == signal.SIGTERM else {}
             running = self.process.poll() is None  # not reaped: its pid is still its own
             proctree.signal_tree(self.mark, self._pgid(), sig, sent, (self.process.pid,) if running else ())
@@ -255,7 +257,10 @@ class Workload:
                     self._hold_guard()
                     deadline = now + first_delay_s
                 if now >= deadline:
-                    self.send((first_signal(), signal.SIGTERM, signal.SIGKILL)[min(stage, 2)])
+                    if stage == 0:  # the workload's own process (group) first: it may stop its children its own way
+                        self.send(first_signal(), whole_tree=False)
+                    else:
+                        self.send(signal.SIGTERM if stage == 1 else signal.SIGKILL)
                     stage += 1
                     deadline = now + grace_s
             timeout = POLL_S if deadline is None else min(POLL_S, max(0.0, deadline - time.monotonic()))
