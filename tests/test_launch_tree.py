@@ -57,8 +57,9 @@ def test_a_stopped_record_leaves_no_process_of_a_shells_jobs(tmp_path: Path, hos
 
 @pytest.mark.parametrize("own_group", [False, True], ids=["record", "live-view"])
 def test_a_stop_ends_the_whole_tree_and_nothing_else(tmp_path: Path, own_group: bool) -> None:
-    """The workload's children (one that called setsid, one that ignores SIGTERM, one under a
-    parent that exits at the first signal) all end with the stop; greentop's own process group
+    """The workload's children (one that called setsid, one that ignores SIGTERM, one that ignores
+    SIGINT, one double-forked out of its tree), whose parent exits at the first signal, all end
+    with the stop; greentop's own process group
     (the launcher, a process beside it) and an unrelated process are never signalled."""
     kids, beside, stopped = tmp_path / "kids.pid", tmp_path / "beside.pid", tmp_path / "stopped"
     tree_code = textwrap.dedent(f"""
@@ -67,8 +68,13 @@ def test_a_stop_ends_the_whole_tree_and_nothing_else(tmp_path: Path, own_group: 
         stubborn = [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"]
         kids = [subprocess.Popen(sleeper, start_new_session=True), subprocess.Popen(stubborn),
                 subprocess.Popen(sleeper, start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))]
+        # A double fork: the middle process exits at once, its child (a session of its own) is re-parented.
+        middle = subprocess.run([sys.executable, "-c", "import subprocess, sys; "
+                                 f"print(subprocess.Popen({{sleeper!r}}, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid)"],
+                                capture_output=True, text=True, check=True)
+        pids = [k.pid for k in kids] + [int(middle.stdout)]
         time.sleep(0.5)  # the stubborn one has set its handler
-        open({str(kids)!r}, "w").write(" ".join(str(k.pid) for k in kids))
+        open({str(kids)!r}, "w").write(" ".join(str(p) for p in pids))
         time.sleep(120)  # the first signal (SIGINT) ends this process, not its children
     """)
     launcher_code = textwrap.dedent(f"""
