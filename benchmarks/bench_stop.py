@@ -11,6 +11,9 @@ of greentop, e.g. main), interleaved, each in a fresh interpreter importing that
   takes, i.e. how much later greentop says the run ended.
 - ``stop_shell_jobs``: ``sh -c 'sleep & sleep & wait'``, ``stop(SIGTERM)``: the time, and how many
   of the two sleeps were still alive when ``stop()`` returned (``survivors``).
+- ``guard``: the guard alone (``launch.Guard``): ``guard_lifetime_s``, started, released at once
+  and reaped (its interpreter and imports: ``greentop/proctree.py`` is one more here);
+  ``guard_start_s`` (``Guard()`` itself) and ``guard_exit_s`` (release to reaped, once it waits).
 - ``left_running_s`` (this checkout only, when it has ``Workload.left_running``): the scan that
   ``greentop record`` adds after a workload's natural exit, to count what it left running.
 
@@ -68,6 +71,20 @@ ONE_CASE = textwrap.dedent("""
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+    elif case == "guard":
+        t0 = time.perf_counter()
+        g = launch.Guard("bench", 5.0)
+        out["guard_start_s"] = time.perf_counter() - t0
+        time.sleep(0.2)  # it has started and waits in read, as beside a workload
+        g.release()
+        t0 = time.perf_counter()
+        g.process.wait()
+        out["guard_exit_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        g = launch.Guard("bench", 5.0)
+        g.release()
+        g.process.wait()
+        out["guard_lifetime_s"] = time.perf_counter() - t0  # its interpreter and imports, start to exit
     elif case == "left_running":
         w = launch.start(["true"])
         w.wait()
@@ -79,7 +96,7 @@ ONE_CASE = textwrap.dedent("""
 """) % {"settle": SETTLE_S}
 
 CASES = [("stop_one_process", False), ("stop_one_process", True), ("stop_shell_jobs", False),
-         ("stop_shell_jobs", True), ("left_running", False)]
+         ("stop_shell_jobs", True), ("guard", False), ("left_running", False)]
 
 
 def _one(root: Path, case: str, own_group: bool) -> dict[str, float]:
