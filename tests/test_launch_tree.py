@@ -182,3 +182,34 @@ def test_a_live_session_counts_what_the_workload_left_and_stops_nothing(tmp_path
         _kill_all([left])
     assert _wait_gone([left], 10.0) == []
     assert w.left_running() == []
+
+
+def test_the_live_sessions_trace_counts_what_the_workload_left(tmp_path: Path, host_env: dict[str, str],
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """``greentop run -o``: the session (its own process group) closes after the workload exited
+    by itself; what it left is said once the view is gone, stored in the trace, and left running."""
+    from greentop.session import LiveSession
+    from greentop.sources import discover
+
+    for key in ("GREENTOP_SYSFS_ROOT", "GREENTOP_NVML_LIB"):
+        monkeypatch.setenv(key, host_env[key])
+    pid_file, out = tmp_path / "pid", tmp_path / "run.h5"
+    session = LiveSession(["sh", "-c", f'sleep 300 >/dev/null 2>&1 & echo "$!" > {pid_file}'], discover().channels,
+                          100.0, 10.0)
+    assert session.start(out, 0.0)
+    session.launch()
+    assert session.workload is not None and session.workload.wait() == 0
+    left = int(pid_file.read_text())
+    try:
+        rec = session.recording
+        assert rec is not None
+        exit_code, running = session.close(rec, exit_logged=False)
+        rec.finish(exit_code, interrupted=running)
+        assert (exit_code, running) == (0, False)
+        assert _alive(left), "the live view killed what the workload deliberately left running"
+        assert session.left_running == 1
+        assert f"greentop: 1 process of the workload still running after it exited (pid {left})" in capsys.readouterr().err
+        assert load(out).meta["run"]["workload_left_running"] == 1
+    finally:
+        _kill_all([left])
