@@ -9,7 +9,7 @@ Interleaved in one run:
   nothing (``true``: the guard's interpreter starts while the workload runs and ends) and one that
   sleeps 0.5 s (the guard has started and waits in ``read``; releasing it is a write and a close,
   and it is reaped aside). The difference is what the guard adds to the span a trace records.
-- ``scan_s``: one pass of :func:`greentop.guard.tree` over this machine's ``/proc`` (what the
+- ``scan_s``: one pass of :func:`greentop.proctree.tree` over this machine's ``/proc`` (what the
   guard repeats every 0.1 s once greentop has died, until the tree is gone), with the number of
   processes it read.
 
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # greentop from
 
 from _machine import machine_info  # noqa: E402
 
-from greentop import guard, launch  # noqa: E402
+from greentop import launch, proctree  # noqa: E402
 
 
 SETTLE_S = 0.1  # between runs: the last guard has exited (one workload per greentop run, in life)
@@ -68,7 +68,7 @@ def main() -> int:
     scans = []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
-        guard.tree("no-such-mark", 0)
+        proctree.tree("no-such-mark", 0)
         scans.append(time.perf_counter() - t0)
     n_procs = sum(1 for e in os.scandir("/proc") if e.name.isdigit())
     print(json.dumps({"bench": "guard", "measure": "scan_s", "median": statistics.median(scans),

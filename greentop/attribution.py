@@ -132,7 +132,7 @@ from greentop.summary_types import (
     PhaseSummary,
     RunSummary,
 )
-from greentop.tracedata import ChannelData, Phase, TraceData
+from greentop.tracedata import ChannelData, Phase, TraceData, left_running_note
 
 __all__ = [
     "FLAG_ESTIMATED", "FLAG_GAP", "FLAG_GLITCH", "FLAG_INCLUDES_ESTIMATE", "FLAG_NO_DATA", "FLAG_OUTSIDE", "FLAG_OVERLAP",
@@ -207,6 +207,8 @@ def summarise(trace: TraceData, carbon_g_per_kwh: float, carbon_source: str = ""
     elif not trace.complete:
         notes.append("the recorder died before finalising the trace: phases were rebuilt from the event log")
     notes.extend(workload_notes(trace.meta, len(trace.phases) + len(trace.marks) + len(trace.counts)))
+    if (left := left_running_note(trace.meta.get("run") or {})) is not None:
+        notes.append(left)
     notes.extend(_baseline_warnings(series, rows))
     return RunSummary(
         schema_version=SCHEMA_VERSION, carbon_g_per_kwh=float(carbon_g_per_kwh),

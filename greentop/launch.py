@@ -12,17 +12,32 @@ The stop protocol
   (:mod:`greentop.guard`) watches greentop too: when greentop dies before it has reaped the
   workload, the guard sends SIGTERM to the workload's whole tree (its children, their children,
   whatever process group or session they moved to, as long as they carry the mark or descend
-  from one that does), then SIGKILL after ``GRACE_S``. Once greentop has reaped the workload it
-  lets the guard exit without touching anything.
+  from one that does), then SIGKILL after ``GRACE_S``. Once greentop has reaped the workload (during
+  a stop: once nothing of its tree is left) it lets the guard exit without touching anything.
 - Where it runs: ``own_group=False`` (``greentop record``, a sweep's ``greentop record``) leaves the
   workload in greentop's process group, so it keeps the terminal (a debugger prompt works) and a
   terminal's Ctrl-C reaches it and its children directly. ``own_group=True`` (the live view,
-  whose terminal belongs to the view) puts it in a session of its own, its output captured; a
-  stop then goes to its whole process group, data-loader workers and ranks included.
-- Stop (Ctrl-C, SIGTERM or ``q``): the first signal (SIGINT, or SIGTERM when greentop itself got
-  SIGTERM) is passed on after ``TERMINAL_GRACE_S`` when the workload shares greentop's group (a
-  terminal's Ctrl-C may already have reached it), at once otherwise; then SIGTERM after
-  ``GRACE_S``, then SIGKILL after ``GRACE_S`` again.
+  whose terminal belongs to the view) puts it in a session of its own, its output captured.
+- Stop (Ctrl-C, SIGTERM or ``q``, a sweep's timeout): the first signal (SIGINT, or SIGTERM when
+  greentop itself got SIGTERM) goes to the workload's own process when it shares greentop's group,
+  after ``TERMINAL_GRACE_S`` (a terminal's Ctrl-C may already have reached it and the children
+  left in that group), and to its whole process group at once when it has its own: the workload
+  gets to shut its children down its own way (torchrun, a shell's trap). Then SIGTERM after
+  ``GRACE_S``, then SIGKILL after ``GRACE_S`` again, each to the workload and to every other
+  process of its tree (:mod:`greentop.proctree`: those carrying the run's mark or descending from
+  one, wherever they moved: another process group, another session), never to greentop's own
+  process group as such, nor to anything else. When the workload's own process ends during a
+  stop (a shell that does not pass signals on to its jobs, a launcher that exits first), what is
+  left of its tree gets SIGTERM at once (unless it had it), then SIGKILL ``GRACE_S`` later; the
+  stop returns, and the trace records the workload's end, once nothing of the tree is alive
+  (or :data:`greentop.proctree.KILL_WAIT_S` after SIGKILL, for a process the kernel holds).
+  The guard stays until then too.
+- Left running: a workload that ends by itself (no stop asked) may leave processes of its tree
+  running (a daemon it started, workers it forgot). greentop neither kills them (what a program
+  deliberately leaves behind is its own; its guard is let go) nor waits for them (a daemon may
+  run for ever): it counts them (:meth:`Workload.left_running`) and says so, on stderr in one
+  line and in the trace (``/run`` ``workload_left_running``, a note in every summary format),
+  since the energy they draw from then on is on the machine but attributed to no run.
 - Exit code: the workload's own; ``128 + N`` when a signal N ended it (the shell's convention).
   The recorder turns its own interruption into 130 (Ctrl-C) or 143 (SIGTERM).
 - As whom: greentop's user, or (``run_as``, ``--user``, greentop being root) another user's uid,
@@ -43,6 +58,7 @@ from dataclasses import dataclass, field
 from typing import IO, Callable, Mapping, Sequence
 
 from greentop import guard as _guard
+from greentop import proctree
 from greentop.run_as import RunAs
 
 PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
@@ -118,25 +134,27 @@ class Guard:
 
 
 def marked_env(env: Mapping[str, str], mark: str) -> dict[str, str]:
-    """``env`` with ``mark`` added to its :data:`greentop.guard.TREE_ENV` list."""
-    marks = [m for m in env.get(_guard.TREE_ENV, "").split(":") if m]
-    return dict(env) | {_guard.TREE_ENV: ":".join([*marks, mark])}
+    """``env`` with ``mark`` added to its :data:`greentop.proctree.TREE_ENV` list."""
+    marks = [m for m in env.get(proctree.TREE_ENV, "").split(":") if m]
+    return dict(env) | {proctree.TREE_ENV: ":".join([*marks, mark])}
 
 
 class _GuardedPopen(subprocess.Popen[bytes]):
-    """A workload's process: once reaped (by whichever caller polls or waits), its guard is let go."""
+    """A workload's process: once reaped (by whichever caller polls or waits), its guard is let go,
+    unless a stop holds it (``hold``) until the rest of the tree is gone too."""
 
     guard: Guard | None = None
+    hold = False
 
     def poll(self) -> int | None:
         returncode = super().poll()
-        if returncode is not None and self.guard is not None:
+        if returncode is not None and self.guard is not None and not self.hold:
             self.guard.release()
         return returncode
 
     def wait(self, timeout: float | None = None) -> int:
         returncode = super().wait(timeout)
-        if self.guard is not None:
+        if self.guard is not None and not self.hold:
             self.guard.release()
         return returncode
 
@@ -160,6 +178,8 @@ class Workload:
     own_group: bool
     output: IO[bytes] | None = None  # its stdout + stderr, when captured
     signals_sent: list[int] = field(default_factory=list)
+    mark: str = ""  # this run's GREENTOP_TREE mark: what finds the whole tree ("": the child alone)
+    _termed: dict[int, int] = field(default_factory=dict)  # the tree's processes that had SIGTERM
 
     @property
     def pid(self) -> int:
@@ -175,8 +195,31 @@ class Workload:
     def running(self) -> bool:
         return self.process.poll() is None
 
-    def send(self, sig: int) -> None:
-        """``sig`` to the workload: its whole process group when it has its own, else the child."""
+    def tree(self) -> dict[int, int]:
+        """The live processes of the workload's tree (:func:`greentop.proctree.tree`), its own
+        process included while it runs: pid -> start time in ticks."""
+        if not self.mark:
+            return {}
+        return proctree.tree(self.mark, self._pgid())
+
+    def left_running(self) -> list[int]:
+        """The pids of the workload's tree still alive besides its own process: after it exited,
+        what it left running (see the module's stop protocol)."""
+        return sorted(pid for pid in self.tree() if pid != self.process.pid)
+
+    def send(self, sig: int, whole_tree: bool | None = None) -> None:
+        """``sig`` to the workload: with ``whole_tree`` (by default for SIGTERM and SIGKILL) to
+        every process of its tree, wherever it moved (SIGTERM once each); else to its whole process
+        group when it has its own, to its own process otherwise."""
+        if whole_tree is None:
+            whole_tree = sig in (signal.SIGTERM, signal.SIGKILL)
+        if whole_tree and self.mark:
+            sent = self._termed if sig == signal.SIGTERM else {}
+            running = self.process.poll() is None  # not reaped: its pid is still its own
+            proctree.signal_tree(self.mark, self._pgid(), sig, sent, (self.process.pid,) if running else ())
+            if running and self.process.pid in sent:
+                self.signals_sent.append(int(sig))
+            return
         try:
             if self.own_group:
                 os.killpg(self.process.pid, sig)
@@ -186,39 +229,76 @@ class Workload:
             return
         self.signals_sent.append(int(sig))
 
+    def _pgid(self) -> int:
+        return self.process.pid if self.own_group else 0
+
     def stop(self, first: int = signal.SIGINT, grace_s: float = GRACE_S) -> int:
-        """Stop it by the protocol (first signal, SIGTERM, SIGKILL, ``grace_s`` apart); its exit
-        status (:func:`exit_status`)."""
-        for sig in (first, signal.SIGTERM, signal.SIGKILL):
-            if self.process.poll() is not None:
-                break
-            self.send(sig)
-            try:
-                self.process.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                continue
-        return exit_status(self.process.wait())
+        """Stop it by the protocol (first signal at once, SIGTERM, SIGKILL, ``grace_s`` apart,
+        until nothing of its tree is left); its exit status (:func:`exit_status`). A workload that
+        already ended by itself is left as it is, and so is what it left running."""
+        if self.process.poll() is not None:
+            return exit_status(self.process.wait())
+        return self._wait(lambda: True, lambda: first, grace_s, first_delay_s=0.0)
 
     def wait(self, stop_requested: Callable[[], bool] = lambda: False,
              first_signal: Callable[[], int] = lambda: signal.SIGINT, grace_s: float = GRACE_S) -> int:
         """Wait for the workload to end by itself, or, once ``stop_requested()`` turns true, stop it
-        by the protocol. Its exit status (:func:`exit_status`)."""
+        by the protocol, its whole tree included. Its exit status (:func:`exit_status`)."""
+        return self._wait(stop_requested, first_signal, grace_s, first_delay_s=0.0 if self.own_group else TERMINAL_GRACE_S)
+
+    def _wait(self, stop_requested: Callable[[], bool], first_signal: Callable[[], int], grace_s: float,
+              first_delay_s: float) -> int:
         deadline: float | None = None
         stage = 0
         while True:
+            if stop_requested():
+                now = time.monotonic()
+                if deadline is None:
+                    self._hold_guard()
+                    deadline = now + first_delay_s
+                if now >= deadline:
+                    if stage == 0:  # the workload's own process (group) first: it may stop its children its own way
+                        self.send(first_signal(), whole_tree=False)
+                    else:
+                        self.send(signal.SIGTERM if stage == 1 else signal.SIGKILL)
+                    stage += 1
+                    deadline = now + grace_s
+            timeout = POLL_S if deadline is None else min(POLL_S, max(0.0, deadline - time.monotonic()))
             try:
-                return exit_status(self.process.wait(timeout=POLL_S))
+                returncode = self.process.wait(timeout=timeout)
+                break
             except subprocess.TimeoutExpired:
                 pass
-            if not stop_requested():
-                continue
-            now = time.monotonic()
-            if deadline is None:
-                deadline = now + (0.0 if self.own_group else TERMINAL_GRACE_S)
-            if now >= deadline:
-                self.send((first_signal(), signal.SIGTERM, signal.SIGKILL)[min(stage, 2)])
-                stage += 1
-                deadline = now + grace_s
+        if deadline is not None or stop_requested():
+            self._end_tree(stage, deadline, grace_s)
+        return exit_status(returncode)
+
+    def _hold_guard(self) -> None:
+        """A stop began: the guard stays until the whole tree is gone, not only the child."""
+        if isinstance(self.process, _GuardedPopen):
+            self.process.hold = True
+
+    def _end_tree(self, stage: int, deadline: float | None, grace_s: float) -> None:
+        """The workload's own process ended during a stop: what is left of its tree gets SIGTERM
+        at once (unless it had it already), then SIGKILL ``grace_s`` after its SIGTERM."""
+        if self.mark:
+            if stage >= 3:  # SIGKILL sent already
+                termed_s = 0.0
+            elif stage == 2 and deadline is not None:  # SIGTERM sent already: SIGKILL at the protocol's time
+                termed_s = max(0.0, deadline - time.monotonic())
+            else:
+                termed_s = grace_s
+            proctree.stop_tree(self.mark, self._pgid(), termed_s, self._termed)
+        guard = getattr(self.process, "guard", None)
+        if guard is not None:
+            guard.release()
+
+
+def left_running_line(pids: Sequence[int]) -> str:
+    """The one line greentop prints when a workload exited and left ``pids`` of its tree running."""
+    shown = ", ".join(str(p) for p in pids[:5]) + (", ..." if len(pids) > 5 else "")
+    return (f"greentop: {len(pids)} process{'' if len(pids) == 1 else 'es'} of the workload still running after it exited "
+            f"(pid {shown}); their energy after that is not attributed")
 
 
 def start(cmd: Sequence[str], env: Mapping[str, str] | None = None, *, own_group: bool = False,
@@ -233,8 +313,8 @@ def start(cmd: Sequence[str], env: Mapping[str, str] | None = None, *, own_group
     identity = run_as.popen_kwargs() if run_as is not None else {}
     full_env = dict(os.environ) | dict(env or {}) | (run_as.env() if run_as is not None else {})
     guard = _start_guard()  # before the workload: no child of it is ever unguarded
-    if guard is not None:
-        full_env = marked_env(full_env, guard.mark)
+    mark = guard.mark if guard is not None else secrets.token_hex(8)
+    full_env = marked_env(full_env, mark)
     try:
         process = _GuardedPopen(list(cmd), env=full_env, **identity, stdin=subprocess.DEVNULL if out is not None else None,
                                 stdout=out, stderr=subprocess.STDOUT if out is not None else None,
@@ -246,7 +326,7 @@ def start(cmd: Sequence[str], env: Mapping[str, str] | None = None, *, own_group
     process.guard = guard
     if guard is not None and own_group:
         guard.tell_group(process.pid)
-    return Workload(process, own_group, process.stdout if capture_output else None)
+    return Workload(process, own_group, process.stdout if capture_output else None, mark=mark)
 
 
 def pump_lines(stream: IO[bytes], put: Callable[[str], object]) -> threading.Thread:

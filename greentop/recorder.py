@@ -330,6 +330,7 @@ class Recorder:
         self._pump: _Pump | None = None
         self._stopped = False
         self.finished: Recording | None = None
+        self.workload_left_running = 0  # processes of the workload's tree alive after it exited
 
     @property
     def events(self) -> list[Event]:
@@ -388,6 +389,8 @@ class Recorder:
                                "events_lost": getattr(self.listener, "lost", 0), **stats}
         if exit_code is None:
             run["workload_running"] = True
+        if self.workload_left_running:
+            run["workload_left_running"] = self.workload_left_running
         try:
             pump.writer.finalize(run, phases, marks, counts)
         except Exception as exc:  # noqa: BLE001 -- a full disk, a vanished file system: give the file up, say so
@@ -458,6 +461,10 @@ def record(cmd: Sequence[str], channels: list[Channel], found: SourceResult, opt
             workload = launch.start(cmd, listener.env(), run_as=run_as)
             exit_code = workload.wait(interrupted.is_set, lambda: received[0] if received else signal.SIGINT)
             recorder.log(RUN_WORKLOAD_EXIT, float(workload.process.returncode))
+            left = workload.left_running()  # after the exit is logged: the scan is not the workload's time
+            if left:
+                print(launch.left_running_line(left), file=sys.stderr)
+                recorder.workload_left_running = len(left)
         else:
             exit_code = 130
         if received and received[0] == signal.SIGTERM:

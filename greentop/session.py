@@ -46,6 +46,7 @@ class LiveSession:
         self.workload: launch.Workload | None = None
         self.output: queue.SimpleQueue[str] | None = None  # the workload's lines, once launched
         self.recording: Recorder | None = None  # the recording started with the session (-o)
+        self.left_running = 0  # processes of the workload's tree alive after it ended (close())
         self._closed = False
 
     def make_recorder(self, path: Path, baseline_s: float) -> Recorder:
@@ -107,8 +108,13 @@ class LiveSession:
         workload = self.workload
         running = workload is not None and workload.running()
         exit_code = workload.stop() if workload is not None else 0
+        left = workload.left_running() if workload is not None else []
+        if left:  # the view has closed: stderr is the terminal's again
+            print(launch.left_running_line(left), file=sys.stderr)
+        self.left_running = len(left)
         self.sampler.stop()
         if recording is not None:
+            recording.workload_left_running = self.left_running
             if workload is not None and not exit_logged:
                 recording.log(RUN_WORKLOAD_EXIT, float(workload.process.returncode))
             if running:

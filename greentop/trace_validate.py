@@ -182,7 +182,7 @@ def check_meta(meta: dict[str, Any]) -> None:
 
 def check_run(run: dict[str, Any]) -> None:
     for key in ("exit_code", "end_mono_ns", "events_dropped", "events_overflowed", "events_oversized", "events_lost_by_clients",
-                "events_lost"):
+                "events_lost", "workload_left_running"):
         if key in run:
             integer(f"run {key}", run[key], -(2**31) if key == "exit_code" else 0)
 

@@ -113,6 +113,16 @@ class TraceData:
         return pd.DataFrame({"t_ns": c.t_ns, "raw": c.raw, "energy_j": converter_for(c.channel).feed(c.t_ns, c.raw).energy_j})
 
 
+def left_running_note(run: Mapping[str, Any]) -> str | None:
+    """The summary's note on processes the workload left running when it exited (``/run``
+    ``workload_left_running``, see :mod:`greentop.launch`), None when it left none."""
+    n = int(run.get("workload_left_running", 0))
+    if n <= 0:
+        return None
+    return (f"{n} process{'' if n == 1 else 'es'} of the workload {'was' if n == 1 else 'were'} still running after it "
+            "exited; their energy after that is not attributed")
+
+
 def run_status(run: Mapping[str, Any], complete: bool = True) -> str:
     """How a recorded run ended, from the trace's ``/run`` attributes: ``"ok"``; ``"interrupted"``
     (Ctrl-C); ``"killed (SIGTERM)"`` (the workload died of a signal: exit code 128 + N);
