@@ -23,6 +23,8 @@ Time is in integer nanoseconds (``t_ns``, ``CLOCK_MONOTONIC`` like the sampler),
 
 from __future__ import annotations
 
+import math
+from functools import lru_cache
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -365,14 +367,9 @@ class PowerChart(Widget):
             rows.append(row)
 
         if has_frame:
-            cells = [" "] * plot_w
             origin = self._t1_ns if self._origin_ns is None else self._origin_ns
-            t0_s = (self._view_ns[0] - origin) / 1e9
-            t1_s = (self._view_ns[1] - origin) / 1e9
-            for start, label in x_tick_labels(t0_s, t1_s, plot_w):
-                cells[start : start + len(label)] = label
-            text = (" " * LABEL_W + "└" + "".join(cells))[:width]
-            rows.append([(text.ljust(width), axis_style)])
+            text = _time_axis(self._view_ns[0] - origin, self._view_ns[1] - origin, plot_w, width)
+            rows.append([(text, axis_style)])
         return rows
 
     def _label_parts(self, width: int, plot_rows: int, axis_style: Style) -> list[_Part]:
@@ -459,7 +456,10 @@ class PowerChart(Widget):
         highest column maximum in view."""
         if self._y_max_w is not None:
             return float(self._y_max_w)
-        finite = maxs[np.isfinite(maxs)]
+        top = float(np.fmax.reduce(maxs)) if maxs.size else math.nan  # NaN (no data) skipped
+        if math.isfinite(top):
+            return nice_ceil(top)
+        finite = maxs[np.isfinite(maxs)]  # an infinite column, or none with data
         return nice_ceil(float(finite.max())) if finite.size else 1.0
 
     def _shifted_lines(self, t0_ns: int, t1_ns: int, col_ns: int, columns: int, plot_w: int, plot_rows: int) -> list[str]:
@@ -595,6 +595,16 @@ class PowerChart(Widget):
     def on_resize(self) -> None:
         # The decimation depends on the width: rebuild at the next paint.
         self._strips = None
+
+
+@lru_cache(maxsize=16)
+def _time_axis(t0_rel_ns: int, t1_rel_ns: int, plot_w: int, width: int) -> str:
+    """The time-axis row, ``width`` cells, for a window drawn ``t0_rel_ns`` .. ``t1_rel_ns`` from the
+    time origin: shared by the live charts, which all draw the same window each frame."""
+    cells = [" "] * plot_w
+    for start, label in x_tick_labels(t0_rel_ns / 1e9, t1_rel_ns / 1e9, plot_w):
+        cells[start : start + len(label)] = label
+    return (" " * LABEL_W + "└" + "".join(cells))[:width].ljust(width)
 
 
 def _parts_to_text(rows: Iterable[Sequence[_Part]]) -> Text:
