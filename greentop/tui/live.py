@@ -199,6 +199,7 @@ class LiveModel:
         self.grid_ns = int(grid_ns)
         self._lanes = [_Lane(c, converter_for(c), np.zeros(0, np.int64), np.zeros(0)) for c in self.channels]
         self._index = {c.name: i for i, c in enumerate(self.channels)}
+        self._in_total_mask = np.array(self.in_total, dtype=bool)
         n = len(self.channels)
         # columns: power of each channel, the total's power, then the total's cumulative energy
         self.ring = _Ring(n + 2, int(retain_s * 1e9), capacity=max(64, int(retain_s * 1e9) // self.grid_ns + 1))
@@ -262,19 +263,24 @@ class LiveModel:
         dt_s = step * 1e-9
         cumulative = np.zeros((k, n + 1))
         cumulative[:, 1:] = self._history.values[-1, 1:]
-        for i, lane in enumerate(self._lanes):
-            if lane.pending_t.size == 0:
-                continue
-            e = np.interp(grid, lane.pending_t, lane.pending_e)
-            d = np.empty_like(e)
-            d[0] = e[0] - lane.e_grid
-            np.subtract(e[1:], e[:-1], out=d[1:])  # np.diff(e, prepend=...), without its overhead
-            rows[:, i] = d / dt_s
-            cumulative[:, i + 1] += np.cumsum(rows[:, i]) * dt_s
-            lane.e_grid = float(e[-1])
-            keep = max(int(np.searchsorted(lane.pending_t, grid[-1], side="right")) - 1, 0)
+        # Each lane's cumulative J at the grid points (row 0: at the last grid point), then the
+        # differences, powers and running sums of all lanes at once: the same arithmetic per
+        # element as lane by lane, with a few numpy calls a drain instead of a few per lane.
+        fed = [i for i, lane in enumerate(self._lanes) if lane.pending_t.size]
+        e = np.empty((k + 1, len(fed)))
+        for j, i in enumerate(fed):
+            lane = self._lanes[i]
+            e[0, j] = lane.e_grid
+            e[1:, j] = np.interp(grid, lane.pending_t, lane.pending_e)
+            lane.e_grid = float(e[-1, j])
+            keep = max(int(lane.pending_t.searchsorted(grid[-1], side="right")) - 1, 0)
             lane.pending_t, lane.pending_e = lane.pending_t[keep:], lane.pending_e[keep:]
-        rows[:, n] = rows[:, :n][:, np.array(self.in_total, dtype=bool)].sum(axis=1)
+        if fed:
+            power = (e[1:] - e[:-1]) / dt_s
+            cols = np.array(fed)
+            rows[:, cols] = power
+            cumulative[:, cols + 1] += np.cumsum(power, axis=0) * dt_s
+        rows[:, n] = rows[:, :n][:, self._in_total_mask].sum(axis=1)
         e_total0 = float(self._history.values[-1, 0])
         rows[:, n + 1] = e_total0 + np.cumsum(rows[:, n]) * dt_s
         cumulative[:, 0] = rows[:, n + 1]
