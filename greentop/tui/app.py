@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
+from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.coordinate import Coordinate
@@ -227,7 +228,8 @@ class LiveApp(App[int]):
         yield self._footer
 
     def on_mount(self) -> None:
-        self._table.add_columns(*PHASE_HEADER)
+        # The figures are right-aligned (padded to fixed widths): so are their headers.
+        self._table.add_columns(PHASE_HEADER[0], *(Text(label, justify="right") for label in PHASE_HEADER[1:]))
         self._check_size(self.size.width, self.size.height)
         self.sub_title = " ".join(self.command) if self.command else "watching the machine"
         self._update_health()
