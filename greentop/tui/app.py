@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
+import numpy as np
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -325,6 +326,7 @@ class LiveApp(App[int]):
             if new_column:
                 self._chart_t_ns = now
             pane_h = self._charts_pane.size.height  # once a frame: each geometry lookup searches the screen's map
+            window: tuple[np.ndarray, np.ndarray] | None = None  # the model's window, copied once a frame
             for i, chart in enumerate(self._charts):
                 # A chart scrolled out of view costs nothing: it is drawn again once it shows.
                 if not self._chart_visible(chart, pane_h):
@@ -336,9 +338,11 @@ class LiveApp(App[int]):
                     st = self.model.stats(i)
                     chart.title = f"{self._chart_names[i]}   {_w(st.now_w)} now · {_w(st.avg_w)} avg · {_w(st.peak_w)} peak"
                 if new_column or stale:
-                    t, p = self.model.series(i, t0)
+                    if window is None:
+                        window = self.model.window(t0)
+                    t, power_w = window
                     if t.size:
-                        chart.set_data(t, p, t0, now)
+                        chart.set_data(t, power_w[:, i], t0, now)
             self._update_timeline()
             self._update_phases()
         self._update_text(energy=figures)

@@ -411,9 +411,16 @@ class LiveModel:
     def series(self, column: int, t0_ns: int) -> tuple[I64, F64]:
         """Copies of (t_ns, power_w) of ``column`` (channel index; ``len(channels)`` = total) from
         the last point before ``t0_ns`` on (the chart holds them by reference)."""
+        t, power_w = self.window(t0_ns)
+        return t, power_w[:, column]
+
+    def window(self, t0_ns: int) -> tuple[I64, F64]:
+        """Copies of the grid's times (ns) and every series' power (W; one column per channel,
+        then the total) from the last point before ``t0_ns`` on: one copy a frame for all the
+        charts, which hold their columns by reference."""
         t = self.ring.t_ns
-        i = max(int(np.searchsorted(t, t0_ns, side="left")) - 1, 0)
-        return t[i:].copy(), self.ring.values[i:, column].copy()
+        i = max(int(t.searchsorted(t0_ns, side="left")) - 1, 0)
+        return t[i:].copy(), self.ring.values[i:, :len(self.channels) + 1].copy()
 
     def stats(self, column: int) -> PowerStats:
         t = self.ring.t_ns
