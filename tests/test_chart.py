@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import numpy as np
 import pytest
@@ -186,6 +187,43 @@ def test_braille_dot_positions_and_odd_width() -> None:
     # Off-scale values pin to the edges instead of disappearing.
     rows = render_braille(np.array([-5.0]), np.array([500.0]), 2, 0.0, 100.0)
     assert rows == ["⡇", "⡇"]
+
+
+def _braille_reference(mins: np.ndarray, maxs: np.ndarray, rows: int, y_min: float, y_max: float) -> list[str]:
+    """Slow, obvious braille: dot by dot, each column lit from its lower to its upper dot level."""
+    dots = 4 * rows
+    bits = [[0x01, 0x08], [0x02, 0x10], [0x04, 0x20], [0x40, 0x80]]  # [row in cell][dot column]
+
+    def level(v: float) -> int:
+        return int(math.floor(min(max((v - y_min) * (dots / (y_max - y_min)), 0), dots - 1)))
+
+    width = (len(mins) + 1) // 2
+    cells = [[0] * width for _ in range(rows)]
+    for c, (a, b) in enumerate(zip(mins, maxs)):
+        ends = [float(x) for x in (a, b) if not math.isnan(x)]
+        if not ends:
+            continue
+        for lv in range(level(min(ends)), level(max(ends)) + 1):
+            from_top = dots - 1 - lv
+            cells[from_top // 4][c // 2] |= bits[from_top % 4][c % 2]
+    return ["".join(chr(0x2800 + b) if b else " " for b in row) for row in cells]
+
+
+def test_braille_matches_slow_reference_on_random_data() -> None:
+    rng = np.random.default_rng(99)
+    for _ in range(400):
+        n = int(rng.integers(0, 30))
+        rows = int(rng.integers(1, 8))
+        mins, maxs = rng.uniform(-30.0, 130.0, n), rng.uniform(-30.0, 130.0, n)  # some swapped, some off scale
+        u = rng.random(n)
+        mins[u < 0.15] = np.nan  # half-NaN spans and columns without data
+        maxs[u > 0.85] = np.nan
+        mins[(u > 0.4) & (u < 0.5)] = maxs[(u > 0.4) & (u < 0.5)] = np.nan
+        if rng.random() < 0.2:
+            mins[: n // 3] = np.inf
+        y_min = 0.0 if rng.random() < 0.5 else float(rng.uniform(-20.0, 50.0))
+        y_max = y_min + float(rng.uniform(1.0, 150.0))
+        assert render_braille(mins, maxs, rows, y_min, y_max) == _braille_reference(mins, maxs, rows, y_min, y_max)
 
 
 def test_blocks_fallback_draws_spans_to_the_eighth() -> None:
