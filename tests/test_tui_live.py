@@ -840,13 +840,13 @@ def test_charts_scrolled_out_of_view_are_skipped_until_they_show() -> None:
 
 def test_charts_redraw_once_per_new_dot_column_and_every_frame_when_zoomed_in(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    original = PowerChart.set_data
+    original = PowerChart._take_data  # where a chart is handed new data (set_data, set_live_data)
 
     def counting(self: PowerChart, *a: object, **k: object) -> None:
         calls.append(1)
         original(self, *a, **k)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(PowerChart, "set_data", counting)
+    monkeypatch.setattr(PowerChart, "_take_data", counting)
 
     async def go() -> None:
         app, _ = make_app()

@@ -73,7 +73,8 @@ def decimate_minmax(
 
     Args:
         t_ns: sample times, ns, int64, **non-decreasing** (not checked: that would cost O(n)).
-        value: one value per sample, any unit (W here); NaN samples are ignored.
+        value: one value per sample, any unit (W here); NaN samples are ignored. Or ``(n, k)``:
+            ``k`` series sampled at the same times, decimated in one pass.
         t0_ns, t1_ns: the window, ns; samples outside it are not read except for ``hold``.
         columns: number of bins (one per dot column of the chart).
         hold: sample-and-hold semantics (power gauges hold a reading until the next one). The
@@ -87,19 +88,20 @@ def decimate_minmax(
             gap is at most this long (ns), so that a sampler stall shows as a gap. None: always.
 
     Returns:
-        ``(mins, maxs)``, float64 arrays of length ``columns``; NaN where nothing is known.
+        ``(mins, maxs)``, float64 arrays of length ``columns`` (``(columns, k)`` for ``k``
+        series); NaN where nothing is known.
 
     Cost: two binary searches per column plus one ``np.fmin/fmax.reduceat`` pass over the
     samples inside the window, O(columns log n + m) for m samples in the window.
     """
     t = np.asarray(t_ns)
     v = np.asarray(value)
-    if t.ndim != 1 or t.shape != v.shape:
-        raise ValueError(f"t_ns and value must be 1-D and equal length, got {t.shape} and {v.shape}")
+    if t.ndim != 1 or v.ndim not in (1, 2) or v.shape[:1] != t.shape:
+        raise ValueError(f"t_ns must be 1-D and value 1-D or 2-D, of equal length, got {t.shape} and {v.shape}")
     edges = column_edges_ns(t0_ns, t1_ns, columns)
     # Few numpy calls: a live chart decimates a handful of new columns per channel every frame,
     # where each call's fixed cost outweighs the work on the data.
-    out = np.full((2, columns), np.nan)
+    out = np.full((2, columns) + v.shape[1:], np.nan)
     mins, maxs = out[0], out[1]
     n = t.size
     if n == 0:
@@ -124,7 +126,9 @@ def decimate_minmax(
         if max_hold_ns is not None:
             nxt = np.minimum(starts, n - 1)
             ok &= (t[nxt] - t[np.maximum(prev, 0)]) <= max_hold_ns
-        held = np.asarray(v.take(prev), dtype=np.float64)  # prev -1 (not ok) reads the last: masked out
+        held = np.asarray(v.take(prev, axis=0), dtype=np.float64)  # prev -1 (not ok) reads the last: masked out
+        if v.ndim == 2:
+            ok = ok[:, None]
         np.fmin(mins, held, out=mins, where=ok)
         np.fmax(maxs, held, out=maxs, where=ok)
     return mins, maxs
@@ -171,50 +175,57 @@ def render_braille(
     return rows_to_str(braille_codes(mins, maxs, height_rows, y_min, y_max))
 
 
-def braille_codes(mins: ArrayLike, maxs: ArrayLike, height_rows: int, y_min: float, y_max: float) -> npt.NDArray[np.uint32]:
+def braille_codes(mins: ArrayLike, maxs: ArrayLike, height_rows: int, y_min: float, y_max: ArrayLike) -> npt.NDArray[np.uint32]:
     """``render_braille``'s cells as code points, ``(height_rows, ceil(len(mins) / 2))``: what a
     scrolling chart keeps so that it can shift its cells instead of drawing them again.
 
+    ``mins``/``maxs`` may also be ``(k, columns)``, ``k`` charts drawn in one pass, each up to its
+    own ``y_max`` (a length-``k`` array): the result is then ``(k, height_rows, cells)``.
+
     A value v lights dot level ``floor((v - y_min) / (y_max - y_min) * 4 * height_rows)``, clipped
-    to the chart (values off the scale pin to the edge rather than vanish). Few numpy calls: a live chart draws a few new cells per channel every frame, where each call's fixed
-    cost outweighs the work on the data."""
+    to the chart (values off the scale pin to the edge rather than vanish). Few numpy calls: a
+    live chart draws a few new cells per channel every frame, where each call's fixed cost
+    outweighs the work on the data."""
     if height_rows <= 0:
         raise ValueError(f"height_rows must be > 0, got {height_rows}")
-    if not y_max > y_min:
+    top = np.asarray(y_max, dtype=np.float64) if np.ndim(y_max) else float(y_max)  # type: ignore[arg-type]
+    if not (np.all(top > y_min) if np.ndim(top) else top > y_min):
         raise ValueError(f"y_max must exceed y_min, got y_min={y_min} y_max={y_max}")
     a = np.asarray(mins, dtype=np.float64)
     b = np.asarray(maxs, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"mins and maxs must be 1-D and equal length, got {a.shape} and {b.shape}")
+    if a.shape != b.shape or a.ndim not in (1, 2) or np.shape(top) != a.shape[:-1]:
+        raise ValueError(f"mins and maxs must be 1-D (or 2-D, one y_max per row) and equal length, "
+                         f"got {a.shape}, {b.shape} and y_max {top.shape}")
     dots = 4 * height_rows
-    cols = a.size
+    lead = a.shape[:-1]
+    cols = a.shape[-1]
     width = (cols + 1) // 2
     if width == 0:
-        return np.zeros((height_rows, 0), dtype=np.uint32)
-    # Row 0: the lower end of each column's span, row 1: the upper (a NaN end takes the other's
+        return np.zeros(lead + (height_rows, 0), dtype=np.uint32)
+    # [0]: the lower end of each column's span, [1]: the upper (a NaN end takes the other's
     # value), as dot levels (0 = the bottom dot row), clipped to the chart.
-    span = np.empty((2, 2 * width))
-    np.fmin(a, b, out=span[0, :cols])
-    np.fmax(a, b, out=span[1, :cols])
+    span = np.empty((2,) + lead + (2 * width,))
+    np.fmin(a, b, out=span[0, ..., :cols])
+    np.fmax(a, b, out=span[1, ..., :cols])
     if cols % 2:
-        span[:, cols] = np.nan  # the last cell's right dot column: no data
+        span[..., cols] = np.nan  # the last cell's right dot column: no data
     empty = span[1] != span[1]  # NaN: no data in the column
     if y_min:
         span -= y_min
-    span *= dots / (y_max - y_min)
+    span *= (dots / (top - y_min))[..., None] if lead else dots / (top - y_min)
     np.fmax(span, 0, out=span)  # NaN -> 0, so that the cast below is defined (masked out next)
     np.minimum(span, dots - 1, out=span)
     level = span.astype(np.int64)  # floor: the values are >= 0
     level[0][empty] = dots  # lowest level lit above the top: nothing lit
     # Per cell row (top first) and dot column, which of the cell's 4 levels (0 = its bottom) are
     # lit: levels lo..hi, a table index (lo clipped to 0..4) * 5 + (hi + 1 clipped to 0..4).
-    rel = level[:, None, :] - _cell_bases(height_rows)  # (2, rows, dot columns)
+    rel = level[..., None, :] - _cell_bases(height_rows)  # (2, [k,] rows, dot columns)
     rel[1] += 1
     np.maximum(rel, 0, out=rel)
     np.minimum(rel, 4, out=rel)
     idx = rel[0] * 5 + rel[1]
     # Both dot columns of a cell at once: one code point per (left, right) pair of indices.
-    return _BRAILLE_CELL.take(idx[:, 0::2] * 25 + idx[:, 1::2])
+    return _BRAILLE_CELL.take(idx[..., 0::2] * 25 + idx[..., 1::2])
 
 
 def _braille_cell_table() -> npt.NDArray[np.uint32]:
