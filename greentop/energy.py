@@ -91,9 +91,9 @@ class CounterUnwrapper:
             # Every step is forward and below the smallest limit there can be: nothing to judge,
             # the arithmetic below the same without the per-step plausibility windows (a live
             # view feeds every channel 20 times a second).
-            cum = self._energy_raw + np.cumsum(d)
+            cum = self._energy_raw + d.cumsum()
             self._energy_raw = int(cum[-1])
-            moved = np.flatnonzero(d)
+            moved = d.nonzero()[0]  # methods and ufuncs below, not numpy's Python-level wrappers
             if moved.size:
                 m = int(moved[-1])
                 self._anchor_t_ns = prev_t if m == 0 else int(t_ns[m - 1])
@@ -131,11 +131,11 @@ class CounterUnwrapper:
         if not (self.scale > 0 and self.glitch_power_w >= 0):
             return False
         floor_limit = self.glitch_power_w * GLITCH_SLACK_S / self.scale
-        if d.min() < 0 or d.max() > floor_limit:
+        if np.minimum.reduce(d) < 0 or np.maximum.reduce(d) > floor_limit:
             return False
         if int(t_ns[0]) < max(prev_t, self._anchor_t_ns):
             return False
-        return t_ns.size == 1 or bool((t_ns[1:] >= t_ns[:-1]).all())
+        return t_ns.size == 1 or bool(np.logical_and.reduce(t_ns[1:] >= t_ns[:-1]))
 
     def _resolve(self, d: I64, bad: list[int], raw: I64, t_ns: I64, t_prev: I64, limit: F64, prev_raw: int) -> int:
         """Walk the suspicious steps in order (few: wraps, resets, glitches), rewrite ``d`` in place

@@ -129,7 +129,7 @@ class _Lane:
         gaps = times[1:] - times[:-1]
         # No limit is below STALL_MIN_S: gaps shorter than that end no stall, whatever the period,
         # and the period (a median, every drain, for every channel) need not be measured.
-        if gaps.size and int(gaps.max()) > _STALL_MIN_NS:
+        if gaps.size and int(np.maximum.reduce(gaps)) > _STALL_MIN_NS:
             limit = self.stall_after_ns()
             if limit is not None:
                 self.stalls += int(np.count_nonzero(gaps > limit))
@@ -229,7 +229,7 @@ class LiveModel:
             if lane.channel.quantity is Quantity.ENERGY:
                 raw = s.raw
                 first = lane.last_raw is not None and int(raw[0]) != lane.last_raw
-                moved = np.flatnonzero(raw[1:] != raw[:-1]) + 1  # np.diff with prepend costs ~4x this
+                moved = (raw[1:] != raw[:-1]).nonzero()[0] + 1  # np.diff with prepend costs ~4x this
                 if first:
                     moved = np.concatenate(([0], moved))
                 if moved.size:
