@@ -13,6 +13,8 @@ A chart is drawn in three steps, each cheap enough to run at 20 fps for 8 channe
 3. ``PowerChart``, a Textual widget, adds a title, a W axis and a time axis, and caches the
    finished lines as ``Strip`` objects; ``set_data`` redraws at once and repaints only the rows
    of this widget that changed (no plot figure is rebuilt, no other widget repaints).
+   ``set_live_data`` does it for the live view's charts together: those that scroll together
+   are decimated and drawn in one numpy pass.
 
 Braille mapping: each element of the ``mins``/``maxs`` arrays is one *dot column*; a braille cell
 holds 2 dot columns and 4 dot rows, so a chart ``w`` cells wide wants ``2 * w`` columns from
@@ -596,8 +598,8 @@ class _SnappedView:
 def _draw_shifted(charts: Sequence[PowerChart], t_ns: I64, power_w: F64, view: _SnappedView, plot_w: int,
                   plot_rows: int) -> list[list[str]]:
     """The braille plots of append-only series (``power_w[:, j]`` for ``charts[j]``, all at times
-    ``t_ns``), each reusing its last frame's cells; the charts must share their last frame's
-    window and newest sample (``_scroll_key``), as live charts drawn together do.
+    ``t_ns``), each reusing its last frame's cells; the charts must share their last frame's grid,
+    window end and newest sample (``ScrollState``), as live charts drawn together do.
 
     Columns wholly before the last frame's newest sample cannot change (only samples after it
     arrive; the one column holding it may gain the held value): they are shifted, not decimated
