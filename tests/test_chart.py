@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import numpy as np
 import pytest
@@ -188,6 +189,43 @@ def test_braille_dot_positions_and_odd_width() -> None:
     assert rows == ["⡇", "⡇"]
 
 
+def _braille_reference(mins: np.ndarray, maxs: np.ndarray, rows: int, y_min: float, y_max: float) -> list[str]:
+    """Slow, obvious braille: dot by dot, each column lit from its lower to its upper dot level."""
+    dots = 4 * rows
+    bits = [[0x01, 0x08], [0x02, 0x10], [0x04, 0x20], [0x40, 0x80]]  # [row in cell][dot column]
+
+    def level(v: float) -> int:
+        return int(math.floor(min(max((v - y_min) * (dots / (y_max - y_min)), 0), dots - 1)))
+
+    width = (len(mins) + 1) // 2
+    cells = [[0] * width for _ in range(rows)]
+    for c, (a, b) in enumerate(zip(mins, maxs)):
+        ends = [float(x) for x in (a, b) if not math.isnan(x)]
+        if not ends:
+            continue
+        for lv in range(level(min(ends)), level(max(ends)) + 1):
+            from_top = dots - 1 - lv
+            cells[from_top // 4][c // 2] |= bits[from_top % 4][c % 2]
+    return ["".join(chr(0x2800 + b) if b else " " for b in row) for row in cells]
+
+
+def test_braille_matches_slow_reference_on_random_data() -> None:
+    rng = np.random.default_rng(99)
+    for _ in range(400):
+        n = int(rng.integers(0, 30))
+        rows = int(rng.integers(1, 8))
+        mins, maxs = rng.uniform(-30.0, 130.0, n), rng.uniform(-30.0, 130.0, n)  # some swapped, some off scale
+        u = rng.random(n)
+        mins[u < 0.15] = np.nan  # half-NaN spans and columns without data
+        maxs[u > 0.85] = np.nan
+        mins[(u > 0.4) & (u < 0.5)] = maxs[(u > 0.4) & (u < 0.5)] = np.nan
+        if rng.random() < 0.2:
+            mins[: n // 3] = np.inf
+        y_min = 0.0 if rng.random() < 0.5 else float(rng.uniform(-20.0, 50.0))
+        y_max = y_min + float(rng.uniform(1.0, 150.0))
+        assert render_braille(mins, maxs, rows, y_min, y_max) == _braille_reference(mins, maxs, rows, y_min, y_max)
+
+
 def test_blocks_fallback_draws_spans_to_the_eighth() -> None:
     mins = np.array([0.0, 0.0, 100.0, 50.0, np.nan, 0.0])
     maxs = np.array([100.0, 50.0, 100.0, 50.0, np.nan, 0.0])
@@ -364,5 +402,66 @@ def test_widget_paints_what_textuals_styles_cache_would_paint() -> None:
             lines = gpu.render_lines(Region(0, 0, w, h))
             assert not gpu._direct and lines[0].text.startswith("╭")  # noqa: SLF001
             assert _segments(lines) == _segments(Widget.render_lines(gpu, Region(0, 0, w, h)))
+
+    asyncio.run(scenario())
+
+
+class _LiveChartsApp(App[None]):
+    """Two stacks of three live charts: one fed together (set_live_data), one chart by chart."""
+
+    CSS = "PowerChart { height: 9; }"
+
+    def compose(self) -> ComposeResult:
+        for side in ("together", "alone"):
+            for j in range(3):
+                yield PowerChart(f"{side}-{j}", id=f"{side}-{j}")
+
+
+def test_charts_fed_together_draw_what_each_draws_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``set_live_data`` draws the scrolling charts' new cells in one pass: frame after frame the
+    same rows as ``set_data`` chart by chart, through scale changes, a gap, and a chart that
+    joins late (drawn alone, then with the others); and fewer drawing calls than charts."""
+    from greentop.tui import chart as chart_mod
+    from greentop.tui.chart import set_live_data
+
+    draws: list[int] = []
+    real = chart_mod.braille_codes
+
+    def counting(*args: object) -> object:
+        draws.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(chart_mod, "braille_codes", counting)
+    rng = np.random.default_rng(11)
+    t = np.arange(6000, dtype=np.int64) * 10_000_000 + 77  # the live model's 10 ms grid
+    p = rng.uniform(10.0, 90.0, (t.size, 3))
+    p[::997, 0] = 400.0  # spikes: chart 0's scale changes now and then
+    p[1200:1260, 1] = np.nan  # a gap in chart 1
+
+    async def scenario() -> None:
+        app = _LiveChartsApp()
+        async with app.run_test(size=(90, 60)) as pilot:
+            together = [app.query_one(f"#together-{j}", PowerChart) for j in range(3)]
+            alone = [app.query_one(f"#alone-{j}", PowerChart) for j in range(3)]
+            for c in together + alone:
+                c.append_only = True
+            window_ns = 1_875_000_000
+            frames = 0
+            for end in range(400, 2000, 5):  # 50 ms of data a frame
+                now = int(t[end - 1]) + 3_000_000
+                fed = [0, 1] if end < 600 else [0, 1, 2]  # chart 2 joins late
+                before = len(draws)
+                set_live_data([together[j] for j in fed], t[:end], p[:end][:, fed], now - window_ns, now)
+                if end > 620:
+                    assert len(draws) - before < len(fed)  # drawn together, not one by one
+                del draws[before:]
+                for j in fed:
+                    alone[j].set_data(t[:end], p[:end, j], now - window_ns, now)
+                for j in fed:
+                    assert _screen_text(together[j])[1:] == _screen_text(alone[j])[1:], (end, j)
+                    assert together[j].view_ns == alone[j].view_ns and together[j].y_range_w == alone[j].y_range_w
+                frames += 1
+            await pilot.pause()
+            assert frames > 300
 
     asyncio.run(scenario())

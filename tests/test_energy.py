@@ -106,6 +106,52 @@ def test_a_slow_counter_sampled_fast_is_not_a_glitch() -> None:
     assert u.glitches == 0 and e[-1] == pytest.approx(2100.0)
 
 
+def test_plain_chunks_take_the_short_path_and_give_what_the_full_judging_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk whose steps are all forward and under the shortest window's glitch limit skips the
+    per-step plausibility windows (the live view feeds every channel 20 times a second): energy and
+    state match an unwrapper that judges every step, over chunks with wraps, resets, glitches,
+    slow counters, repeated and backwards times."""
+    rng = np.random.default_rng(21)
+    short = [0]
+    real = CounterUnwrapper._plainly_energy
+
+    def counted(self: CounterUnwrapper, *args: object) -> bool:
+        plain = real(self, *args)  # type: ignore[arg-type]
+        short[0] += plain
+        return plain
+
+    monkeypatch.setattr(CounterUnwrapper, "_plainly_energy", counted)
+    chunks = 0
+    for trial in range(300):
+        kw = {"scale": float(rng.choice([1e-6, 1e-3, 15.3e-6])), "wrap_raw": int(rng.choice([0, 2**32])),
+              "glitch_power_w": float(rng.choice([20_000.0, 500.0, 5.0]))}
+        fast, judged = CounterUnwrapper(**kw), CounterUnwrapper(**kw)
+        judged._plainly_energy = lambda *a: False  # type: ignore[method-assign]  # every step judged
+        t, r = 10**12, int(rng.integers(0, 2**31))
+        for _ in range(8):
+            n = int(rng.integers(1, 60))
+            dt = rng.choice([MS, 0, 100_000, 50 * MS], size=n, p=[0.8, 0.05, 0.1, 0.05]).astype(np.int64)
+            if rng.random() < 0.05:
+                dt[int(rng.integers(0, n))] = -2 * MS  # time going back
+            tt = (t + np.cumsum(dt)).astype(np.int64)
+            rr = r + np.cumsum(rng.choice([0, 1, 1000, 40_000, 65_000, 10**6], size=n, p=[0.3, 0.2, 0.2, 0.05, 0.2, 0.05]))
+            if rng.random() < 0.1:
+                rr[int(rng.integers(0, n)):] -= int(rng.integers(1, 10**6))  # a reset
+            if rng.random() < 0.1:
+                rr[int(rng.integers(0, n))] += 10**12  # a spike
+            if kw["wrap_raw"] and rng.random() < 0.2:
+                rr = rr % kw["wrap_raw"]
+            rr = rr.astype(np.int64)
+            a, b = fast.feed(tt, rr).energy_j, judged.feed(tt, rr).energy_j
+            assert np.array_equal(a, b), trial
+            for name in ("wraps", "resets", "glitches", "reset_t_ns", "glitch_t_ns", "_last_raw", "_last_t_ns",
+                         "_anchor_t_ns", "_energy_raw"):
+                assert getattr(fast, name) == getattr(judged, name), (trial, name)
+            chunks += 1
+            t, r = int(tt[-1]), int(rr[-1])
+    assert 0.2 * chunks < short[0] < 0.9 * chunks  # both paths were taken, often
+
+
 def test_power_gauge_integrates_sample_and_hold() -> None:
     p = PowerIntegrator(scale=1e-3)  # mW
     t = _t(4, step_ns=100 * MS)

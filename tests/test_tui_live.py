@@ -840,13 +840,13 @@ def test_charts_scrolled_out_of_view_are_skipped_until_they_show() -> None:
 
 def test_charts_redraw_once_per_new_dot_column_and_every_frame_when_zoomed_in(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    original = PowerChart.set_data
+    original = PowerChart._take_data  # where a chart is handed new data (set_data, set_live_data)
 
     def counting(self: PowerChart, *a: object, **k: object) -> None:
         calls.append(1)
         original(self, *a, **k)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(PowerChart, "set_data", counting)
+    monkeypatch.setattr(PowerChart, "_take_data", counting)
 
     async def go() -> None:
         app, _ = make_app()
@@ -1176,3 +1176,32 @@ def test_at_the_drain_rate_each_frame_is_drawn_right_after_its_drain() -> None:
             assert all("now" in t for t in titles(app))
 
     run(scenario)
+
+
+def test_the_phase_tables_numeric_headers_are_right_aligned_over_their_numbers() -> None:
+    """Each numeric column's header ends where its figures end (they are right-aligned); the phase
+    name column stays left-aligned."""
+
+    async def go() -> None:
+        listener = ScriptedListener()
+        app, sampler = make_app(listener=listener, child=FakeChild())
+        async with app.run_test(size=(140, 60)) as pilot:
+            step(app, 10)
+            listener.pending += [_ev("start", sampler.t_ns, "training", "42:1")]
+            step(app, 20)
+            listener.pending += [_count(sampler.t_ns, "samples", 300.0, "42:1")]
+            step(app, 20)
+            await pilot.pause()
+            table = app.query_one("#phases")
+            header = table.render_line(0).text  # type: ignore[attr-defined]
+            row = table.render_line(1).text  # type: ignore[attr-defined]
+            assert header.lstrip().startswith("phase") and row.lstrip().startswith("training")
+            assert header.index("phase") == row.index("training")
+            cells = [str(c) for c in table.get_row_at(0)]  # type: ignore[attr-defined]
+            end = row.index("training") + len("training")
+            for label, cell in zip(("n", "time", "energy J", "avg W", "per unit"), cells[1:]):
+                value = cell.strip()
+                end = row.index(value, end) + len(value)  # each figure after the one before
+                assert header.index(label) + len(label) == end, (label, header, row)
+
+    run(go)

@@ -52,6 +52,8 @@ def column_edges_ns(t0_ns: int, t1_ns: int, columns: int) -> I64:
     if span_ns <= 0:
         raise ValueError(f"empty time window: t0_ns={t0_ns} >= t1_ns={t1_ns}")
     q, r = divmod(span_ns, columns)
+    if r == 0:  # a live chart's window is whole columns: one call instead of five
+        return np.arange(int(t0_ns), int(t1_ns) + 1, q, dtype=np.int64)
     k = np.arange(columns + 1, dtype=np.int64)
     # k * span // columns, split so that k * span never has to fit in int64.
     return np.int64(t0_ns) + k * np.int64(q) + (k * np.int64(r)) // np.int64(columns)
@@ -71,7 +73,8 @@ def decimate_minmax(
 
     Args:
         t_ns: sample times, ns, int64, **non-decreasing** (not checked: that would cost O(n)).
-        value: one value per sample, any unit (W here); NaN samples are ignored.
+        value: one value per sample, any unit (W here); NaN samples are ignored. Or ``(n, k)``:
+            ``k`` series sampled at the same times, decimated in one pass.
         t0_ns, t1_ns: the window, ns; samples outside it are not read except for ``hold``.
         columns: number of bins (one per dot column of the chart).
         hold: sample-and-hold semantics (power gauges hold a reading until the next one). The
@@ -85,23 +88,26 @@ def decimate_minmax(
             gap is at most this long (ns), so that a sampler stall shows as a gap. None: always.
 
     Returns:
-        ``(mins, maxs)``, float64 arrays of length ``columns``; NaN where nothing is known.
+        ``(mins, maxs)``, float64 arrays of length ``columns`` (``(columns, k)`` for ``k``
+        series); NaN where nothing is known.
 
     Cost: two binary searches per column plus one ``np.fmin/fmax.reduceat`` pass over the
     samples inside the window, O(columns log n + m) for m samples in the window.
     """
     t = np.asarray(t_ns)
     v = np.asarray(value)
-    if t.ndim != 1 or t.shape != v.shape:
-        raise ValueError(f"t_ns and value must be 1-D and equal length, got {t.shape} and {v.shape}")
+    if t.ndim != 1 or v.ndim not in (1, 2) or v.shape[:1] != t.shape:
+        raise ValueError(f"t_ns must be 1-D and value 1-D or 2-D, of equal length, got {t.shape} and {v.shape}")
     edges = column_edges_ns(t0_ns, t1_ns, columns)
-    mins = np.full(columns, np.nan)
-    maxs = np.full(columns, np.nan)
+    # Few numpy calls: a live chart decimates a handful of new columns per channel every frame,
+    # where each call's fixed cost outweighs the work on the data.
+    out = np.full((2, columns) + v.shape[1:], np.nan)
+    mins, maxs = out[0], out[1]
     n = t.size
     if n == 0:
         return mins, maxs
     # idx[k] = first sample at or after edge k; bin k holds samples idx[k] .. idx[k+1]-1.
-    idx = np.searchsorted(t, edges, side="left")
+    idx = t.searchsorted(edges, side="left")
     lo, hi = int(idx[0]), int(idx[-1])
     starts = idx[:-1]
     if hi > lo:
@@ -120,10 +126,11 @@ def decimate_minmax(
         if max_hold_ns is not None:
             nxt = np.minimum(starts, n - 1)
             ok &= (t[nxt] - t[np.maximum(prev, 0)]) <= max_hold_ns
-        if ok.any():
-            held = np.asarray(v[prev[ok]], dtype=np.float64)
-            mins[ok] = np.fmin(mins[ok], held)
-            maxs[ok] = np.fmax(maxs[ok], held)
+        held = np.asarray(v.take(prev, axis=0), dtype=np.float64)  # prev -1 (not ok) reads the last: masked out
+        if v.ndim == 2:
+            ok = ok[:, None]
+        np.fmin(mins, held, out=mins, where=ok)
+        np.fmax(maxs, held, out=maxs, where=ok)
     return mins, maxs
 
 
@@ -143,25 +150,6 @@ def _spans(mins: npt.ArrayLike, maxs: npt.ArrayLike, y_min: float, y_max: float)
     lo_v = np.fmin(a, b)
     hi_v = np.fmax(a, b)
     return lo_v, hi_v, ~np.isnan(hi_v)
-
-
-def _span_levels(
-    mins: ArrayLike, maxs: ArrayLike, levels: int, y_min: float, y_max: float
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
-    """Per column, the lowest and highest of ``levels`` equal value bands touched, and validity.
-
-    A value v falls in band ``floor((v - y_min) / (y_max - y_min) * levels)``, clipped to
-    ``[0, levels - 1]``: values off the scale pin to the edge rather than vanish. Swapped or
-    half-NaN pairs are tolerated (the NaN side takes the other side's value).
-    """
-    lo_v, hi_v, valid = _spans(mins, maxs, y_min, y_max)
-    scale = levels / (y_max - y_min)
-    with np.errstate(invalid="ignore"):
-        lo_f = np.clip((lo_v - y_min) * scale, 0, levels - 1)
-        hi_f = np.clip((hi_v - y_min) * scale, 0, levels - 1)
-    lo = np.where(valid, np.floor(lo_f), 0).astype(np.int64)
-    hi = np.where(valid, np.floor(hi_f), 0).astype(np.int64)
-    return lo, hi, valid
 
 
 def rows_to_str(codes: npt.NDArray[np.uint32]) -> list[str]:
@@ -187,25 +175,82 @@ def render_braille(
     return rows_to_str(braille_codes(mins, maxs, height_rows, y_min, y_max))
 
 
-def braille_codes(mins: ArrayLike, maxs: ArrayLike, height_rows: int, y_min: float, y_max: float) -> npt.NDArray[np.uint32]:
+def braille_codes(mins: ArrayLike, maxs: ArrayLike, height_rows: int, y_min: float, y_max: ArrayLike) -> npt.NDArray[np.uint32]:
     """``render_braille``'s cells as code points, ``(height_rows, ceil(len(mins) / 2))``: what a
-    scrolling chart keeps so that it can shift its cells instead of drawing them again."""
+    scrolling chart keeps so that it can shift its cells instead of drawing them again.
+
+    ``mins``/``maxs`` may also be ``(k, columns)``, ``k`` charts drawn in one pass, each up to its
+    own ``y_max`` (a length-``k`` array): the result is then ``(k, height_rows, cells)``.
+
+    A value v lights dot level ``floor((v - y_min) / (y_max - y_min) * 4 * height_rows)``, clipped
+    to the chart (values off the scale pin to the edge rather than vanish). Few numpy calls: a
+    live chart draws a few new cells per channel every frame, where each call's fixed cost
+    outweighs the work on the data."""
     if height_rows <= 0:
         raise ValueError(f"height_rows must be > 0, got {height_rows}")
+    top = np.asarray(y_max, dtype=np.float64) if np.ndim(y_max) else float(y_max)  # type: ignore[arg-type]
+    if not (np.all(top > y_min) if np.ndim(top) else top > y_min):
+        raise ValueError(f"y_max must exceed y_min, got y_min={y_min} y_max={y_max}")
+    a = np.asarray(mins, dtype=np.float64)
+    b = np.asarray(maxs, dtype=np.float64)
+    if a.shape != b.shape or a.ndim not in (1, 2) or np.shape(top) != a.shape[:-1]:
+        raise ValueError(f"mins and maxs must be 1-D (or 2-D, one y_max per row) and equal length, "
+                         f"got {a.shape}, {b.shape} and y_max {top.shape}")
     dots = 4 * height_rows
-    lo, hi, valid = _span_levels(mins, maxs, dots, y_min, y_max)
-    cols = lo.size
+    lead = a.shape[:-1]
+    cols = a.shape[-1]
     width = (cols + 1) // 2
     if width == 0:
-        return np.zeros((height_rows, 0), dtype=np.uint32)
-    level = np.arange(dots - 1, -1, -1, dtype=np.int64)[:, None]  # dot rows, top first
-    grid = (level >= lo) & (level <= hi) & valid  # (dots, cols): lit dots
+        return np.zeros(lead + (height_rows, 0), dtype=np.uint32)
+    # [0]: the lower end of each column's span, [1]: the upper (a NaN end takes the other's
+    # value), as dot levels (0 = the bottom dot row), clipped to the chart.
+    span = np.empty((2,) + lead + (2 * width,))
+    np.fmin(a, b, out=span[0, ..., :cols])
+    np.fmax(a, b, out=span[1, ..., :cols])
     if cols % 2:
-        grid = np.concatenate([grid, np.zeros((dots, 1), dtype=bool)], axis=1)
-    # (cell row, row in cell, cell column, dot column) -> sum of lit dots' bits per cell.
-    cells = grid.reshape(height_rows, 4, width, 2)
-    bits = np.einsum("rjcs,js->rc", cells.astype(np.uint32), _BRAILLE_BITS)
+        span[..., cols] = np.nan  # the last cell's right dot column: no data
+    empty = span[1] != span[1]  # NaN: no data in the column
+    if y_min:
+        span -= y_min
+    span *= (dots / (top - y_min))[..., None] if lead else dots / (top - y_min)
+    np.fmax(span, 0, out=span)  # NaN -> 0, so that the cast below is defined (masked out next)
+    np.minimum(span, dots - 1, out=span)
+    level = span.astype(np.int64)  # floor: the values are >= 0
+    level[0][empty] = dots  # lowest level lit above the top: nothing lit
+    # Per cell row (top first) and dot column, which of the cell's 4 levels (0 = its bottom) are
+    # lit: levels lo..hi, a table index (lo clipped to 0..4) * 5 + (hi + 1 clipped to 0..4).
+    rel = level[..., None, :] - _cell_bases(height_rows)  # (2, [k,] rows, dot columns)
+    rel[1] += 1
+    np.maximum(rel, 0, out=rel)
+    np.minimum(rel, 4, out=rel)
+    idx = rel[0] * 5 + rel[1]
+    # Both dot columns of a cell at once: one code point per (left, right) pair of indices.
+    return _BRAILLE_CELL.take(idx[..., 0::2] * 25 + idx[..., 1::2])
+
+
+def _braille_cell_table() -> npt.NDArray[np.uint32]:
+    """``[left * 25 + right]`` -> the cell's code point, where ``left`` and ``right`` index the levels
+    lit in each dot column as ``lo * 5 + hi + 1`` (``lo`` 0..4, ``hi`` -1..3 within the cell,
+    level 0 its bottom dot row, none lit when ``lo > hi``); a cell with no dot is a space."""
+    column_bits = np.zeros((2, 25), dtype=np.uint32)
+    for s in range(2):
+        for lo in range(5):
+            for hi in range(-1, 4):
+                column_bits[s, lo * 5 + hi + 1] = sum(int(_BRAILLE_BITS[3 - k, s]) for k in range(lo, hi + 1))
+    bits = (column_bits[0][:, None] | column_bits[1][None, :]).ravel()
     return np.where(bits == 0, _SPACE, _BRAILLE_BASE + bits).astype(np.uint32)
+
+
+_BRAILLE_CELL = _braille_cell_table()
+_CELL_BASES: dict[int, npt.NDArray[np.int64]] = {}
+
+
+def _cell_bases(height_rows: int) -> npt.NDArray[np.int64]:
+    """The level of each cell row's bottom dot row, top row first, as a column ``(rows, 1)``."""
+    base = _CELL_BASES.get(height_rows)
+    if base is None:
+        base = _CELL_BASES[height_rows] = (4 * np.arange(height_rows - 1, -1, -1, dtype=np.int64))[:, None]
+    return base
 
 
 def render_blocks(

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
+from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.coordinate import Coordinate
@@ -43,7 +44,7 @@ from greentop.sampler import Samples, SamplerHealth
 from greentop.session import LiveSession
 from greentop.sources import SourceResult
 from greentop.trace import RUN_WORKLOAD_EXIT
-from greentop.tui.chart import _LABEL_W, PowerChart
+from greentop.tui.chart import _LABEL_W, PowerChart, set_live_data
 from greentop.tui.live import LiveModel
 from greentop.tui.live_text import live_summary_markdown, summary_lines, trace_summary_markdown, wrap_output
 from greentop.tui.live_text import per_unit as _per_unit
@@ -227,7 +228,8 @@ class LiveApp(App[int]):
         yield self._footer
 
     def on_mount(self) -> None:
-        self._table.add_columns(*PHASE_HEADER)
+        # The figures are right-aligned (padded to fixed widths): so are their headers.
+        self._table.add_columns(PHASE_HEADER[0], *(Text(label, justify="right") for label in PHASE_HEADER[1:]))
         self._check_size(self.size.width, self.size.height)
         self.sub_title = " ".join(self.command) if self.command else "watching the machine"
         self._update_health()
@@ -323,6 +325,7 @@ class LiveApp(App[int]):
             if new_column:
                 self._chart_t_ns = now
             pane_h = self._charts_pane.size.height  # once a frame: each geometry lookup searches the screen's map
+            redraw: list[int] = []
             for i, chart in enumerate(self._charts):
                 # A chart scrolled out of view costs nothing: it is drawn again once it shows.
                 if not self._chart_visible(chart, pane_h):
@@ -334,9 +337,12 @@ class LiveApp(App[int]):
                     st = self.model.stats(i)
                     chart.title = f"{self._chart_names[i]}   {_w(st.now_w)} now · {_w(st.avg_w)} avg · {_w(st.peak_w)} peak"
                 if new_column or stale:
-                    t, p = self.model.series(i, t0)
-                    if t.size:
-                        chart.set_data(t, p, t0, now)
+                    redraw.append(i)
+            if redraw:
+                # The model's window copied once, the charts that scroll together drawn in one pass.
+                t, power_w = self.model.window(t0)
+                if t.size:
+                    set_live_data([self._charts[i] for i in redraw], t, power_w[:, redraw], t0, now)
             self._update_timeline()
             self._update_phases()
         self._update_text(energy=figures)

@@ -13,6 +13,8 @@ A chart is drawn in three steps, each cheap enough to run at 20 fps for 8 channe
 3. ``PowerChart``, a Textual widget, adds a title, a W axis and a time axis, and caches the
    finished lines as ``Strip`` objects; ``set_data`` redraws at once and repaints only the rows
    of this widget that changed (no plot figure is rebuilt, no other widget repaints).
+   ``set_live_data`` does it for the live view's charts together: those that scroll together
+   are decimated and drawn in one numpy pass.
 
 Braille mapping: each element of the ``mins``/``maxs`` arrays is one *dot column*; a braille cell
 holds 2 dot columns and 4 dot rows, so a chart ``w`` cells wide wants ``2 * w`` columns from
@@ -23,9 +25,13 @@ Time is in integer nanoseconds (``t_ns``, ``CLOCK_MONOTONIC`` like the sampler),
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterable, Sequence
 
 import numpy as np
+import numpy.typing as npt
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -58,6 +64,7 @@ _LABEL_W = LABEL_W  # the name the tests and benchmarks import
 
 __all__ = [
     "PowerChart",
+    "set_live_data",
     "column_edges_ns",
     "decimate_minmax",
     "format_seconds",
@@ -148,6 +155,7 @@ class PowerChart(Widget):
         # data that may change anywhere (replay's bins).
         self.append_only = False
         self._scroll: ScrollState | None = None
+        self._drawn_ahead: tuple[tuple[int, int], list[str]] | None = None  # ((plot_w, rows), lines) from set_live_data
         self._direct = False  # the last paint bypassed Textual's styles cache (``render_lines``)
         self._finished: dict[int, tuple[Strip, Strip]] = {}  # row -> (cached row, row as painted)
         self._finished_key: tuple[object, ...] | None = None
@@ -273,6 +281,10 @@ class PowerChart(Widget):
         sample-and-hold). Time labels are relative to ``origin_ns`` (default ``t1_ns``:
         "-60s ... 0s" when live; pass the trace start in replay).
         """
+        self._take_data(t_ns, power_w, t0_ns, t1_ns, origin_ns)
+        self._invalidate()
+
+    def _take_data(self, t_ns: I64, power_w: F64, t0_ns: int, t1_ns: int, origin_ns: int | None) -> None:
         if t1_ns <= t0_ns:
             raise ValueError(f"empty time window: t0_ns={t0_ns} >= t1_ns={t1_ns}")
         self._t_ns = t_ns
@@ -280,7 +292,7 @@ class PowerChart(Widget):
         self._t0_ns = int(t0_ns)
         self._t1_ns = int(t1_ns)
         self._origin_ns = None if origin_ns is None else int(origin_ns)
-        self._invalidate()
+        self._drawn_ahead = None
 
     def set_minmax(
         self,
@@ -365,14 +377,9 @@ class PowerChart(Widget):
             rows.append(row)
 
         if has_frame:
-            cells = [" "] * plot_w
             origin = self._t1_ns if self._origin_ns is None else self._origin_ns
-            t0_s = (self._view_ns[0] - origin) / 1e9
-            t1_s = (self._view_ns[1] - origin) / 1e9
-            for start, label in x_tick_labels(t0_s, t1_s, plot_w):
-                cells[start : start + len(label)] = label
-            text = (" " * LABEL_W + "└" + "".join(cells))[:width]
-            rows.append([(text.ljust(width), axis_style)])
+            text = _time_axis(self._view_ns[0] - origin, self._view_ns[1] - origin, plot_w, width)
+            rows.append([(text, axis_style)])
         return rows
 
     def _label_parts(self, width: int, plot_rows: int, axis_style: Style) -> list[_Part]:
@@ -428,23 +435,17 @@ class PowerChart(Widget):
 
     def _plot_lines(self, plot_w: int, plot_rows: int) -> list[str]:
         """Decimate for ``plot_w`` cells and draw ``plot_rows`` rows; sets ``_y_range_w``."""
+        ahead, self._drawn_ahead = self._drawn_ahead, None
+        if ahead is not None and ahead[0] == (plot_w, plot_rows):
+            return ahead[1]  # drawn by set_live_data with the other charts, for this size
         if plot_w == 0:
             self._view_ns = (self._t0_ns, self._t1_ns)
             return [""] * plot_rows
         columns = 2 * plot_w if self._braille else plot_w
-        # Snap the bins to whole multiples of the column width in absolute time. A live window
-        # slides a few ms per frame; bins that slid with it would regroup the samples every
-        # frame and make the min/max spans shimmer. Snapped, a column keeps its samples and the
-        # chart scrolls by whole columns. The window drawn is `columns` whole columns ending at
-        # the first boundary at or after t1_ns, so each end moves by less than one column.
-        col_ns = -(-(self._t1_ns - self._t0_ns) // columns)  # ceil
-        # Scrolling by shifting cells needs the window to move by whole cells (2 dot columns).
-        snap_ns = 2 * col_ns if self._braille and self.append_only else col_ns
-        t1_ns = -(-self._t1_ns // snap_ns) * snap_ns
-        t0_ns = t1_ns - columns * col_ns
-        self._view_ns = (t0_ns, t1_ns)
+        view = self._snapped_view(columns)
+        t0_ns, t1_ns = self._view_ns = (view.t0_ns, view.t1_ns)
         if self._braille and self.append_only:
-            return self._shifted_lines(t0_ns, t1_ns, col_ns, columns, plot_w, plot_rows)
+            return self._shifted_lines(t0_ns, t1_ns, view.col_ns, columns, plot_w, plot_rows)
         self._scroll = None
         mins, maxs = decimate_minmax(self._t_ns, self._power_w, t0_ns, t1_ns, columns)
         y_top = self._y_top_w(maxs)
@@ -459,43 +460,30 @@ class PowerChart(Widget):
         highest column maximum in view."""
         if self._y_max_w is not None:
             return float(self._y_max_w)
-        finite = maxs[np.isfinite(maxs)]
+        top = float(np.fmax.reduce(maxs)) if maxs.size else math.nan  # NaN (no data) skipped
+        if math.isfinite(top):
+            return nice_ceil(top)
+        finite = maxs[np.isfinite(maxs)]  # an infinite column, or none with data
         return nice_ceil(float(finite.max())) if finite.size else 1.0
 
     def _shifted_lines(self, t0_ns: int, t1_ns: int, col_ns: int, columns: int, plot_w: int, plot_rows: int) -> list[str]:
-        """The braille plot of an append-only series, reusing the last frame's cells.
+        """The braille plot of an append-only series, reusing the last frame's cells
+        (``_draw_shifted``, for this chart alone)."""
+        return _draw_shifted([self], self._t_ns, self._power_w[:, None], _SnappedView(t0_ns, t1_ns, col_ns, columns),
+                             plot_w, plot_rows)[0]
 
-        Columns wholly before the last frame's newest sample cannot change (only samples after it
-        arrive; the one column holding it may gain the held value): they are shifted, not
-        decimated again, and their cells are not drawn again unless the scale changed. Columns
-        from there on are decimated and drawn. Same result as drawing everything (tested)."""
-        t, p = self._t_ns, self._power_w
-        last_t = int(t[-1]) if t.size else None
-        st = self._scroll
-        c0 = 0  # first dot column to decimate again (even: a whole cell)
-        if (st is not None and last_t is not None and st.last_t is not None and st.col_ns == col_ns
-                and st.columns == columns and st.rows == plot_rows and (t1_ns - st.t1_ns) % (2 * col_ns) == 0
-                and t1_ns >= st.t1_ns):
-            shift = (t1_ns - st.t1_ns) // col_ns
-            c0 = max(0, min(columns - shift, (st.last_t - t0_ns) // col_ns - 1))
-            c0 -= c0 % 2
-        tail_mins, tail_maxs = decimate_minmax(t, p, t0_ns + c0 * col_ns, t1_ns, columns - c0)
-        if c0 and st is not None:
-            shift = (t1_ns - st.t1_ns) // col_ns
-            mins = np.concatenate([st.mins[shift:shift + c0], tail_mins])
-            maxs = np.concatenate([st.maxs[shift:shift + c0], tail_maxs])
-        else:
-            mins, maxs = tail_mins, tail_maxs
-        y_top = self._y_top_w(maxs)
-        self._y_range_w = (0.0, y_top)
-        if c0 and st is not None and st.y_top == y_top:
-            shift_cells = (t1_ns - st.t1_ns) // (2 * col_ns)
-            kept = st.codes[:, shift_cells:shift_cells + c0 // 2]
-            codes = np.concatenate([kept, braille_codes(tail_mins, tail_maxs, plot_rows, 0.0, y_top)], axis=1)
-        else:
-            codes = braille_codes(mins, maxs, plot_rows, 0.0, y_top)
-        self._scroll = ScrollState(col_ns, columns, plot_rows, t1_ns, y_top, last_t, mins, maxs, codes)
-        return [ln.ljust(plot_w) for ln in rows_to_str(codes)]
+    def _snapped_view(self, columns: int) -> _SnappedView:
+        """The window drawn for ``set_data``'s window over ``columns`` dot columns (see ``_plot_lines``)."""
+        # Snap the bins to whole multiples of the column width in absolute time. A live window
+        # slides a few ms per frame; bins that slid with it would regroup the samples every
+        # frame and make the min/max spans shimmer. Snapped, a column keeps its samples and the
+        # chart scrolls by whole columns. The window drawn is `columns` whole columns ending at
+        # the first boundary at or after t1_ns, so each end moves by less than one column.
+        col_ns = -(-(self._t1_ns - self._t0_ns) // columns)  # ceil
+        # Scrolling by shifting cells needs the window to move by whole cells (2 dot columns).
+        snap_ns = 2 * col_ns if self._braille and self.append_only else col_ns
+        t1_ns = -(-self._t1_ns // snap_ns) * snap_ns
+        return _SnappedView(t1_ns - columns * col_ns, t1_ns, col_ns, columns)
 
     def _build_strips(self, size: Size, old: list[Strip] | None) -> list[Strip]:
         """Build every row for ``size``; a row equal to the last build keeps its old Strip."""
@@ -595,6 +583,108 @@ class PowerChart(Widget):
     def on_resize(self) -> None:
         # The decimation depends on the width: rebuild at the next paint.
         self._strips = None
+
+
+@dataclass(frozen=True)
+class _SnappedView:
+    """A window snapped to whole dot columns: ``[t0_ns, t1_ns)``, ``columns`` of ``col_ns`` each."""
+
+    t0_ns: int
+    t1_ns: int
+    col_ns: int
+    columns: int
+
+
+def _draw_shifted(charts: Sequence[PowerChart], t_ns: I64, power_w: F64, view: _SnappedView, plot_w: int,
+                  plot_rows: int) -> list[list[str]]:
+    """The braille plots of append-only series (``power_w[:, j]`` for ``charts[j]``, all at times
+    ``t_ns``), each reusing its last frame's cells; the charts must share their last frame's grid,
+    window end and newest sample (``ScrollState``), as live charts drawn together do.
+
+    Columns wholly before the last frame's newest sample cannot change (only samples after it
+    arrive; the one column holding it may gain the held value): they are shifted, not decimated
+    again, and their cells are not drawn again unless the scale changed. Columns from there on
+    are decimated and drawn, for all the charts in one numpy pass: each call's fixed cost, not the
+    few new columns, is what this costs. Same result as drawing everything, chart by chart (tested)."""
+    t0_ns, t1_ns, col_ns, columns = view.t0_ns, view.t1_ns, view.col_ns, view.columns
+    last_t = int(t_ns[-1]) if t_ns.size else None
+    st0 = charts[0]._scroll
+    c0 = shift = 0  # c0: first dot column to decimate again (even: a whole cell)
+    if (st0 is not None and last_t is not None and st0.last_t is not None and st0.col_ns == col_ns
+            and st0.columns == columns and st0.rows == plot_rows and (t1_ns - st0.t1_ns) % (2 * col_ns) == 0
+            and t1_ns >= st0.t1_ns):
+        shift = (t1_ns - st0.t1_ns) // col_ns
+        c0 = max(0, min(columns - shift, (st0.last_t - t0_ns) // col_ns - 1))
+        c0 -= c0 % 2
+    tail_mins, tail_maxs = decimate_minmax(t_ns, power_w, t0_ns + c0 * col_ns, t1_ns, columns - c0)
+    spans: list[tuple[F64, F64, float]] = []
+    shifted: list[int] = []  # charts whose scale held: their kept cells are shifted
+    for j, chart in enumerate(charts):
+        st = chart._scroll
+        if c0 and st is not None:
+            mins = np.concatenate([st.mins[shift:shift + c0], tail_mins[:, j]])
+            maxs = np.concatenate([st.maxs[shift:shift + c0], tail_maxs[:, j]])
+        else:
+            mins, maxs = tail_mins[:, j], tail_maxs[:, j]
+        y_top = chart._y_top_w(maxs)
+        chart._y_range_w = (0.0, y_top)
+        spans.append((mins, maxs, y_top))
+        if c0 and st is not None and st.y_top == y_top:
+            shifted.append(j)
+    tails: dict[int, npt.NDArray[np.uint32]] = {}
+    if shifted:
+        codes = braille_codes(tail_mins[:, shifted].T, tail_maxs[:, shifted].T, plot_rows, 0.0,
+                              np.array([spans[j][2] for j in shifted]))
+        tails = dict(zip(shifted, codes))
+    out = []
+    for j, chart in enumerate(charts):
+        mins, maxs, y_top = spans[j]
+        st = chart._scroll
+        if j in tails and st is not None:
+            shift_cells = (t1_ns - st.t1_ns) // (2 * col_ns)
+            codes = np.concatenate([st.codes[:, shift_cells:shift_cells + c0 // 2], tails[j]], axis=1)
+        else:
+            codes = braille_codes(mins, maxs, plot_rows, 0.0, y_top)
+        chart._scroll = ScrollState(col_ns, columns, plot_rows, t1_ns, y_top, last_t, mins, maxs, codes)
+        out.append([ln.ljust(plot_w) for ln in rows_to_str(codes)])
+    return out
+
+
+def set_live_data(charts: Sequence[PowerChart], t_ns: I64, power_w: F64, t0_ns: int, t1_ns: int) -> None:
+    """``charts[j].set_data(t_ns, power_w[:, j], t0_ns, t1_ns)`` for every chart, the plots of
+    those that scroll together (append-only braille charts of one size that drew the same window
+    last frame: the live view's visible charts, frame after frame) drawn in one pass
+    (``_draw_shifted``); the others one by one. ``power_w``: one column per chart (W)."""
+    groups: dict[tuple[object, ...], list[int]] = {}
+    for j, chart in enumerate(charts):
+        chart._take_data(t_ns, power_w[:, j], t0_ns, t1_ns, None)
+        size = chart.size if chart.is_mounted else Size(0, 0)
+        if chart.append_only and chart.braille and size.width > LABEL_W + 1 and size.height >= 3:
+            st = chart._scroll
+            key = (size, None if st is None else (st.col_ns, st.columns, st.rows, st.t1_ns, st.last_t))
+            groups.setdefault(key, []).append(j)
+    for (size, _), members in groups.items():
+        if len(members) < 2:
+            continue
+        plot_w, plot_rows = size.width - LABEL_W - 1, size.height - 2
+        group = [charts[j] for j in members]
+        view = group[0]._snapped_view(2 * plot_w)
+        lines = _draw_shifted(group, t_ns, power_w[:, members], view, plot_w, plot_rows)
+        for chart, drawn in zip(group, lines):
+            chart._view_ns = (view.t0_ns, view.t1_ns)
+            chart._drawn_ahead = ((plot_w, plot_rows), drawn)
+    for chart in charts:
+        chart._invalidate()
+
+
+@lru_cache(maxsize=16)
+def _time_axis(t0_rel_ns: int, t1_rel_ns: int, plot_w: int, width: int) -> str:
+    """The time-axis row, ``width`` cells, for a window drawn ``t0_rel_ns`` .. ``t1_rel_ns`` from the
+    time origin: shared by the live charts, which all draw the same window each frame."""
+    cells = [" "] * plot_w
+    for start, label in x_tick_labels(t0_rel_ns / 1e9, t1_rel_ns / 1e9, plot_w):
+        cells[start : start + len(label)] = label
+    return (" " * LABEL_W + "└" + "".join(cells))[:width].ljust(width)
 
 
 def _parts_to_text(rows: Iterable[Sequence[_Part]]) -> Text:
