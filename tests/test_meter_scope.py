@@ -275,17 +275,24 @@ def test_live_view_with_cpu_total_system_totals_the_meter_alone() -> None:
         LiveModel([PKG0, GPU0], cpu_total="system")
 
 
-def test_replay_charts_the_meter_beside_the_total_and_summarises_as_the_summary_does(
-        metered: tuple[FakeHost, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from greentop.tui.replay import TOTAL as REPLAY_TOTAL
-    from greentop.tui.replay import ReplayModel
-
+def _metered_trace(metered: tuple[FakeHost, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A 1.5 s recording of the metered fake host, and the replay's cache kept inside tmp_path."""
     _host, env = metered
     trace = tmp_path / "run.h5"
     rec = greentop("record", "-o", str(trace), "--no-baseline", "--", sys.executable, "-c", "import time; time.sleep(1.5)",
                    env=env)
     assert rec.returncode == 0, rec.stderr
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return trace
+
+
+def test_replay_charts_the_meter_beside_the_total_and_summarises_as_the_summary_does(
+        metered: tuple[FakeHost, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from greentop.tui.replay import TOTAL as REPLAY_TOTAL
+    from greentop.tui.replay import ReplayModel
+
+    trace = _metered_trace(metered, tmp_path, monkeypatch)
+    env = metered[1]
     model = ReplayModel(trace)
     charted = {model.domain_name(c): t for c, t in zip(model.primary, model.in_total)}
     assert charted["system-0"] is False and charted["cpu-package-0"] is True
@@ -408,12 +415,8 @@ def test_replay_cpu_total_system_totals_the_meter_and_titles_what_is_beside_it(
     from greentop.tui.replay import TOTAL as REPLAY_TOTAL
     from greentop.tui.replay import ReplayApp, ReplayModel
 
-    _host, env = metered
-    trace = tmp_path / "run.h5"
-    rec = greentop("record", "-o", str(trace), "--no-baseline", "--", sys.executable, "-c", "import time; time.sleep(1.5)",
-                   env=env)
-    assert rec.returncode == 0, rec.stderr
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    trace = _metered_trace(metered, tmp_path, monkeypatch)
+    env = metered[1]
     model = ReplayModel(trace, cpu_total="system")
     assert [model.domain_name(c) for c, t in zip(model.primary, model.in_total) if t] == ["system-0"]
     bins = model.bins(model.start_ns, model.end_ns, 40)
