@@ -86,3 +86,29 @@ def test_a_port_in_use_is_one_line_and_a_usage_exit() -> None:
     assert len(errors) == 1, proc.stderr
     assert errors[0].startswith("workloads serve: ") and f"cannot listen on 127.0.0.1:{port}: " in errors[0]
     assert "in use" in errors[0].lower() and "Traceback" not in proc.stderr
+
+
+def test_the_batch_engine_keeps_attention_off_cudnn_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cuDNN's attention builds a graph per new shape, per thread (llm.EagerDecoder says why): the
+    server's eager decode runs with that backend off, and ``--cudnn-attention on`` leaves it on."""
+    import torch
+
+    from workloads import llm, server
+
+    seen: list[bool] = []
+
+    def step(model: object, tokens: torch.Tensor, state: object) -> torch.Tensor:
+        seen.append(torch.backends.cuda.cudnn_sdp_enabled())
+        return tokens
+
+    monkeypatch.setattr(llm, "decode_step", step)
+    lm = llm.load_model("tiny", None, torch.device("cpu"), torch.float32)
+    for flag, expected in (("off", False), ("on", True)):
+        args = server.parse_args(["--model-size", "tiny", "--device", "cpu", "--cudnn-attention", flag])
+        engine = server.make_engine(args, lm)
+        dec = engine.decoder  # type: ignore[attr-defined]
+        dec.prefill(torch.tensor([[1, 2, 3]]), torch.ones((1, 3), dtype=torch.long))
+        dec.step()
+        assert seen[-1] is expected, flag
+    assert torch.backends.cuda.cudnn_sdp_enabled()  # the setting is torch's own again after each step
+    assert server.parse_args([]).cudnn_attention == "off"

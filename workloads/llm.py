@@ -14,6 +14,8 @@ and back deterministically, and documented as such (see ``text_to_ids`` / ``ids_
 
 from __future__ import annotations
 
+import contextlib
+
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -238,24 +240,40 @@ def decode_step(model: torch.nn.Module, tokens: torch.Tensor, state: DecodeState
 
 class EagerDecoder:
     """``prefill`` and ``decode_step`` behind the two calls of ``static_decode.StaticDecoder``, so
-    an engine can drive either."""
+    an engine can drive either.
+
+    ``cudnn_attention=False`` keeps torch's attention (SDPA) off its cuDNN backend. That backend
+    builds an execution graph for every new shape and caches it per thread; an eager decode's key
+    length grows by one every step, so each step of a batch the thread has not seen before builds
+    one per layer (3.4 ms of CPU each for the 1.24 B model on an H100: a 13 ms step became 68 ms in
+    a fresh thread; ``docs/results/README.md``). A server meets new batch shapes all the time."""
 
     max_len: int | None = None  # no cache limit beyond the model's positions
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, cudnn_attention: bool = True) -> None:
         self.model = model
         self.state: DecodeState | None = None
         self.tok = torch.empty(0)
+        self.cudnn_attention = cudnn_attention
 
     def prefill(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        self.tok, self.state = prefill(self.model, ids, mask)
+        with self._attention():
+            self.tok, self.state = prefill(self.model, ids, mask)
         return self.tok
 
     def step(self) -> torch.Tensor:
         if self.state is None:
             raise RuntimeError("step() before prefill()")
-        self.tok = decode_step(self.model, self.tok, self.state)
+        with self._attention():
+            self.tok = decode_step(self.model, self.tok, self.state)
         return self.tok
+
+    def _attention(self) -> Any:
+        if self.cudnn_attention:
+            return contextlib.nullcontext()
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
 def left_pad(prompts: list[list[int]], device: torch.device, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

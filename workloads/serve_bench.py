@@ -104,7 +104,7 @@ def main(argv: list[str]) -> int:
            "--model-size", args.model_size, "--precision", args.precision, "--device", args.device, "--engine", args.engine,
            "--max-batch-size", str(args.max_batch_size), "--max-seq-len", str(args.max_seq_len), "--max-wait-ms", str(args.max_wait_ms),
            "--max-queue", str(args.max_queue), "--seed", str(args.seed), "--gil-switch-ms", str(args.gil_switch_ms),
-           "--stream-interval-ms", str(args.stream_interval_ms), "--decode-in", args.decode_in]
+           "--stream-interval-ms", str(args.stream_interval_ms), "--decode-in", args.decode_in, "--cudnn-attention", args.cudnn_attention]
     if args.model:
         cmd += ["--model", args.model]
     # The server's output goes to our stderr: our stdout is the bench's report only.

@@ -72,10 +72,10 @@ class BatchEngine:
     loop keeps accepting and streaming while a batch runs."""
 
     def __init__(self, lm: llm.LoadedModel, max_batch_size: int, max_wait_ms: float, max_queue: int,
-                 stream_interval_ms: float = 0.0, decoder: Any = None) -> None:
+                 stream_interval_ms: float = 0.0, decoder: Any = None, cudnn_attention: bool = False) -> None:
         self.lm = lm
         # llm.EagerDecoder or static_decode.StaticDecoder: prefill(ids, mask) and step()
-        self.decoder = decoder if decoder is not None else llm.EagerDecoder(lm.model)
+        self.decoder = decoder if decoder is not None else llm.EagerDecoder(lm.model, cudnn_attention=cudnn_attention)
         self.max_len: int | None = self.decoder.max_len  # tokens per row (prompt + output), None: no cap
         self._held: GenRequest | None = None  # did not fit in the last batch's cache: first in the next
         self.max_batch_size = max_batch_size
@@ -408,6 +408,9 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
                    help="hand streamed tokens to the HTTP side at most this often (0: every step)")
     p.add_argument("--gil-switch-ms", type=float, default=0.5,
                    help="Python's thread switch interval (its default is 5 ms; see main())")
+    p.add_argument("--cudnn-attention", choices=("off", "on"), default="off",
+                   help="batch: let attention use cuDNN's backend, which builds a graph per new shape "
+                        "(see llm.EagerDecoder; off: flash, memory-efficient or math attention)")
     p.add_argument("--decode-in", choices=("main", "worker"), default="main",
                    help="the thread the engine decodes in: main (HTTP in a thread of its own; see HttpThread), "
                         "or worker (the arrangement before 2026-12-05, kept to measure against)")
@@ -543,7 +546,8 @@ def _serve(args: argparse.Namespace, engine: Engine, model_name: str) -> int:
 
 def make_engine(args: argparse.Namespace, lm: llm.LoadedModel) -> Engine:
     if args.engine == "batch":
-        return BatchEngine(lm, args.max_batch_size, args.max_wait_ms, args.max_queue, args.stream_interval_ms)
+        return BatchEngine(lm, args.max_batch_size, args.max_wait_ms, args.max_queue, args.stream_interval_ms,
+                           cudnn_attention=args.cudnn_attention == "on")
     if args.engine == "compiled":
         from workloads import static_decode
 

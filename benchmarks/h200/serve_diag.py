@@ -46,9 +46,9 @@ from workloads import llm, static_decode
 from workloads.torchutil import sync
 
 
-def _decoder(lm: llm.LoadedModel, engine: str, batch: int, max_len: int) -> Any:
+def _decoder(lm: llm.LoadedModel, engine: str, batch: int, max_len: int, cudnn_attention: bool = True) -> Any:
     if engine == "eager":
-        return llm.EagerDecoder(lm.model)
+        return llm.EagerDecoder(lm.model, cudnn_attention=cudnn_attention)
     dec = static_decode.StaticDecoder(lm.model, batch, max_len, batch_sizes=[batch])
     dec.prepare()
     return dec
@@ -203,6 +203,8 @@ def main() -> int:
     p.add_argument("--trials", type=int, default=3)
     p.add_argument("--device", default="cuda")
     p.add_argument("--engines", default="eager,compiled")
+    p.add_argument("--cudnn-attention", choices=("on", "off"), default="on",
+                   help="--explain: the eager engine's attention on cuDNN (torch's default) or off it")
     p.add_argument("--explain", metavar="PATH", default=None,
                    help="explain the eager engine's thread slowdown instead; profiles go to PATH")
     args = p.parse_args()
@@ -212,7 +214,7 @@ def main() -> int:
     ids = llm.random_prompts(args.batch_size, args.prompt_len, lm.vocab_size, 0).to(device)
     mask = torch.ones_like(ids)
     if args.explain:
-        dec = _decoder(lm, "eager", args.batch_size, args.prompt_len + args.steps + 1)
+        dec = _decoder(lm, "eager", args.batch_size, args.prompt_len + args.steps + 1, args.cudnn_attention == "on")
         run_mode(dec, ids, mask, 5, "offline", device)  # warm-up
         with open(args.explain, "w") as report:
             explain(dec, ids, mask, args.steps, args.trials, device, report)
