@@ -19,6 +19,7 @@ from greentop.listener import remove_stale_dirs
 from greentop.sources.cpu_estimate import model_from
 from greentop.trace import load
 from tests.fakes.nvml import CFLAGS, FAKE_NVML_SOURCE, _compiler
+from tests.test_launch import _kill_all
 
 REPO = Path(__file__).resolve().parent.parent
 QUICK = "import time; time.sleep(0.1)"
@@ -130,10 +131,7 @@ def test_the_workload_dies_with_a_killed_recorder(tmp_path: Path, host_env: dict
     try:
         assert _gone(workload, 10), "the workload ran on, orphaned"
     finally:
-        try:
-            os.kill(workload, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _kill_all([workload])
 
 
 def test_the_workloads_children_die_with_a_killed_recorder(tmp_path: Path, host_env: dict[str, str]) -> None:
@@ -154,11 +152,7 @@ def test_the_workloads_children_die_with_a_killed_recorder(tmp_path: Path, host_
     finally:
         if proc.poll() is None:
             proc.kill()
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _kill_all(pids)
 
 
 def test_a_recorded_workload_keeps_its_exit_code_and_leaves_no_guard(tmp_path: Path, host_env: dict[str, str]) -> None:
