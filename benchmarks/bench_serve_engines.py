@@ -3,9 +3,11 @@
 - ``engines`` (the default): batch-level dynamic batching (the baseline) against transformers'
   continuous batching;
 - ``decode-thread``: the ``--engine`` given decoding in a worker thread (the baseline, the
-  arrangement before 2026-12-05) against decoding in the main thread (``serve --decode-in``).
+  arrangement before 2026-12-05) against decoding in the main thread (``serve --decode-in``);
+- ``cudnn-attention``: the batch engine with attention on cuDNN's backend (the baseline, torch's
+  own choice on an H100/H200) against off it (``serve --cudnn-attention``, off by default).
 
-    python benchmarks/bench_serve_engines.py [--compare engines|decode-thread] [--engine batch]
+    python benchmarks/bench_serve_engines.py [--compare engines|decode-thread|cudnn-attention] [--engine batch]
                                              [--model-size tiny] [--device cpu] [--rates 2,8]
                                              [--repeats 3] [--duration 6] [--output-len 64]
                                              [--max-batch-size 8] [--out FILE.json]
@@ -41,6 +43,9 @@ def variants(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     """(name, serve-bench options) of the baseline, then of the other."""
     if args.compare == "engines":
         return [("batch", ["--engine", "batch"]), ("continuous", ["--engine", "continuous"])]
+    if args.compare == "cudnn-attention":
+        return [("batch/cudnn-on", ["--engine", "batch", "--cudnn-attention", "on"]),
+                ("batch/cudnn-off", ["--engine", "batch", "--cudnn-attention", "off"])]
     return [(f"{args.engine}/worker", ["--engine", args.engine, "--decode-in", "worker"]),
             (f"{args.engine}/main", ["--engine", args.engine, "--decode-in", "main"])]
 
@@ -73,7 +78,7 @@ def summarise(runs: list[dict[str, Any]], rate: float, names: list[str]) -> dict
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--compare", choices=("engines", "decode-thread"), default="engines")
+    p.add_argument("--compare", choices=("engines", "decode-thread", "cudnn-attention"), default="engines")
     p.add_argument("--engine", choices=("batch", "compiled"), default="batch", help="decode-thread: the engine compared")
     p.add_argument("--model-size", default="tiny")
     p.add_argument("--device", default="cpu")
