@@ -18,7 +18,7 @@ case "${1:-}" in
     1)
         [ -f greentop/_sampler*.so ] || python3 setup.py build_ext --inplace -q >/dev/null 2>&1
         # The fix for the eager server's slow step: attention kept off cuDNN (the cause, measured
-        # on an H100 on 2026-12-05, is cuDNN's per-thread, per-shape graphs; explain-h100.txt).
+        # on an H100 on 2026-12-05, is cuDNN's per-thread, per-shape graphs; serving-h100-diag/explain.txt).
         PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} timeout 100 python3 "$here/serve_diag.py" --model-size 1b \
             --batch-size 32 --steps 60 --trials 2 --cudnn-attention off --explain "$OUT/explain-cudnn-off.txt" \
             > "$OUT/explain-cudnn-off.jsonl"
