@@ -96,6 +96,11 @@ class LiveSession:
         assert self.workload.output is not None
         launch.pump_lines(self.workload.output, self.output.put)
 
+    def count_left_running(self) -> int:
+        """How many processes of the workload's tree are alive besides its own (0 without a
+        workload): after it exited, what it left running."""
+        return len(self.workload.left_running()) if self.workload is not None else 0
+
     def close(self, recording: Recorder | None, exit_logged: bool) -> tuple[int, bool]:
         """Stop the workload by the stop protocol (if it still runs), the sampler and the listener;
         log the workload's end into ``recording`` (the one in progress, if any) unless the view

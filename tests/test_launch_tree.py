@@ -202,6 +202,7 @@ def test_the_live_sessions_trace_counts_what_the_workload_left(tmp_path: Path, h
     assert session.workload is not None and session.workload.wait() == 0
     left = int(pid_file.read_text())
     try:
+        assert session.count_left_running() == 1  # what the view shows beside the exit
         rec = session.recording
         assert rec is not None
         exit_code, running = session.close(rec, exit_logged=False)

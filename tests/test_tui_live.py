@@ -1205,3 +1205,25 @@ def test_the_phase_tables_numeric_headers_are_right_aligned_over_their_numbers()
                 assert header.index(label) + len(label) == end, (label, header, row)
 
     run(go)
+
+
+def test_what_the_exited_workload_left_running_is_shown_beside_its_exit() -> None:
+    async def go() -> None:
+        child = FakeChild()
+        left = [2]
+        app, _ = make_app(child=child, left_running=lambda: left[0])
+        async with app.run_test(size=(140, 60)) as pilot:
+            step(app)
+            assert "still running" not in str(app.query_one("#workload").render())
+            child.rc = 0
+            step(app)
+            text = str(app.query_one("#workload").render())
+            assert "exited 0" in text and "2 processes" in text and "still running" in text
+            left[0] = 0
+            app._left_scanned = -float("inf")  # the next frame rescans (the view rescans every 2 s)
+            step(app)
+            assert "still running" not in str(app.query_one("#workload").render())
+            await pilot.press("q")
+            await pilot.pause()
+
+    run(go)

@@ -58,6 +58,7 @@ DEFAULT_WINDOW_S = 60.0
 MIN_WINDOW_S = 1.875  # 60 s halved five times
 MAX_WINDOW_S = 960.0  # 60 s doubled four times; the model retains this much
 HEALTH_HZ = 2.0
+LEFT_RUNNING_SCAN_S = 2.0  # a scan reads every process's /proc entry: not every frame
 PHASE_ROWS = 12
 TABLE_EVERY_NS = 500_000_000  # the phase table's figures refresh twice a second (of data time)
 TITLE_EVERY_NS = 200_000_000  # chart titles' figures: 5 times a second is as fast as anyone reads
@@ -143,6 +144,7 @@ class LiveApp(App[int]):
         export_dir: Path | None = None,
         found: SourceResult | None = None,
         cpu_total: str = CPU_TOTAL_PACKAGES,
+        left_running: Callable[[], int] | None = None,
     ) -> None:
         """``recording``: a started recording (``-o``), whose tap then feeds the model; ``r`` does
         not stop it. ``new_recording``: starts one when ``r`` is pressed (given the events seen so
@@ -150,7 +152,9 @@ class LiveApp(App[int]):
         ``carbon``: grid intensity (gCO2e/kWh) and where it comes from (``carbon.intensity_for``;
         default: the world average). ``export_dir``: where ``e`` writes (default: ``GREENTOP_OUTPUT_DIR``,
         else the cwd). ``found``: what discovery found, for the devices overlay (``d``). ``cpu_total``:
-        the CPU side of the total, as ``greentop summary --cpu-total`` (``domains.plan_domains``)."""
+        the CPU side of the total, as ``greentop summary --cpu-total`` (``domains.plan_domains``).
+        ``left_running``: counts the processes of the workload's tree still alive after it exited
+        (``launch.Workload.left_running``), shown beside its exit."""
         super().__init__()
         if carbon is None:
             from greentop.carbon import intensity_for
@@ -172,6 +176,9 @@ class LiveApp(App[int]):
         self.fps = fps
         self.paused = False
         self.exit_code: int | None = None
+        self._left_running = left_running
+        self._left_count = 0
+        self._left_scanned = -math.inf  # time.monotonic() of the last scan
         self._use_timers = timers
         self._cpu_last = _Cpu.now()
         self._cpu_pct = math.nan
@@ -409,9 +416,22 @@ class LiveApp(App[int]):
             state = "workload [b]running[/b]"
         else:
             state = f"workload [b]exited {self.exit_code}[/b]: finished, press q"
+            if (left := self._count_left_running()):
+                state += f"\n[b]{left} process{'es' if left != 1 else ''}[/b] it started still running (q leaves them)"
         view = f"window {self.window_s:g} s" + ("  [reverse] PAUSED [/reverse]" if self.paused else "")
         self._set_text("#workload", f"{state}\n{view}\n{self.record_status()}")
         self._set_text("#health", self._health_line)
+
+    def _count_left_running(self) -> int:
+        """What the exited workload left running; the process table is scanned at most every
+        LEFT_RUNNING_SCAN_S, since children may still be winding down just after the exit."""
+        if self._left_running is None:
+            return 0
+        now = time.monotonic()
+        if now - self._left_scanned >= LEFT_RUNNING_SCAN_S:
+            self._left_scanned = now
+            self._left_count = self._left_running()
+        return self._left_count
 
     def _update_energy_text(self) -> None:
         _rows, current = self.model.phases()
@@ -659,7 +679,7 @@ def run_live(cmd: Sequence[str], channels: Sequence[Channel], rate_hz: float, sl
         app = LiveApp(session.sampler, session.channels, listener=session.listener, child=child, command=cmd,
                       output=session.output, window_s=window_s, recording=session.recording,
                       new_recording=None if output is not None else session.new_recording, carbon=carbon,
-                      found=session.found, **app_kwargs)
+                      found=session.found, left_running=session.count_left_running, **app_kwargs)
         rc = app.run()
     finally:
         rec = app.recording if app is not None else session.recording
