@@ -48,8 +48,7 @@ highest 100 ms. Channels marked (estimated) are modelled, not
 measured; "total" shows when there is more than one domain.
 "sampler fast 998/1000, slow 10/10 Hz": reads per second each
 lane got / asked for (slow: NVML energy, the CPU estimate).
-"finished, press q": the workload has exited; "N processes it
-started still running": what it left behind (q leaves them too).
+"finished, press q": the workload has exited.
 Press any key to close."""
 
 
