@@ -9,5 +9,5 @@ card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 echo "card: $card"
 case "$card" in
     *H100*) bash "$here/run_pending.sh" 1 ;;
-    *) bash "$here/run_pending.sh" fix && bash "$here/run_study.sh" 270 llm-infer-8b-repeat ;;
+    *) bash "$here/run_pending.sh" fix && bash "$here/run_study.sh" 250 llm-infer-8b-repeat ;;
 esac

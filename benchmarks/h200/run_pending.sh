@@ -27,7 +27,7 @@ case "${1:-}" in
         timeout 170 python3 benchmarks/bench_serve_engines.py --compare cudnn-attention --model-size 1b \
             --device cuda --precision bf16 --rates 4 --repeats 2 --duration 10 --output-len 128 --max-batch-size 32 \
             --out "$OUT/cudnn_attention.json" > "$OUT/cudnn_attention.jsonl" 2>&1
-        [ "$1" = fix ] || bash "$here/run_study.sh" 290 serving-compiled ;;
+        [ "$1" = fix ] || bash "$here/run_study.sh" 260 serving-compiled ;;
     2) bash "$here/run_study.sh" 560 transformer-repeat llm-infer-8b-repeat ;;
     3) bash "$here/run_study.sh" 560 cnn-repeat ;;
 esac
