@@ -68,7 +68,7 @@ def _intensity(text: str) -> float:
 
 
 def _add_discovery_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--msr", choices=["auto", "always", "never"], default="auto", help="read RAPL MSRs: auto = only without sysfs RAPL")
+    p.add_argument("--msr", choices=["auto", "always", "never"], default="auto", help="read RAPL MSRs: auto = only where sysfs gives no readable package counter")
     p.add_argument("--no-gpu", action="store_true", help="skip NVML")
     p.add_argument("--cpu-idle-w", type=_watts, help="CPU estimate: whole-machine idle power (W)")
     p.add_argument("--cpu-max-w", type=_watts, help="CPU estimate: whole-machine full-load power (W)")
@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--listen", default="127.0.0.1:9464", metavar="HOST:PORT",
                     help="where to serve /metrics (default 127.0.0.1:9464; a non-loopback address exposes the metrics to the network)")
     ex.add_argument("--rate", type=_rate, default=100.0, metavar="HZ", help="fast-lane rate (default 100)")
-    ex.add_argument("--slow-rate", type=_rate, default=DEFAULT_SLOW_RATE_HZ, metavar="HZ", help="slow-lane rate (default 10)")
+    ex.add_argument("--slow-rate", type=_slow_rate, default=DEFAULT_SLOW_RATE_HZ, metavar="HZ", help="slow-lane rate (default 10)")
     ex.add_argument("--duration", type=_seconds, metavar="S", help="stop after this long (default: until Ctrl-C or SIGTERM)")
     _add_cpu_total_option(ex)
     _add_discovery_options(ex)

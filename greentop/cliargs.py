@@ -1,6 +1,6 @@
-"""Command-line pieces shared by greentop's commands and the ``workloads`` study package: a parser
-whose errors are one line and exit 2, and the number types options take (argparse ``type=``
-callables)."""
+"""Command-line pieces of the ``workloads`` study package and its sweeps: a parser whose errors
+are one line and exit 2, and the number types options take (argparse ``type=`` callables).
+``greentop``'s own command (``cli.py``) keeps its own, whose errors name each option's unit."""
 
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
 """One ledger: energy, average and peak power, baseline and uncertainty, computed in one place.
 
-``greentop summary`` (a trace), ``greentop sample`` (a few seconds of live samples) and the live
-view all total energy through ``account``: plain in-memory arrays (channels with their samples,
-phases, an idle-baseline window) in, per-row and per-domain figures out (a
-:class:`~greentop.attribution.RunSummary`). No file is involved; ``attribution.summarise`` is the
-arithmetic (see its module docstring for the model), ``domains.plan_domains`` what adds up.
+``account`` takes plain in-memory arrays (channels with their samples, phases, an idle-baseline
+window) and gives per-row and per-domain figures (a :class:`~greentop.attribution.RunSummary`).
+No file is involved. ``greentop sample`` (a few seconds of live samples) and the live view total
+through it; a trace's summary and the Monitor call ``attribution.summarise``, the arithmetic it
+wraps (see that module's docstring for the model), directly. ``domains.plan_domains`` says what
+adds up.
 
 - Energy of an interval: the cumulative energy of each channel (its ``energy.converter_for``
   converter) interpolated at the interval's ends.

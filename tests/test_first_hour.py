@@ -90,8 +90,9 @@ def test_each_argument_error_names_its_unit(argv: list[str], unit: str) -> None:
     assert "watts" not in out.stderr or "-w" in argv[1]
 
 
-def test_slow_rate_is_bounded_by_what_its_sources_can_use() -> None:
-    out = greentop("sample", "--slow-rate", "100000")
+@pytest.mark.parametrize("command", ["sample", "record", "export", "run"])
+def test_slow_rate_is_bounded_by_what_its_sources_can_use(command: str) -> None:
+    out = greentop(command, "--slow-rate", "100000")
     assert out.returncode == 2 and "slow-lane rate must be in (0, 100] Hz" in out.stderr
 
 

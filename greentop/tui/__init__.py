@@ -1,1 +1,2 @@
-"""The Textual user interface of greentop: widgets and, later, the live and replay apps."""
+"""The Textual user interface of greentop: the live view (``app``), the replay (``replay``) and
+their widgets."""
