@@ -45,8 +45,9 @@ def test_a_stop_reaches_the_workloads_children_when_it_has_its_own_group(tmp_pat
     w = launch.start([sys.executable, "-c", code], own_group=True, capture_output=True)
     grandchild = int(_wait_for_file(pidfile))
     assert w.running() and _alive(grandchild)
-    # A wide grace: under a loaded CI machine an interpreter's Ctrl-C shutdown once took over 5 s,
-    # SIGTERM followed and the exit read 143. The stop returns as soon as the workload ends.
+    # A wide grace: the one failure seen (143, under heavy load, with 5 s) fits an interpreter
+    # whose Ctrl-C shutdown outlasted the grace, so SIGTERM followed. The stop returns as soon as
+    # the workload ends, so the margin costs nothing when all is well.
     rc = w.stop(grace_s=30.0)
     assert rc == 128 + signal.SIGINT  # Python dies of an unhandled Ctrl-C by the signal itself: 130
     end = time.monotonic() + 10
