@@ -446,3 +446,21 @@ def test_replay_cpu_total_the_trace_cannot_give_is_one_line(tmp_path: Path, caps
         assert cli.main(["replay", str(trace), "--cpu-total", cpu_total]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and what in err, err  # said before anything else (the terminal check included)
+
+
+def test_an_apus_plain_ppt_is_the_socs_power_not_a_gpus(sysfs: FakeHost) -> None:
+    """amdgpu labels an APU's meter "PPT" like a discrete card's, except on Van Gogh (slowPPT /
+    fastPPT), and on an APU it reads the whole SoC, CPU cores included. amdgpu shows the
+    ``vddnb`` voltage (``in1_label``) only on APUs (amdgpu_pm.c, hwmon_attributes_visible), so
+    that tells them apart; adding the APU's PPT to RAPL's package would count the CPU twice."""
+    steps = PowerProfile.constant(25.0)
+    sysfs.add_hwmon("amdgpu", power=[("PPT", steps)], static={"in0_label": "vddgfx", "in1_label": "vddnb", "in1_input": "900"})
+    sysfs.add_hwmon("amdgpu", power=[("PPT", PowerProfile.constant(200.0))], static={"in0_label": "vddgfx"})  # a discrete card
+    sysfs.add_rapl_zone("0", "package-0", PowerProfile.constant(PACKAGE_W))
+    ch = {c.name: c for c in hwmon.discover().channels}
+    assert ch["hwmon:amdgpu:PPT"].domain == "amdgpu:PPT"
+    assert "APU" in ch["hwmon:amdgpu:PPT"].note and "CPU included" in ch["hwmon:amdgpu:PPT"].note
+    assert ch["hwmon:hwmon1:PPT"].domain == "gpu-amdgpu-0"  # the discrete card is the first GPU of amdgpu
+    plan = plan_domains([*rapl_sysfs.discover().channels, *ch.values()])
+    assert [c.name for c in plan.total] == ["rapl:package-0", "hwmon:hwmon1:PPT"]
+    assert "amdgpu:PPT (scope unknown)" in plan.describe()

@@ -11,8 +11,12 @@ What a meter measures decides its domain, and so whether the machine total adds 
   whole machine's power: ``system-<N>`` (N counts the meters), shown beside the total, never added.
 - A discrete GPU's driver (amdgpu, i915, xe): ``gpu-<driver>-<N>`` (N counts that driver's hwmon
   devices; never NVML's ``gpu-<N>``), added. Its first meter is the GPU; a further one (xe's
-  ``pkg`` beside its ``card``) lies inside it and is not added. amdgpu's ``slowPPT`` / ``fastPPT``
-  read an APU's whole SoC, CPU included: scope unknown.
+  ``pkg`` beside its ``card``) lies inside it and is not added. On an APU amdgpu's meter (``PPT``,
+  or ``slowPPT`` / ``fastPPT`` on Van Gogh) reads the whole SoC, CPU cores included: scope
+  unknown, never added (RAPL's package holds the same cores), and not counted among the GPUs.
+  amdgpu labels an APU's meter ``PPT`` as it does a discrete card's; what tells them apart is the
+  ``vddnb`` voltage (``in1_label``), which amdgpu shows on APUs only (``amdgpu_pm.c``,
+  ``hwmon_attributes_visible``; MI300A, an APU without it, counts as a GPU).
 - Anything else (board rails such as ina2xx/ina3221, whose total rail and sub-rails overlap):
   ``<driver>:<label>``, scope unknown, shown and not added.
 """
@@ -30,11 +34,17 @@ _FILE = re.compile(r"^(energy|power)(\d+)_(input|average)$")
 _CPU_DRIVERS = ("amd_energy", "zenergy", "zenpower")
 _SYSTEM_DRIVERS = ("power_meter",)
 _GPU_DRIVERS = ("amdgpu", "i915", "xe")
-_APU_LABELS = ("slowPPT", "fastPPT")  # amdgpu on an APU: the SoC's power, CPU cores included
+_APU_LABELS = ("slowPPT", "fastPPT")  # amdgpu on Van Gogh: the SoC's power, CPU cores included
 
 
-def _domain(driver: str, label: str, device_index: int) -> str:
-    """The domain of meter ``label`` of the ``device_index``-th hwmon device of ``driver``."""
+def _is_apu(driver: str, in1_label: str | None) -> bool:
+    """Whether an amdgpu hwmon device is an APU's, by its ``in1_label``."""
+    return driver == "amdgpu" and in1_label == "vddnb"
+
+
+def _domain(driver: str, label: str, device_index: int, apu: bool = False) -> str:
+    """The domain of meter ``label`` of the ``device_index``-th hwmon device of ``driver`` (GPU
+    drivers: the ``device_index``-th GPU; ``apu``: the device is an APU's)."""
     if driver in _CPU_DRIVERS:
         m = re.fullmatch(r"Esocket(\d+)", label)
         if m:
@@ -44,7 +54,7 @@ def _domain(driver: str, label: str, device_index: int) -> str:
             return f"cpu-core-{int(m.group(1))}"
     if driver in _SYSTEM_DRIVERS:
         return f"system-{device_index}"
-    if driver in _GPU_DRIVERS and label not in _APU_LABELS:
+    if driver in _GPU_DRIVERS and not apu and label not in _APU_LABELS:
         return f"gpu-{driver}-{device_index}"
     # "/" would read as a merged job's "<node>/<domain>"
     return f"{driver}:{label}".replace("/", "_")
@@ -73,8 +83,10 @@ def discover() -> SourceResult:
     seen_drivers: dict[str, int] = {}
     for dev in devices:
         driver = read_text(dev / "name") or dev.name
+        apu = _is_apu(driver, read_text(dev / "in1_label"))
         device_index = seen_drivers.get(driver, 0)
-        seen_drivers[driver] = device_index + 1
+        if not apu:  # an APU's meter is not a GPU: the GPUs are numbered without it
+            seen_drivers[driver] = device_index + 1
         first = ""  # a GPU device's first meter: the GPU; the others lie inside it
         try:
             files = sorted((f for f in (p.name for p in dev.iterdir()) if _FILE.match(f)), key=_file_key)
@@ -105,7 +117,7 @@ def discover() -> SourceResult:
             name = f"hwmon:{driver}:{label}"
             if name in names:
                 name = f"hwmon:{dev.name}:{label}"
-            domain = _domain(driver, label, device_index)
+            domain = _domain(driver, label, device_index, apu)
             parent = ""
             if domain.startswith("gpu-"):
                 if first:

@@ -48,7 +48,7 @@ import struct
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from tests.fakes.profile import PowerProfile
 
@@ -483,13 +483,15 @@ class FakeHost:
         energy: Sequence[tuple[str | None, PowerProfile]] = (),
         power: Sequence[tuple[str | None, PowerProfile]] = (),
         power_file: str = "input",
+        static: Mapping[str, str] = {},
     ) -> list[FakeCounter]:
         """A hwmon device ``hwmonN`` (N counts from 0 per host) with ``name``, one
         ``energyK_input`` (µJ, 64-bit) per ``energy`` entry and one power gauge (µW) per ``power``
         entry, K from 1; a non-None label writes ``energyK_label`` / ``powerK_label``.
         ``power_file`` is ``"input"`` (``powerK_input``), ``"average"`` (``powerK_average``) or
-        ``"both"``. Returns the energy counters in order, then the power gauges in order (for
-        ``"both"``: input then average for each K)."""
+        ``"both"``. ``static``: further files of the device and their contents (an APU's
+        ``in1_label``, say). Returns the energy counters in order, then the power gauges in order
+        (for ``"both"``: input then average for each K)."""
         if power_file not in ("input", "average", "both"):
             raise ValueError(f"power_file must be input, average or both, not {power_file!r}")
         n = self._hwmon_count
@@ -499,6 +501,8 @@ class FakeHost:
         hw_dir = self.root / "sys" / rel
         hw_dir.mkdir(parents=True)
         _write_static(hw_dir / "name", f"{name}\n")
+        for fname, content in static.items():
+            _write_static(hw_dir / fname, f"{content}\n")
         cls_dir = self.root / "sys/class/hwmon" / f"hwmon{n}"
         _symlink(cls_dir, f"../../{rel}")
         counters: list[FakeCounter] = []
