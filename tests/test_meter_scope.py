@@ -464,3 +464,17 @@ def test_an_apus_plain_ppt_is_the_socs_power_not_a_gpus(sysfs: FakeHost) -> None
     plan = plan_domains([*rapl_sysfs.discover().channels, *ch.values()])
     assert [c.name for c in plan.total] == ["rapl:package-0", "hwmon:hwmon1:PPT"]
     assert "amdgpu:PPT (scope unknown)" in plan.describe()
+
+
+def test_an_mi300as_meter_is_the_sockets_power_though_it_shows_no_vddnb(sysfs: FakeHost) -> None:
+    """MI300A is an APU (24 Zen 4 cores beside the GPU in one socket) whose amdgpu hides the
+    voltages, ``vddnb`` included, so its PCI device id (0x74a0; MI300X is 0x74a1) tells it apart.
+    Its meter reads the socket, CPU cores included: not a GPU, not added beside RAPL's package."""
+    sysfs.add_hwmon("amdgpu", power=[("PPT", PowerProfile.constant(300.0))], static={"device/device": "0x74a0"})
+    sysfs.add_hwmon("amdgpu", power=[("PPT", PowerProfile.constant(500.0))], static={"device/device": "0x74a1"})  # MI300X
+    sysfs.add_rapl_zone("0", "package-0", PowerProfile.constant(PACKAGE_W))
+    ch = {c.name: c for c in hwmon.discover().channels}
+    assert ch["hwmon:amdgpu:PPT"].domain == "amdgpu:PPT"
+    assert ch["hwmon:hwmon1:PPT"].domain == "gpu-amdgpu-0"
+    plan = plan_domains([*rapl_sysfs.discover().channels, *ch.values()])
+    assert [c.name for c in plan.total] == ["rapl:package-0", "hwmon:hwmon1:PPT"]

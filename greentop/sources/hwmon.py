@@ -16,7 +16,8 @@ What a meter measures decides its domain, and so whether the machine total adds 
   unknown, never added (RAPL's package holds the same cores), and not counted among the GPUs.
   amdgpu labels an APU's meter ``PPT`` as it does a discrete card's; what tells them apart is the
   ``vddnb`` voltage (``in1_label``), which amdgpu shows on APUs only (``amdgpu_pm.c``,
-  ``hwmon_attributes_visible``; MI300A, an APU without it, counts as a GPU).
+  ``hwmon_attributes_visible``). MI300A hides its voltages, so there its PCI device id
+  (``device/device``, 0x74a0) tells.
 - Anything else (board rails such as ina2xx/ina3221, whose total rail and sub-rails overlap):
   ``<driver>:<label>``, scope unknown, shown and not added.
 """
@@ -35,11 +36,13 @@ _CPU_DRIVERS = ("amd_energy", "zenergy", "zenpower")
 _SYSTEM_DRIVERS = ("power_meter",)
 _GPU_DRIVERS = ("amdgpu", "i915", "xe")
 _APU_LABELS = ("slowPPT", "fastPPT")  # amdgpu on Van Gogh: the SoC's power, CPU cores included
+# APUs whose amdgpu shows no vddnb (GC 9.4.3 hides every voltage): MI300A.
+_APU_PCI_IDS = ("0x74a0",)
 
 
-def _is_apu(driver: str, in1_label: str | None) -> bool:
-    """Whether an amdgpu hwmon device is an APU's, by its ``in1_label``."""
-    return driver == "amdgpu" and in1_label == "vddnb"
+def _is_apu(driver: str, in1_label: str | None, pci_device: str | None) -> bool:
+    """Whether an amdgpu hwmon device is an APU's, by its ``in1_label`` or its PCI device id."""
+    return driver == "amdgpu" and (in1_label == "vddnb" or (pci_device or "").lower() in _APU_PCI_IDS)
 
 
 def _domain(driver: str, label: str, device_index: int, apu: bool = False) -> str:
@@ -83,7 +86,7 @@ def discover() -> SourceResult:
     seen_drivers: dict[str, int] = {}
     for dev in devices:
         driver = read_text(dev / "name") or dev.name
-        apu = _is_apu(driver, read_text(dev / "in1_label"))
+        apu = _is_apu(driver, read_text(dev / "in1_label"), read_text(dev / "device" / "device"))
         device_index = seen_drivers.get(driver, 0)
         if not apu:  # an APU's meter is not a GPU: the GPUs are numbered without it
             seen_drivers[driver] = device_index + 1
