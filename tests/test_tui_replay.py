@@ -9,6 +9,7 @@ from typing import Awaitable, Callable
 
 import numpy as np
 import pytest
+from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
@@ -85,6 +86,24 @@ def test_phase_list_lists_training_and_its_epochs_indented(model: ReplayModel) -
         row = table_rows(app)[names.index("training")]
         assert row[3] == f"{training.total.energy_j:.1f}"
         assert row[4] == f"{training.total.average_w:.1f}"
+
+    drive(app, body)
+
+
+def test_the_phase_lists_figures_and_their_headers_are_right_aligned(model: ReplayModel) -> None:
+    """Numbers of different widths (0.95 and 1234.5 J) read by magnitude only when their digits
+    line up: every column but the name is right-aligned, before and after the summary."""
+    app = ReplayApp(model)
+
+    async def body(pilot: Pilot) -> None:
+        table = app.query_one("#phases", DataTable)
+        headers = [c.label for c in table.columns.values()]
+        assert headers[0].justify != "right" and all(h.justify == "right" for h in headers[1:])
+        assert app.summary_ready
+        for i in range(table.row_count):
+            row = table.get_row_at(i)
+            assert not isinstance(row[0], Text) or row[0].justify != "right"
+            assert all(isinstance(c, Text) and c.justify == "right" for c in row[1:]), row
 
     drive(app, body)
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import numpy.typing as npt
+from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -71,6 +72,11 @@ greentop replay
   q              quit
   ?              this help (any key closes it)
 """
+
+
+def _right(*cells: str) -> list[Text]:
+    """The phase list's figures, right-aligned."""
+    return [Text(c, justify="right") for c in cells]
 
 
 @dataclass
@@ -368,7 +374,8 @@ class ReplayApp(App[int]):
 
     def on_mount(self) -> None:
         table = self.query_one("#phases", DataTable)
-        table.add_columns("phase", "start", "duration", "energy J", "avg W")
+        # Figures of different widths compare by magnitude only when their digits line up.
+        table.add_columns("phase", *(Text(label, justify="right") for label in ("start", "duration", "energy J", "avg W")))
         self._fill_table()
         self.draw()
         table.focus()
@@ -415,14 +422,14 @@ class ReplayApp(App[int]):
         if self._rows:
             for key, r in self._rows.items():
                 t = r.total
-                table.add_row(f"{'  ' * r.depth}{r.name}", f"{max((r.start_ns - o) * 1e-9, 0.0):.2f}", f"{r.duration_s:.2f}",
-                              _j(t.energy_j), f"{t.average_w:.1f}", key=key)
+                table.add_row(f"{'  ' * r.depth}{r.name}", *_right(f"{max((r.start_ns - o) * 1e-9, 0.0):.2f}", f"{r.duration_s:.2f}",
+                                                                   _j(t.energy_j), f"{t.average_w:.1f}"), key=key)
         else:
             tr = self.model.trace
-            table.add_row("run", "0.00", f"{self.model.duration_s:.2f}", "…", "…", key="run")
+            table.add_row("run", *_right("0.00", f"{self.model.duration_s:.2f}", "…", "…"), key="run")
             for p in tr.phases:
-                table.add_row(f"{'  ' * p.depth}{p.name}", f"{(p.start_ns - o) * 1e-9:.2f}", f"{p.duration_s:.2f}",
-                              "…", "…", key=f"p{p.index}")
+                table.add_row(f"{'  ' * p.depth}{p.name}", *_right(f"{(p.start_ns - o) * 1e-9:.2f}", f"{p.duration_s:.2f}", "…", "…"),
+                              key=f"p{p.index}")
         if keep is not None:
             try:
                 table.move_cursor(row=table.get_row_index(keep))
