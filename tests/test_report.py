@@ -559,3 +559,39 @@ def test_the_report_gives_each_repeated_configuration_its_spread(tmp_path: Path)
     assert table_r.count("| serve | model_size=") == 4 and "±4.0%" in table_r and "Run once" not in table_r
     single = frame[frame["param.repeat"] == 0].drop(columns="param.repeat")
     assert repeats.repeat_rows(single, "serve") == []
+
+
+def _engine_serve_rows(engine_factor: float) -> pd.DataFrame:
+    """1b and 8b at three rates under two engines: energy ×``engine_factor`` under "compiled"."""
+    rows = []
+    for engine in ("batch", "compiled"):
+        for size, params in (("1b", 1e9), ("8b", 8e9)):
+            for rate in (1.0, 4.0, 16.0):
+                e = 40.0 * (params / 1e9) ** 0.3 * rate ** -0.7 * (engine_factor if engine == "compiled" else 1.0)
+                row = _common(f"e-{engine}-{size}-{rate}", "serve", "serve", e * 100, e * 100 / 300.0, 10.0)
+                row |= {"param.engine": engine, "param.model_size": size, "param.rate": rate,
+                        "metric.model_params": params, "energy_per_request_j": e}
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_the_engine_is_a_configuration_the_model_fits() -> None:
+    """The engine (eager, compiled, batch ...) is a choice a user makes and it moves energy: left
+    out of the fit, its effect would be spread over the other exponents' errors."""
+    model = fit_workload(_engine_serve_rows(1.5), "serve")
+    assert "engine=compiled" in model.features
+    assert math.exp(model.coefficient("engine=compiled")) == pytest.approx(1.5, rel=0.01)
+    assert model.coefficient("log model_params") == pytest.approx(0.3, abs=0.01)
+
+
+def test_a_parameter_a_run_did_not_record_is_no_level_to_compare() -> None:
+    """A sweep resumed after an option was added: its first runs carry no value for it (NaN). That
+    is not a level: comparing it with the recorded one would read whatever else differed
+    between the runs (another day, another machine) as the option's effect."""
+    first = _engine_serve_rows(1.0).assign(**{"param.repeat": 0})
+    second = first.assign(**{"param.repeat": 1, "param.cudnn_attention": "off", "point": first["point"] + "-1"})
+    second["energy_per_request_j"] *= 0.9  # another machine, hours later
+    frame = pd.concat([first, second], ignore_index=True)
+    rows = sensitivity(frame, "serve")
+    assert not [r for r in rows if r.param == "cudnn_attention"]
+    assert [r for r in rows if r.param == "rate"]  # the rows themselves still compare along the rest

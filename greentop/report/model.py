@@ -3,8 +3,8 @@
 One model per workload kind (train, infer: energy per sample; llm-infer, serve: energy per request),
 because the kinds differ in what a unit of work is. In log space a power law
 ``E = a * params^b * batch^c`` becomes linear, so the coefficients of log features read as
-exponents. Only what a user chooses is a feature (model, batch, lengths, rate, precision, power
-limit). Utilisation is a consequence of those choices, not a knob: as a covariate it is collinear
+exponents. Only what a user chooses is a feature (model, batch, lengths, rate, precision, engine,
+power limit). Utilisation is a consequence of those choices, not a knob: as a covariate it is collinear
 with them and flips their signs (the H200 study's serve fit read model_params^-0.47 with it,
 +0.22 without, while every rate's rows rose with size), so it is only reported beside the model.
 Ordinary least squares from statsmodels, with standard errors and the design's condition number;
@@ -39,7 +39,7 @@ LOG_FEATURES: tuple[tuple[str, str], ...] = (
 )
 # Measured, not chosen: reported beside the model (their range over the rows), never fitted.
 BESIDE: tuple[tuple[str, str], ...] = (("gpu_util_pct", "metric.gpu_util_pct"), ("cpu_util_pct", "metric.cpu_util_pct"))
-CATEGORICAL_FEATURES: tuple[tuple[str, str], ...] = (("precision", "param.precision"),)
+CATEGORICAL_FEATURES: tuple[tuple[str, str], ...] = (("precision", "param.precision"), ("engine", "param.engine"))
 IDENTITY_KEYS = ("arch", "model_size")  # what names a model; params/MACs are looked up from it
 
 MIN_COVERAGE = 0.9  # a feature missing in more rows than this drops out rather than the rows

@@ -3,7 +3,9 @@
 For each hyperparameter, points are matched on every other parameter (repeats aside), so a change
 is measured with everything else held fixed. Numeric parameters compare adjacent levels
 (64 -> 128); categorical ones compare each level with a reference (fp32 where present). The spread
-across repeats says whether a change is larger than the run-to-run noise.
+across repeats says whether a change is larger than the run-to-run noise. A run that did not record
+a parameter (it ran before the option existed) is no level of it: comparing it with one that did
+would read whatever else differed between the runs as the option's effect.
 """
 
 from __future__ import annotations
@@ -75,10 +77,11 @@ def sensitivity(frame: pd.DataFrame, workload: str) -> list[SensitivityRow]:
     cv = _repeat_cv(rows, params, target)
     out: list[SensitivityRow] = []
     for p in params:
-        if rows[p].map(_level_key).nunique() < 2:
+        recorded = rows[rows[p].notna()]
+        if recorded[p].map(_level_key).nunique() < 2:
             continue
         others = [q for q in params if q != p]
-        keyed = rows.assign(_lvl=rows[p].map(_level_key))
+        keyed = recorded.assign(_lvl=recorded[p].map(_level_key))
         ctx_cols = [keyed[q].map(_level_key).rename(q) for q in others]
         agg_cols = {target: "median"} | ({"_acc_pts": "median"} if has_acc else {})
         grouped = keyed.groupby(ctx_cols + [keyed["_lvl"]]).agg(agg_cols) if others else keyed.groupby("_lvl").agg(agg_cols)
