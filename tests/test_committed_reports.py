@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path("docs") / "results"
 REPORTS = {
     "report.md": ["cnn-h200", "transformer-h200", "llm-infer-h200", "llm-h200"],
+    "dev-vm-cnn-cpu/report.md": ["dev-vm-cnn-cpu"],
     "h100-repeats/report.md": ["cnn-repeat-h100", "transformer-repeat-h100", "llm-infer-8b-repeat-h100", "serving-compiled-h100"],
 }
 
