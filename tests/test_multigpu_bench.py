@@ -59,8 +59,11 @@ def test_ddp_benchmark_on_cpu_ranks_read_their_own_gpu_and_greentop_agrees(
         limit_j = GPU_W[r["gpu"]] * (UPDATE_S + SCHED_SLACK_S)
         assert abs(r["window_j"] - r["nvml_j"]) <= limit_j, r
         assert abs(r["nvml_j"] - GPU_W[r["gpu"]] * r["window_s"]) <= limit_j, r  # its own GPU's (120 W against 300 W)
-        # The phase's own energy is its GPU's, not the machine's.
-        assert r["phase_j"] / r["phase_s"] == pytest.approx(GPU_W[r["gpu"]], rel=0.05), r
+        # The phase's own energy is its GPU's, not the machine's (the other GPU draws 2.5x, both
+        # together 3.5x): within 5 %, or, for a phase only a few refreshes long, within the same
+        # one-refresh bound as above (a 32-image epoch under the full suite once read 96 W for 120).
+        expected_j = GPU_W[r["gpu"]] * r["phase_s"]
+        assert abs(r["phase_j"] - expected_j) <= max(0.05 * expected_j, limit_j), r
         assert r["images_per_s"] > 0 and r["j_per_image"] > 0
     table = subprocess.run([sys.executable, str(REPO / "benchmarks/multigpu/compare.py"), str(trace), str(edges)],
                            env=env, capture_output=True, text=True, cwd=tmp_path, timeout=120)
