@@ -258,6 +258,8 @@ def test_demo_trains_on_digits_beats_chance_then_infers(tmp_path: Path, host_env
     assert params["optimizer"] == "adam" and params["lr"] == 0.002 and params["schedule"] == "cosine"
     assert params["epochs"] == 2 and params["train_samples"] == 640 and params["phase_detail"] == "epoch" and doc["hardware"]["device"] == "cpu"
     assert params["warmup_steps"] == 3 and params["warmup_batches"] == 2
+    # A CNN has no sequence: a seq_len in its row would read as one to the report's model and tables.
+    assert "seq_len" not in params and "vocab_size" not in params and "image_size" in params
     assert "epoch 1/2" in proc.stdout and "epoch 2/2" in proc.stdout
     assert "accuracy" in proc.stdout.splitlines()[-1]
     assert per_sample_j(tmp_path / "run.h5", "train") > 0
@@ -282,8 +284,10 @@ def test_bert_tiny_trains_on_synthetic_tokens(tmp_path: Path, host_env: dict[str
                    "--vocab-size", "1000", "--train-samples", "64", "--eval-samples", "32", "--batch-size", "16",
                    "--device", "cpu", "--result", str(result))
     assert names(tr) == ["data-loading", "warmup", "train", "epoch", "evaluation"]
-    m = json.loads(result.read_text())["metrics"]
+    doc = json.loads(result.read_text())
+    m = doc["metrics"]
     assert samples_in(tr, "epoch") == m["samples"] == 64 and samples_in(tr, "evaluation") == 32
+    assert doc["params"]["seq_len"] == 32 and "image_size" not in doc["params"]  # a text model has no image size
     # Two layers of 128 at 32 tokens: linear layers plus attention's two matrix products.
     assert m["model_macs"] > 2 * 32 * (4 * 128 * 128 + 2 * 128 * 512)
     assert 0.0 <= m["accuracy"] <= 1.0

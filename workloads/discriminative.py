@@ -146,8 +146,10 @@ class Config:
         return self.args.arch in BERT_SIZES
 
     def params(self) -> dict[str, Any]:
-        """Every hyperparameter, flat (the result document's ``params``)."""
-        skip = {"result"}
+        """Every hyperparameter, flat (the result document's ``params``): those the model reads. A
+        CNN's row carries no sequence length and a text model's no image size, which the report
+        would otherwise take for settings."""
+        skip = {"result"} | ({"image_size"} if self.args.arch in BERT_SIZES else {"seq_len", "vocab_size"})
         out = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(self.args).items() if k not in skip}
         out.update(command=self.command, optimizer=self.optimizer, lr=self.lr, device=str(self.device))
         return out
