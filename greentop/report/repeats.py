@@ -45,7 +45,7 @@ def setting_columns(rows: pd.DataFrame) -> list[str]:
             and rows[c].astype("string").nunique(dropna=False) > 1]
 
 
-def _value_text(value: object) -> str:
+def setting_text(value: object) -> str:
     """A setting as it was given: 32, not the 32.0 a column with gaps holds; "–" where unrecorded."""
     if value is None or (isinstance(value, float) and not np.isfinite(value)) or value is pd.NA:
         return "–"
@@ -58,7 +58,7 @@ def configuration_keys(rows: pd.DataFrame, settings: list[str]) -> pd.Series:
     """One string per row naming its configuration."""
     if not settings:
         return pd.Series([""] * len(rows), index=rows.index, dtype="string")
-    parts = [c.removeprefix("param.") + "=" + rows[c].map(_value_text) for c in settings]
+    parts = [c.removeprefix("param.") + "=" + rows[c].map(setting_text) for c in settings]
     key = parts[0]
     for p in parts[1:]:
         key = key + ", " + p

@@ -17,6 +17,7 @@ import pandas as pd
 
 from greentop.report.load import model_params_column
 from greentop.report.model import target_column
+from greentop.report.repeats import setting_text
 
 NOT_HYPERPARAMETERS = {"repeat", "seed"}  # they vary to measure noise, not to change the run
 
@@ -44,18 +45,12 @@ def _is_numeric(values: pd.Series) -> bool:
     return bool(pd.to_numeric(values.dropna(), errors="coerce").notna().all())
 
 
-def _level_key(value: object) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def _repeat_cv(rows: pd.DataFrame, params: list[str], target: str) -> dict[tuple[str, ...], float]:
     """Coefficient of variation of energy across repeats, per configuration (params without repeat)."""
     out: dict[tuple[str, ...], float] = {}
     if not params:
         return out
-    for key, group in rows.groupby([rows[p].map(_level_key) for p in params]):
+    for key, group in rows.groupby([rows[p].map(setting_text) for p in params]):
         e = group[target].to_numpy(dtype=float)
         if len(e) >= 2 and e.mean() > 0:
             out[tuple(key) if isinstance(key, tuple) else (key,)] = float(e.std(ddof=1) / e.mean())
@@ -78,11 +73,11 @@ def sensitivity(frame: pd.DataFrame, workload: str) -> list[SensitivityRow]:
     out: list[SensitivityRow] = []
     for p in params:
         recorded = rows[rows[p].notna()]
-        if recorded[p].map(_level_key).nunique() < 2:
+        if recorded[p].map(setting_text).nunique() < 2:
             continue
         others = [q for q in params if q != p]
-        keyed = recorded.assign(_lvl=recorded[p].map(_level_key))
-        ctx_cols = [keyed[q].map(_level_key).rename(q) for q in others]
+        keyed = recorded.assign(_lvl=recorded[p].map(setting_text))
+        ctx_cols = [keyed[q].map(setting_text).rename(q) for q in others]
         agg_cols = {target: "median"} | ({"_acc_pts": "median"} if has_acc else {})
         grouped = keyed.groupby(ctx_cols + [keyed["_lvl"]]).agg(agg_cols) if others else keyed.groupby("_lvl").agg(agg_cols)
         pairs = _level_pairs(p, keyed["_lvl"], model_params_column(keyed))
